@@ -1,0 +1,3 @@
+//! Reusable pieces of UI shared by the views.
+
+pub mod token_heatmap;

@@ -1,0 +1,400 @@
+//! The model worker: one long-lived, named thread that owns the loaded model and runs the work
+//! the Playground asks for. Commands go in and events come out through bounded channels; the UI
+//! drains events each frame. The model never leaves this thread, so it needs neither `Send` nor
+//! `Sync`.
+
+use std::ops::ControlFlow;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::time::Instant;
+
+use engine::backend::Backend;
+use engine::formats::chat_template::ChatMessage;
+use engine::formats::loader::{LoadedModel, load_model};
+use engine::infer::{GenerateRequest, GeneratedToken, SamplingConfig, generate};
+
+use crate::widgets::token_heatmap::{Alternative, HeatmapToken};
+
+/// Commands waiting for the worker; it runs one at a time.
+const COMMAND_CAPACITY: usize = 8;
+/// Events waiting for the UI; the worker blocks when the UI falls this far behind.
+const EVENT_CAPACITY: usize = 256;
+/// Alternatives reported per generated token.
+const TOP_ALTERNATIVES: usize = 5;
+
+/// Work for the model worker.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Open a model (a path or `builtin:tiny-reasoner`), replacing the current one on success.
+    Load { spec: String },
+    /// Generate a continuation with the current model.
+    Generate(GenerateJob),
+}
+
+/// One generation.
+#[derive(Debug, Clone)]
+pub struct GenerateJob {
+    /// Identifies this job for cancellation; increases with every job.
+    pub job_id: u64,
+    pub prompt: String,
+    /// Wrap the prompt as a user message in the model's chat template.
+    pub use_chat_template: bool,
+    pub max_new_tokens: usize,
+    pub sampling: SamplingConfig,
+}
+
+/// What a loaded model is, for display.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSummary {
+    pub name: String,
+    pub spec: String,
+    pub format: String,
+    pub dtype: String,
+    pub parameters: usize,
+    pub layers: usize,
+    pub vocab_size: usize,
+    pub context_tokens: usize,
+    pub has_chat_template: bool,
+}
+
+/// What the worker reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Loaded(ModelSummary),
+    LoadFailed { spec: String, message: String },
+    /// The prompt was encoded; generation starts.
+    Started { job_id: u64, prompt_tokens: usize },
+    /// One generated token, `elapsed_secs` after the job started.
+    Token { job_id: u64, token: HeatmapToken, elapsed_secs: f64 },
+    Finished {
+        job_id: u64,
+        /// The whole continuation decoded at once (multi-byte characters joined).
+        text: String,
+        elapsed_secs: f64,
+        cancelled: bool,
+    },
+    GenerateFailed { job_id: u64, message: String },
+}
+
+/// Why a command could not be handed to the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// Too many commands are waiting.
+    Busy,
+    /// The worker thread has ended.
+    Stopped,
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Busy => "the model worker has too many commands waiting; try again in a moment",
+            Self::Stopped => "the model worker has stopped; reopen the model",
+        })
+    }
+}
+
+/// The UI's handle on the model worker thread. Dropping it ends the thread once its current
+/// command is done (a running generation is cancelled).
+pub struct ModelWorker {
+    commands: SyncSender<Command>,
+    events: Receiver<Event>,
+    /// Jobs with an id at or below this are cancelled.
+    cancelled_through: Arc<AtomicU64>,
+}
+
+impl ModelWorker {
+    /// Starts the worker thread; `repaint` is called after every event so the UI wakes up.
+    pub fn spawn(repaint: impl Fn() + Send + 'static) -> std::io::Result<Self> {
+        let (command_tx, command_rx) = sync_channel(COMMAND_CAPACITY);
+        let (event_tx, event_rx) = sync_channel(EVENT_CAPACITY);
+        let cancelled_through = Arc::new(AtomicU64::new(0));
+        let cancel = Arc::clone(&cancelled_through);
+        std::thread::Builder::new()
+            .name("studio-model-worker".into())
+            .spawn(move || {
+                let mut worker = Worker {
+                    model: None,
+                    events: event_tx,
+                    cancelled_through: cancel,
+                    repaint: Box::new(repaint),
+                };
+                worker.run(&command_rx);
+            })?;
+        Ok(Self {
+            commands: command_tx,
+            events: event_rx,
+            cancelled_through,
+        })
+    }
+
+    pub fn send(&self, command: Command) -> Result<(), SendError> {
+        self.commands.try_send(command).map_err(|e| match e {
+            TrySendError::Full(_) => SendError::Busy,
+            TrySendError::Disconnected(_) => SendError::Stopped,
+        })
+    }
+
+    /// Cancels the job with this id (and any earlier one), even if it has not started yet.
+    pub fn cancel(&self, job_id: u64) {
+        self.cancelled_through.fetch_max(job_id, Ordering::SeqCst);
+    }
+
+    /// The next event, if one is waiting; `Err(Stopped)` once the worker is gone.
+    pub fn try_event(&self) -> Result<Option<Event>, SendError> {
+        match self.events.try_recv() {
+            Ok(event) => Ok(Some(event)),
+            Err(std::sync::mpsc::TryRecvError::Empty) => Ok(None),
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => Err(SendError::Stopped),
+        }
+    }
+}
+
+impl Drop for ModelWorker {
+    fn drop(&mut self) {
+        self.cancelled_through.store(u64::MAX, Ordering::SeqCst);
+    }
+}
+
+/// The thread side.
+struct Worker {
+    model: Option<LoadedModel>,
+    events: SyncSender<Event>,
+    cancelled_through: Arc<AtomicU64>,
+    repaint: Box<dyn Fn() + Send>,
+}
+
+/// The UI has gone; the worker should end.
+struct Disconnected;
+
+impl Worker {
+    fn run(&mut self, commands: &Receiver<Command>) {
+        while let Ok(command) = commands.recv() {
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| self.handle(command.clone())));
+            let result = match outcome {
+                Ok(result) => result,
+                Err(panic) => {
+                    let reason = panic_message(panic.as_ref());
+                    tracing::error!("model worker: {command:?} panicked: {reason}");
+                    self.emit(failure_event(&command, format!("internal error: {reason}")))
+                }
+            };
+            if result.is_err() {
+                break;
+            }
+        }
+        tracing::debug!("model worker: UI gone, ending");
+    }
+
+    fn emit(&self, event: Event) -> Result<(), Disconnected> {
+        self.events.send(event).map_err(|_| Disconnected)?;
+        (self.repaint)();
+        Ok(())
+    }
+
+    fn handle(&mut self, command: Command) -> Result<(), Disconnected> {
+        match command {
+            Command::Load { spec } => self.load(spec),
+            Command::Generate(job) => self.generate(&job),
+        }
+    }
+
+    fn load(&mut self, spec: String) -> Result<(), Disconnected> {
+        tracing::debug!("model worker: loading {spec}");
+        match load_model(&spec, &Backend::cpu()) {
+            Ok(loaded) => {
+                let config = &loaded.model.config;
+                let summary = ModelSummary {
+                    name: loaded.name.clone(),
+                    spec: loaded.spec.clone(),
+                    format: format!("{:?}", loaded.format).to_lowercase(),
+                    dtype: loaded.dtype.clone(),
+                    parameters: config.num_parameters(),
+                    layers: config.num_hidden_layers,
+                    vocab_size: config.vocab_size,
+                    context_tokens: config.max_position_embeddings,
+                    has_chat_template: loaded.tokenizer.chat_template.is_some(),
+                };
+                tracing::info!("loaded model {} from {spec}", summary.name);
+                self.model = Some(loaded);
+                self.emit(Event::Loaded(summary))
+            }
+            Err(e) => {
+                tracing::warn!("could not load model {spec}: {e}");
+                self.emit(Event::LoadFailed {
+                    spec,
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+
+    fn generate(&mut self, job: &GenerateJob) -> Result<(), Disconnected> {
+        let job_id = job.job_id;
+        let fail = |message: String| Event::GenerateFailed { job_id, message };
+        let Some(loaded) = self.model.as_ref() else {
+            return self.emit(fail("no model is loaded; load one first".into()));
+        };
+        let tokenizer = &loaded.tokenizer;
+        let encoded = if job.use_chat_template {
+            tokenizer.encode_chat(&[ChatMessage::user(job.prompt.clone())])
+        } else {
+            tokenizer.encode(&job.prompt, true)
+        };
+        let prompt_ids = match encoded {
+            Ok(ids) => ids,
+            Err(e) => return self.emit(fail(format!("could not encode the prompt: {e}"))),
+        };
+        self.emit(Event::Started {
+            job_id,
+            prompt_tokens: prompt_ids.len(),
+        })?;
+        let request = GenerateRequest {
+            prompts: vec![prompt_ids],
+            max_new_tokens: job.max_new_tokens,
+            sampling: job.sampling.clone(),
+            stop_token_ids: loaded.model.config.eos_token_ids.clone(),
+            top_k_alternatives: TOP_ALTERNATIVES,
+        };
+        let start = Instant::now();
+        let mut ids = Vec::new();
+        let mut cancelled = false;
+        let mut ui_gone = false;
+        let result = generate(&loaded.model, &request, |_row, token: &GeneratedToken| {
+            if self.cancelled_through.load(Ordering::SeqCst) >= job_id {
+                cancelled = true;
+                return ControlFlow::Break(());
+            }
+            ids.push(token.id);
+            let event = Event::Token {
+                job_id,
+                token: heatmap_token(tokenizer, token),
+                elapsed_secs: start.elapsed().as_secs_f64(),
+            };
+            if self.events.send(event).is_err() {
+                ui_gone = true;
+                return ControlFlow::Break(());
+            }
+            (self.repaint)();
+            ControlFlow::Continue(())
+        });
+        if ui_gone {
+            return Err(Disconnected);
+        }
+        let event = match result {
+            Ok(_) => Event::Finished {
+                job_id,
+                text: tokenizer.decode(&ids),
+                elapsed_secs: start.elapsed().as_secs_f64(),
+                cancelled,
+            },
+            Err(e) => fail(format!("generation failed: {e}")),
+        };
+        self.emit(event)
+    }
+}
+
+fn heatmap_token(tokenizer: &engine::formats::tokenizer::TextTokenizer, token: &GeneratedToken) -> HeatmapToken {
+    HeatmapToken {
+        id: token.id,
+        text: tokenizer.token_text(token.id),
+        logprob: token.logprob,
+        entropy_nats: token.entropy,
+        alternatives: token
+            .top
+            .iter()
+            .map(|&(id, logprob)| Alternative {
+                id,
+                text: tokenizer.token_text(id),
+                logprob,
+            })
+            .collect(),
+    }
+}
+
+fn failure_event(command: &Command, message: String) -> Event {
+    match command {
+        Command::Load { spec } => Event::LoadFailed {
+            spec: spec.clone(),
+            message,
+        },
+        Command::Generate(job) => Event::GenerateFailed {
+            job_id: job.job_id,
+            message,
+        },
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn next_event(worker: &ModelWorker) -> Event {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            match worker.try_event() {
+                Ok(Some(event)) => return event,
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+                other => panic!("no event from the worker: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn generate_without_a_model_is_a_readable_error() {
+        let worker = ModelWorker::spawn(|| {}).expect("spawn");
+        worker
+            .send(Command::Generate(GenerateJob {
+                job_id: 1,
+                prompt: "hi".into(),
+                use_chat_template: false,
+                max_new_tokens: 4,
+                sampling: SamplingConfig::greedy(),
+            }))
+            .expect("send");
+        match next_event(&worker) {
+            Event::GenerateFailed { job_id: 1, message } => assert!(message.contains("no model is loaded")),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_cancelled_job_produces_no_tokens() {
+        let worker = ModelWorker::spawn(|| {}).expect("spawn");
+        worker
+            .send(Command::Load {
+                spec: engine::models::tiny::TINY_REASONER.into(),
+            })
+            .expect("send");
+        assert!(matches!(next_event(&worker), Event::Loaded(_)));
+        worker.cancel(7);
+        worker
+            .send(Command::Generate(GenerateJob {
+                job_id: 7,
+                prompt: "2+2=".into(),
+                use_chat_template: false,
+                max_new_tokens: 50,
+                sampling: SamplingConfig::greedy(),
+            }))
+            .expect("send");
+        assert!(matches!(next_event(&worker), Event::Started { job_id: 7, .. }));
+        match next_event(&worker) {
+            Event::Finished { cancelled, text, .. } => {
+                assert!(cancelled);
+                assert!(text.is_empty());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

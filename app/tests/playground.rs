@@ -1,0 +1,156 @@
+//! The Playground end to end, headless: load the built-in tiny reasoner through the model
+//! worker, type a prompt, generate, and check the streamed tokens, the counts line, a token's
+//! hover card, a load error for a bad path, and one image snapshot.
+//!
+//! The worker repaints from its own thread, so the harness is stepped in a bounded loop instead
+//! of `run()`, which may not settle.
+
+use std::time::{Duration, Instant};
+
+use app::Studio;
+use app::views::playground::ModelStatus;
+use app::widgets::token_heatmap::visible_token_text;
+use egui::{Key, Modifiers};
+use egui_kittest::kittest::Queryable as _;
+use egui_kittest::{Harness, SnapshotOptions};
+
+/// How long loading or generating with the tiny model may take before the test fails.
+const DEADLINE: Duration = Duration::from_secs(120);
+/// Pixels a snapshot may differ by (lavapipe output varies slightly between CPUs).
+const MAX_FAILED_PIXELS: usize = 8;
+
+fn harness(studio: Studio) -> Harness<'static, Studio> {
+    Harness::builder()
+        .with_size([1100.0, 640.0])
+        .with_options(SnapshotOptions::new().max_failed_pixels(MAX_FAILED_PIXELS))
+        .build_ui_state(|ui, studio: &mut Studio| studio.ui(ui), studio)
+}
+
+/// Steps the harness until `done` holds, failing the test after [`DEADLINE`].
+fn step_until(harness: &mut Harness<'static, Studio>, what: &str, done: impl Fn(&Studio) -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !done(harness.state()) {
+        assert!(Instant::now() < deadline, "timed out after {DEADLINE:?} waiting for {what}");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Let the last events show and the layout settle.
+    harness.run_steps(3);
+}
+
+fn wait_for_model(harness: &mut Harness<'static, Studio>) {
+    step_until(harness, "the model to load", |s| {
+        !s.playground.is_busy() && s.playground.discovered_models().is_some()
+    });
+}
+
+fn type_prompt_and_generate(harness: &mut Harness<'static, Studio>, prompt: &str) {
+    harness.get_by_label("Prompt").click();
+    harness.run_steps(2);
+    harness.get_by_label("Prompt").type_text(prompt);
+    harness.run_steps(2);
+    assert_eq!(harness.state().playground.prompt, prompt);
+    harness.get_by_label("Generate").click();
+    harness.run_steps(2);
+    step_until(harness, "generation to finish", |s| !s.playground.is_busy());
+}
+
+/// The token count shown in the counts line "N tokens · mean entropy …".
+fn shown_token_count(harness: &Harness<'static, Studio>) -> usize {
+    let labels: Vec<String> = harness
+        .query_all_by_label_contains("tokens · mean entropy")
+        .filter_map(|node| node.value())
+        .collect();
+    assert_eq!(labels.len(), 1, "one counts line expected, found {labels:?}");
+    labels[0]
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("counts line should start with a number: {:?}", labels[0]))
+}
+
+#[test]
+fn generates_with_the_builtin_model_and_shows_tokens() {
+    let mut harness = harness(Studio::new(None));
+    wait_for_model(&mut harness);
+    match &harness.state().playground.model {
+        ModelStatus::Loaded(m) => assert!(m.has_chat_template, "the tiny reasoner has a chat template"),
+        other => panic!("model should be loaded, is {other:?}"),
+    }
+    assert!(harness.query_by_label_contains("Loaded tiny-reasoner").is_some());
+
+    type_prompt_and_generate(&mut harness, "What is 2+3?");
+
+    let playground = &harness.state().playground;
+    assert!(playground.generate_error.is_none(), "{:?}", playground.generate_error);
+    let tokens = playground.generation.tokens.clone();
+    assert!(!tokens.is_empty(), "the model should have generated tokens");
+    assert!(tokens.len() <= harness.state().state.playground.max_new_tokens);
+    assert!(tokens.iter().all(|t| t.entropy_nats.is_finite() && t.logprob <= 0.0));
+    assert!(tokens.iter().all(|t| t.alternatives.len() == 5));
+    assert_eq!(shown_token_count(&harness), tokens.len());
+    assert!(harness.query_by_label("Decoded text").is_some());
+
+    // Hovering the first token shows its card with the alternatives.
+    let first_text = visible_token_text(&tokens[0].text, |_| true).0;
+    let first_rect = harness
+        .query_all_by_label(&first_text)
+        .next()
+        .map(|node| node.rect())
+        .unwrap_or_else(|| panic!("token {first_text:?} should be shown"));
+    harness.hover_at(first_rect.center());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while harness.query_by_label("Top alternatives").is_none() {
+        assert!(Instant::now() < deadline, "hovering a token should show its card");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(harness.query_by_label("log-prob").is_some());
+    harness.check_accessibility();
+}
+
+#[test]
+fn a_bad_model_path_shows_a_readable_error() {
+    let mut harness = harness(Studio::new(None));
+    wait_for_model(&mut harness);
+
+    let bad_path = "/nonexistent/studio-test/model.gguf";
+    harness.get_by_label("Model path").click();
+    harness.run_steps(2);
+    harness.key_press_modifiers(Modifiers::COMMAND, Key::A);
+    harness.run_steps(1);
+    harness.get_by_label("Model path").type_text(bad_path);
+    harness.run_steps(2);
+    assert_eq!(harness.state().playground.model_path, bad_path);
+
+    harness.get_by_label("Load").click();
+    harness.run_steps(2);
+    step_until(&mut harness, "the load to fail", |s| !s.playground.is_busy());
+
+    let error = harness.state().playground.load_error.clone().expect("a load error");
+    assert!(error.contains(bad_path), "the error should name the path: {error}");
+    let shown: Vec<String> = harness
+        .query_all_by_label_contains("Could not load")
+        .filter_map(|node| node.value())
+        .collect();
+    assert!(
+        shown.iter().any(|label| label.contains(bad_path)),
+        "the error should be on screen, found {shown:?}"
+    );
+    // The Generate button is off without a model.
+    assert_eq!(harness.state().playground.model, ModelStatus::Empty);
+    harness.check_accessibility();
+}
+
+#[test]
+fn snapshot_after_generation() {
+    let mut harness = harness(Studio::new(None));
+    wait_for_model(&mut harness);
+    type_prompt_and_generate(&mut harness, "Think: 1+1");
+    harness.remove_cursor();
+    harness.run_steps(2);
+    // tokens/s differs between runs: mask the counts line.
+    let counts = harness.get_by_label_contains("tokens · mean entropy").rect();
+    harness.mask(counts);
+    harness.snapshot("playground_after_generation");
+}

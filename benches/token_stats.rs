@@ -1,0 +1,64 @@
+//! Token statistics (log-sum-exp, entropy, top-5) over SmolLM2-sized logits rows: the fused
+//! single pass against a plain two-pass softmax that materializes probabilities (the peer).
+//! Throughput is bytes of logits read, to compare with memory bandwidth (~30 GB/s here).
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use engine::infer::token_stats::{row_stats, rows_stats};
+use std::hint::black_box;
+
+const VOCAB: usize = 49_152;
+const ROWS: usize = 64;
+const TOP_K: usize = 5;
+
+/// The obvious implementation: softmax into a new buffer, then entropy and a full sort for top-k.
+fn naive(row: &[f32]) -> (f32, f32, Vec<(u32, f32)>) {
+    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = row.iter().map(|&x| (x - m).exp()).collect();
+    let z: f32 = exps.iter().sum();
+    let lse = m + z.ln();
+    let probs: Vec<f32> = exps.iter().map(|e| e / z).collect();
+    let entropy = -probs.iter().zip(row).map(|(p, x)| p * (x - lse)).sum::<f32>();
+    let mut idx: Vec<u32> = (0..row.len() as u32).collect();
+    idx.sort_unstable_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]));
+    let top = idx.iter().take(TOP_K).map(|&i| (i, row[i as usize] - lse)).collect();
+    (lse, entropy, top)
+}
+
+fn logits() -> Vec<f32> {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    (0..ROWS * VOCAB)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 16.0
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let data = logits();
+    let mut group = c.benchmark_group("token_stats");
+    group.throughput(Throughput::Bytes((ROWS * VOCAB * 4) as u64));
+    group.bench_function(BenchmarkId::new("cpu_fused_parallel", ROWS), |b| {
+        b.iter(|| black_box(rows_stats(black_box(&data), VOCAB, TOP_K)))
+    });
+    group.bench_function(BenchmarkId::new("cpu_fused_1thread", ROWS), |b| {
+        b.iter(|| {
+            for row in data.chunks(VOCAB) {
+                black_box(row_stats(black_box(row), TOP_K));
+            }
+        })
+    });
+    group.bench_function(BenchmarkId::new("cpu_naive_softmax_peer", ROWS), |b| {
+        b.iter(|| {
+            for row in data.chunks(VOCAB) {
+                black_box(naive(black_box(row)));
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,237 @@
+//! Opening a model wherever it is: a Hugging Face folder, a `.gguf` file, or the built-in tiny
+//! reasoner. Checks that the tokenizer fits the model before anything runs.
+
+use std::path::{Path, PathBuf};
+
+use super::gguf::GgufFile;
+use super::hf_config::{HfConfig, parse_config, read_config};
+use super::safetensors::SafetensorsWeights;
+use super::tokenizer::TextTokenizer;
+use super::chat_template::ChatTemplate;
+use super::{FormatError, HostTensor, WeightSource};
+use crate::backend::Backend;
+use crate::models::tiny::{self, RandomInit, TINY_REASONER};
+use crate::models::{CausalLm, DecoderConfig};
+
+/// The kind of file a model came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelFormat {
+    Builtin,
+    Hf,
+    Gguf,
+}
+
+/// Where a model is, decided from the path alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelLocation {
+    TinyReasoner,
+    HfFolder(PathBuf),
+    Gguf(PathBuf),
+}
+
+impl ModelLocation {
+    /// Reads a model argument: `builtin:tiny-reasoner`, a folder with `config.json`, or a `.gguf`.
+    pub fn parse(spec: &str) -> Result<Self, FormatError> {
+        if spec == TINY_REASONER || spec == "tiny-reasoner" {
+            return Ok(Self::TinyReasoner);
+        }
+        let path = PathBuf::from(spec);
+        if !path.exists() {
+            return Err(FormatError::NotFound { path });
+        }
+        if path.is_dir() {
+            if path.join("config.json").is_file() {
+                return Ok(Self::HfFolder(path));
+            }
+            return Err(FormatError::NotAModel { path });
+        }
+        let mut magic = [0u8; 4];
+        let is_gguf = std::fs::File::open(&path)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+            .is_ok()
+            && &magic == b"GGUF";
+        if is_gguf || path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+            return Ok(Self::Gguf(path));
+        }
+        if path.file_name().is_some_and(|n| n == "config.json") {
+            if let Some(parent) = path.parent() {
+                return Ok(Self::HfFolder(parent.to_path_buf()));
+            }
+        }
+        Err(FormatError::NotAModel { path })
+    }
+}
+
+/// A model ready to run, with its tokenizer.
+#[derive(Debug)]
+pub struct LoadedModel {
+    /// A short display name (folder or file name).
+    pub name: String,
+    /// What the user gave to open it.
+    pub spec: String,
+    pub format: ModelFormat,
+    pub model: CausalLm,
+    pub tokenizer: TextTokenizer,
+    /// Storage type of the weights on disk (e.g. `bfloat16`, `Q4_1`); computation is f32.
+    pub dtype: String,
+}
+
+struct GgufWeights<'a>(&'a GgufFile);
+
+impl WeightSource for GgufWeights<'_> {
+    fn origin(&self) -> PathBuf {
+        self.0.path().to_path_buf()
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.0.hf_tensor_kind(name).is_some()
+    }
+
+    fn tensor(&self, name: &str) -> Result<Option<HostTensor>, FormatError> {
+        Ok(self
+            .0
+            .hf_tensor(name)?
+            .map(|(values, shape)| HostTensor { values, shape }))
+    }
+}
+
+/// A short name for a model path: the repository for Hugging Face cache snapshots, else the
+/// file or folder name.
+pub fn display_name(path: &Path) -> String {
+    // Hugging Face cache snapshots are named by hash: use the repository folder instead.
+    let components: Vec<String> = path
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    if let Some(i) = components.iter().position(|c| c == "snapshots") {
+        if let Some(repo) = i.checked_sub(1).and_then(|r| components.get(r)) {
+            return repo.trim_start_matches("models--").replace("--", "/");
+        }
+    }
+    path.file_name()
+        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+/// Config and tokenizer of a GGUF file, without its weights.
+pub fn gguf_config(gguf: &GgufFile) -> Result<(HfConfig, String), FormatError> {
+    let config = parse_config(gguf.path(), &gguf.hf_config()?)?;
+    let dtype = gguf
+        .hf_tensor_kind("model.layers.0.self_attn.q_proj.weight")
+        .unwrap_or("unknown")
+        .to_string();
+    Ok((config, dtype))
+}
+
+fn gguf_tokenizer(gguf: &GgufFile) -> Result<TextTokenizer, FormatError> {
+    let inner = gguf.tokenizer()?;
+    let name_of = |id: Option<u32>| id.and_then(|i| inner.id_to_token(i)).unwrap_or_default();
+    let eos_ids = gguf.eos_token_ids();
+    let chat_template = gguf
+        .chat_template()
+        .map(|src| {
+            ChatTemplate::new(
+                &src,
+                gguf.path().to_path_buf(),
+                name_of(gguf.bos_token_id()),
+                name_of(eos_ids.first().copied()),
+            )
+        })
+        .transpose()?;
+    Ok(TextTokenizer::new(inner, chat_template, eos_ids, gguf.path().to_path_buf()))
+}
+
+fn check_tokenizer_fits(
+    tokenizer: &TextTokenizer,
+    config: &DecoderConfig,
+    origin: &Path,
+) -> Result<(), FormatError> {
+    let max_id = tokenizer.max_token_id();
+    if max_id as usize >= config.vocab_size {
+        return Err(FormatError::TokenizerModelMismatch {
+            path: origin.to_path_buf(),
+            max_id,
+            embedding_rows: config.vocab_size,
+        });
+    }
+    Ok(())
+}
+
+/// Opens a model and its tokenizer on `backend`.
+pub fn load_model(spec: &str, backend: &Backend) -> Result<LoadedModel, FormatError> {
+    let location = ModelLocation::parse(spec)?;
+    let native_gqa = backend.native_gqa();
+    let device = &backend.device;
+    match location {
+        ModelLocation::TinyReasoner => {
+            let config = tiny::config();
+            let tokenizer = tiny::tokenizer()?;
+            let weights = RandomInit::new(&config, 0);
+            let model = CausalLm::from_weights(config, &weights, device, native_gqa)?;
+            Ok(LoadedModel {
+                name: "tiny-reasoner".into(),
+                spec: spec.to_string(),
+                format: ModelFormat::Builtin,
+                model,
+                tokenizer,
+                dtype: "float32".into(),
+            })
+        }
+        ModelLocation::HfFolder(folder) => {
+            let config_path = folder.join("config.json");
+            let config = read_config(&config_path)?;
+            let tokenizer = TextTokenizer::from_hf_folder(&folder, &config.decoder.eos_token_ids)?;
+            check_tokenizer_fits(&tokenizer, &config.decoder, &folder)?;
+            let weights = SafetensorsWeights::open(&folder)?;
+            let mut decoder = config.decoder;
+            decoder.eos_token_ids = tokenizer.eos_token_ids.clone();
+            let model = CausalLm::from_weights(decoder, &weights, device, native_gqa)?;
+            Ok(LoadedModel {
+                name: display_name(&folder),
+                spec: spec.to_string(),
+                format: ModelFormat::Hf,
+                model,
+                tokenizer,
+                dtype: config.dtype.unwrap_or_else(|| "float32".into()),
+            })
+        }
+        ModelLocation::Gguf(path) => {
+            let gguf = GgufFile::open(&path)?;
+            let (config, dtype) = gguf_config(&gguf)?;
+            let tokenizer = gguf_tokenizer(&gguf)?;
+            check_tokenizer_fits(&tokenizer, &config.decoder, &path)?;
+            let mut decoder = config.decoder;
+            decoder.eos_token_ids = tokenizer.eos_token_ids.clone();
+            let model = CausalLm::from_weights(decoder, &GgufWeights(&gguf), device, native_gqa)?;
+            Ok(LoadedModel {
+                name: display_name(&path),
+                spec: spec.to_string(),
+                format: ModelFormat::Gguf,
+                model,
+                tokenizer,
+                dtype,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_cache_snapshots_are_named_by_repository() {
+        let p = Path::new("/h/hub/models--HuggingFaceTB--SmolLM2-135M/snapshots/abc123");
+        assert_eq!(display_name(p), "HuggingFaceTB/SmolLM2-135M");
+        assert_eq!(display_name(Path::new("/m/model.gguf")), "model.gguf");
+    }
+
+    #[test]
+    fn bad_locations_are_explained() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let e = ModelLocation::parse(&dir.path().join("nope").to_string_lossy()).expect_err("missing");
+        assert!(matches!(e, FormatError::NotFound { .. }));
+        let e = ModelLocation::parse(&dir.path().to_string_lossy()).expect_err("empty folder");
+        assert!(e.to_string().contains("is not a model"), "{e}");
+    }
+}

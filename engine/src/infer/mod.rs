@@ -1,0 +1,35 @@
+//! Inference on a loaded model: teacher-forced scoring, batched generation with a KV cache,
+//! sampling, and the per-token statistics (log-probability, entropy, top-k) of every token.
+//! Takes a loaded [`crate::models::CausalLm`]; never opens files.
+
+pub mod generate;
+pub mod sampling;
+pub mod score;
+pub mod token_stats;
+
+pub use generate::{GenerateRequest, GeneratedToken, generate};
+pub use sampling::SamplingConfig;
+pub use score::{ScoredToken, score};
+
+/// Why an inference call could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    #[error(
+        "the prompt has {prompt_tokens} tokens but the model's context is {context} tokens \
+         (max_position_embeddings); shorten the prompt"
+    )]
+    PromptTooLong { prompt_tokens: usize, context: usize },
+    #[error("the text is empty after tokenization; give at least one token")]
+    Empty,
+    #[error("setting `{setting}`: {problem}")]
+    BadSetting { setting: &'static str, problem: String },
+    #[error("could not read the backend's output: {0}")]
+    Backend(String),
+}
+
+/// A tensor's values on the host.
+pub(crate) fn host_values<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>, InferError> {
+    t.into_data()
+        .try_into_vec::<f32>()
+        .map_err(|e| InferError::Backend(format!("{e:?}")))
+}

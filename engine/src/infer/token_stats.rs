@@ -1,0 +1,265 @@
+//! Per-token statistics from a row of logits in one fused pass: log-sum-exp (hence the
+//! log-probability of any token), the entropy of the predictive distribution in nats, and the
+//! top-k tokens, without materializing a softmax copy.
+//!
+//! The row is walked in chunks of [`LANES`]; each lane keeps a running maximum `m`, the sum
+//! `s = Σ e^(x−m)` and `t = Σ e^(x−m)·(x−m)`, rescaled when the maximum grows. Lanes merge at the
+//! end, and `H = ln s − t / s`, `lse = m + ln s`. The inner loops are branch-free f32 arithmetic
+//! with a polynomial `exp`, which the compiler vectorizes (AVX2/AVX-512 where available).
+
+use rayon::prelude::*;
+
+/// Statistics of one predictive distribution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowStats {
+    /// `log Σ exp(logits)`; the log-probability of token `i` is `logits[i] - log_sum_exp`.
+    pub log_sum_exp: f32,
+    /// Entropy in nats.
+    pub entropy: f32,
+    /// The `k` most likely tokens as `(id, logprob)`, most likely first.
+    pub top: Vec<(u32, f32)>,
+}
+
+/// Width of the lane accumulators.
+pub const LANES: usize = 16;
+
+/// `e^x` for `x ≤ 0` (larger inputs are clamped to 0), relative error below 2e-7; written so
+/// that loops over it vectorize.
+#[inline(always)]
+fn exp_nonpositive(x: f32) -> f32 {
+    let x = x.clamp(-87.0, 0.0);
+    // e^x = 2^n · e^r, n = round(x / ln 2), r = x − n ln 2 ∈ [−ln2/2, ln2/2].
+    let n = (x * std::f32::consts::LOG2_E).round();
+    let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
+    // Degree-6 Taylor polynomial of e^r on the reduced range.
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0
+                    + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let bits = ((n as i32 + 127) as u32) << 23;
+    p * f32::from_bits(bits)
+}
+
+#[derive(Clone, Copy)]
+struct Acc {
+    m: [f32; LANES],
+    s: [f32; LANES],
+    t: [f32; LANES],
+}
+
+impl Acc {
+    fn new() -> Self {
+        Self {
+            m: [f32::NEG_INFINITY; LANES],
+            s: [0.0; LANES],
+            t: [0.0; LANES],
+        }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, x: &[f32; LANES]) {
+        for l in 0..LANES {
+            let m_new = self.m[l].max(x[l]);
+            // Rescale what was accumulated under the old maximum (d ≤ 0). Clamping at −87
+            // (where e^d underflows) also turns −∞ − −∞ = NaN into a harmless weight.
+            let d = (self.m[l] - m_new).max(-87.0);
+            let scale = exp_nonpositive(d);
+            let dx = (x[l] - m_new).max(-87.0);
+            let e = exp_nonpositive(dx);
+            self.t[l] = scale * (self.t[l] + d * self.s[l]) + e * dx;
+            self.s[l] = scale * self.s[l] + e;
+            self.m[l] = m_new;
+        }
+    }
+
+    /// Merges the lanes into `(m, s, t)`.
+    fn reduce(&self) -> (f32, f64, f64) {
+        let m = self.m.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let (mut s, mut t) = (0.0f64, 0.0f64);
+        for l in 0..LANES {
+            if self.s[l] == 0.0 || !self.m[l].is_finite() {
+                continue;
+            }
+            let d = f64::from(self.m[l] - m);
+            let scale = d.exp();
+            s += scale * f64::from(self.s[l]);
+            t += scale * (f64::from(self.t[l]) + d * f64::from(self.s[l]));
+        }
+        (m, s, t)
+    }
+}
+
+/// Keeps the `k` largest `(value, id)` pairs, sorted descending.
+struct TopK {
+    k: usize,
+    items: Vec<(f32, u32)>,
+    threshold: f32,
+}
+
+impl TopK {
+    fn new(k: usize) -> Self {
+        Self {
+            k,
+            items: Vec::with_capacity(k + 1),
+            threshold: f32::NEG_INFINITY,
+        }
+    }
+
+    #[inline]
+    fn offer(&mut self, value: f32, id: u32) {
+        if self.k == 0 || (self.items.len() == self.k && value <= self.threshold) {
+            return;
+        }
+        // Ties keep the lower id first, as a stable sort would.
+        let pos = self.items.partition_point(|&(v, _)| v >= value);
+        self.items.insert(pos, (value, id));
+        self.items.truncate(self.k);
+        if self.items.len() == self.k {
+            self.threshold = self.items[self.k - 1].0;
+        }
+    }
+
+    fn offer_chunk(&mut self, chunk: &[f32], base: usize) {
+        // Cheap vectorizable test first: most chunks hold nothing above the threshold.
+        let max = chunk.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if self.items.len() == self.k && max <= self.threshold {
+            return;
+        }
+        for (i, &v) in chunk.iter().enumerate() {
+            self.offer(v, (base + i) as u32);
+        }
+    }
+}
+
+/// Statistics of one row of logits, with the `k` most likely tokens.
+pub fn row_stats(logits: &[f32], k: usize) -> RowStats {
+    let mut acc = Acc::new();
+    let mut top = TopK::new(k.min(logits.len()));
+    let chunks = logits.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for (c, chunk) in chunks.enumerate() {
+        let lanes: &[f32; LANES] = chunk.try_into().unwrap_or(&[f32::NEG_INFINITY; LANES]);
+        acc.push(lanes);
+        top.offer_chunk(chunk, c * LANES);
+    }
+    if !tail.is_empty() {
+        let mut lanes = [f32::NEG_INFINITY; LANES];
+        lanes[..tail.len()].copy_from_slice(tail);
+        acc.push(&lanes);
+        top.offer_chunk(tail, logits.len() - tail.len());
+    }
+    let (m, s, t) = acc.reduce();
+    let log_sum_exp = (f64::from(m) + s.ln()) as f32;
+    let entropy = (s.ln() - t / s).max(0.0) as f32;
+    RowStats {
+        log_sum_exp,
+        entropy,
+        top: top
+            .items
+            .into_iter()
+            .map(|(v, id)| (id, v - log_sum_exp))
+            .collect(),
+    }
+}
+
+/// [`row_stats`] over every row of a `[rows, vocab]` buffer, rows in parallel.
+pub fn rows_stats(logits: &[f32], vocab: usize, k: usize) -> Vec<RowStats> {
+    logits
+        .par_chunks(vocab)
+        .with_min_len(4)
+        .map(|row| row_stats(row, k))
+        .collect()
+}
+
+/// The plain f64 reference: softmax materialized, entropy and top-k by full sort.
+pub fn reference_row_stats(logits: &[f32], k: usize) -> (f64, f64, Vec<(u32, f64)>) {
+    let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let z: f64 = logits.iter().map(|&x| (x as f64 - m).exp()).sum();
+    let lse = m + z.ln();
+    let entropy = -logits
+        .iter()
+        .map(|&x| {
+            let lp = x as f64 - lse;
+            if lp.is_finite() { lp.exp() * lp } else { 0.0 }
+        })
+        .sum::<f64>();
+    let mut ids: Vec<u32> = (0..logits.len() as u32).collect();
+    ids.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
+    let top = ids
+        .into_iter()
+        .take(k)
+        .map(|i| (i, logits[i as usize] as f64 - lse))
+        .collect();
+    (lse, entropy, top)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    #[test]
+    fn exp_is_accurate() {
+        for i in 0..10_000 {
+            let x = -(i as f32) * 0.0087;
+            let (a, b) = (exp_nonpositive(x), x.exp());
+            assert!((a - b).abs() <= 3e-7 * b + 1e-38, "x={x} {a} {b}");
+        }
+        let (clamped, floor) = (exp_nonpositive(-200.0), (-87.0f32).exp());
+        assert!((clamped - floor).abs() <= 1e-6 * floor, "{clamped} {floor}");
+    }
+
+    fn check(logits: &[f32], k: usize) {
+        let s = row_stats(logits, k);
+        let (lse, h, top) = reference_row_stats(logits, k);
+        assert!((s.log_sum_exp as f64 - lse).abs() < 1e-4, "{} {lse}", s.log_sum_exp);
+        assert!((s.entropy as f64 - h).abs() < 1e-4, "{} {h}", s.entropy);
+        assert_eq!(s.top.len(), top.len());
+        for ((id, lp), (rid, rlp)) in s.top.iter().zip(&top) {
+            assert_eq!(id, rid);
+            assert!((*lp as f64 - rlp).abs() < 1e-4);
+        }
+    }
+
+    #[test]
+    fn matches_f64_reference_on_random_rows() {
+        let mut rng = StdRng::seed_from_u64(7);
+        for &(n, scale) in &[(49_152usize, 4.0f32), (700, 1.0), (37, 20.0), (1, 1.0), (151_936, 8.0)] {
+            let row: Vec<f32> = (0..n).map(|_| (rng.random::<f32>() - 0.5) * 2.0 * scale).collect();
+            check(&row, 5);
+        }
+    }
+
+    #[test]
+    fn peaked_increasing_and_constant_rows() {
+        // Increasing rows force a rescale at every step.
+        let inc: Vec<f32> = (0..1000).map(|i| i as f32 * 0.05).collect();
+        check(&inc, 5);
+        let mut peaked = vec![-30.0f32; 5000];
+        peaked[4321] = 40.0;
+        check(&peaked, 3);
+        let s = row_stats(&peaked, 1);
+        assert!(s.entropy < 1e-6 && s.top[0].0 == 4321);
+        let mut masked: Vec<f32> = (0..999).map(|i| (i % 17) as f32 * 0.3).collect();
+        for v in masked.iter_mut().step_by(3) {
+            *v = f32::NEG_INFINITY;
+        }
+        masked[0..LANES].fill(f32::NEG_INFINITY);
+        check(&masked, 5);
+        let flat = vec![0.25f32; 1024];
+        let s = row_stats(&flat, 2);
+        assert!((s.entropy - (1024f32).ln()).abs() < 1e-4);
+        assert_eq!(s.top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![0, 1]);
+    }
+
+    #[test]
+    fn rows_in_parallel_equal_single_rows() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let data: Vec<f32> = (0..10 * 333).map(|_| rng.random::<f32>() * 10.0).collect();
+        let all = rows_stats(&data, 333, 4);
+        for (r, s) in all.iter().enumerate() {
+            assert_eq!(*s, row_stats(&data[r * 333..(r + 1) * 333], 4));
+        }
+    }
+}

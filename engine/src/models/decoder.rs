@@ -1,0 +1,564 @@
+//! The decoder-only transformer every supported family shares (transformers'
+//! `LlamaForCausalLM` math): token embedding → N × (RMSNorm → grouped-query attention with
+//! rotary positions → residual → RMSNorm → SwiGLU → residual) → RMSNorm → LM head.
+//!
+//! Families differ only by [`ArchFeatures`] (q/k/v biases, per-head q/k RMSNorm) and by their
+//! config values. Parameters are burn modules, so the same code runs on every burn backend and
+//! under autodiff. Weight names are exactly the Hugging Face checkpoint's.
+
+use burn::module::{Module, Param};
+use burn::nn::{Embedding, Linear, RmsNorm};
+use burn::tensor::activation::silu;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use super::rope::RopeConfig;
+use crate::formats::{FormatError, HostTensor, WeightSource};
+
+/// The model families the engine runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Architecture {
+    Llama,
+    Qwen2,
+    Qwen3,
+}
+
+impl Architecture {
+    /// The `model_type` written to `config.json`.
+    pub fn model_type(self) -> &'static str {
+        match self {
+            Self::Llama => "llama",
+            Self::Qwen2 => "qwen2",
+            Self::Qwen3 => "qwen3",
+        }
+    }
+
+    /// The transformers class name.
+    pub fn hf_class(self) -> &'static str {
+        match self {
+            Self::Llama => super::llama::HF_CLASS,
+            Self::Qwen2 => super::qwen2::HF_CLASS,
+            Self::Qwen3 => super::qwen3::HF_CLASS,
+        }
+    }
+
+    /// What the family adds to the shared decoder.
+    pub fn features(self) -> ArchFeatures {
+        match self {
+            Self::Llama => super::llama::FEATURES,
+            Self::Qwen2 => super::qwen2::FEATURES,
+            Self::Qwen3 => super::qwen3::FEATURES,
+        }
+    }
+
+    /// The family that reads a `model_type`, if any.
+    pub fn from_model_type(model_type: &str) -> Option<Self> {
+        if super::llama::MODEL_TYPES.contains(&model_type) {
+            Some(Self::Llama)
+        } else if super::qwen2::MODEL_TYPES.contains(&model_type) {
+            Some(Self::Qwen2)
+        } else if super::qwen3::MODEL_TYPES.contains(&model_type) {
+            Some(Self::Qwen3)
+        } else {
+            None
+        }
+    }
+}
+
+/// Structural switches that distinguish the families.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchFeatures {
+    /// Biases on the q, k and v projections (Qwen2).
+    pub attention_bias: bool,
+    /// RMSNorm over each head's queries and keys before RoPE (Qwen3).
+    pub qk_norm: bool,
+}
+
+/// Hyperparameters of a decoder, architecture-neutral (mirrors `config.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecoderConfig {
+    pub architecture: Architecture,
+    /// Rows of the embedding matrix (may exceed the tokenizer's vocabulary).
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    /// Per-head width; `hidden_size / num_attention_heads` unless the config says otherwise.
+    pub head_dim: usize,
+    pub rms_norm_eps: f64,
+    pub rope: RopeConfig,
+    /// Longest context the model was trained for (`max_position_embeddings`).
+    pub max_position_embeddings: usize,
+    /// The LM head reuses the embedding matrix.
+    pub tie_word_embeddings: bool,
+    pub bos_token_id: Option<u32>,
+    /// Tokens that end generation (`eos_token_id` of config and generation config).
+    pub eos_token_ids: Vec<u32>,
+}
+
+impl DecoderConfig {
+    /// Parameter count (embedding counted once when tied).
+    pub fn num_parameters(&self) -> usize {
+        let f = self.architecture.features();
+        let (h, hd) = (self.hidden_size, self.head_dim);
+        let q = self.num_attention_heads * hd;
+        let kv = self.num_key_value_heads * hd;
+        let mut attn = h * q + 2 * h * kv + q * h;
+        if f.attention_bias {
+            attn += q + 2 * kv;
+        }
+        if f.qk_norm {
+            attn += 2 * hd;
+        }
+        let mlp = 3 * h * self.intermediate_size;
+        let layer = attn + mlp + 2 * h;
+        let embed = self.vocab_size * h;
+        let head = if self.tie_word_embeddings { 0 } else { embed };
+        embed + self.num_hidden_layers * layer + h + head
+    }
+}
+
+/// Every tensor of a checkpoint with this config, by Hugging Face name, with its shape
+/// (`[out, in]` for projections, as transformers stores them).
+pub fn tensor_shapes(config: &DecoderConfig) -> Vec<(String, Vec<usize>)> {
+    let f = config.architecture.features();
+    let (h, hd, ff) = (config.hidden_size, config.head_dim, config.intermediate_size);
+    let q = config.num_attention_heads * hd;
+    let kv = config.num_key_value_heads * hd;
+    let mut out = vec![("model.embed_tokens.weight".to_string(), vec![config.vocab_size, h])];
+    for i in 0..config.num_hidden_layers {
+        let p = format!("model.layers.{i}");
+        out.push((format!("{p}.input_layernorm.weight"), vec![h]));
+        for (name, rows) in [("q_proj", q), ("k_proj", kv), ("v_proj", kv)] {
+            out.push((format!("{p}.self_attn.{name}.weight"), vec![rows, h]));
+            if f.attention_bias {
+                out.push((format!("{p}.self_attn.{name}.bias"), vec![rows]));
+            }
+        }
+        out.push((format!("{p}.self_attn.o_proj.weight"), vec![h, q]));
+        if f.qk_norm {
+            out.push((format!("{p}.self_attn.q_norm.weight"), vec![hd]));
+            out.push((format!("{p}.self_attn.k_norm.weight"), vec![hd]));
+        }
+        out.push((format!("{p}.post_attention_layernorm.weight"), vec![h]));
+        out.push((format!("{p}.mlp.gate_proj.weight"), vec![ff, h]));
+        out.push((format!("{p}.mlp.up_proj.weight"), vec![ff, h]));
+        out.push((format!("{p}.mlp.down_proj.weight"), vec![h, ff]));
+    }
+    out.push(("model.norm.weight".to_string(), vec![h]));
+    if !config.tie_word_embeddings {
+        out.push(("lm_head.weight".to_string(), vec![config.vocab_size, h]));
+    }
+    out
+}
+
+/// Attention block: q/k/v/o projections, optional per-head q/k norms.
+#[derive(Module, Debug)]
+pub struct SelfAttention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    pub q_norm: Option<RmsNorm>,
+    pub k_norm: Option<RmsNorm>,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+/// SwiGLU feed-forward: `down(silu(gate(x)) * up(x))`.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+}
+
+/// One pre-norm residual block.
+#[derive(Module, Debug)]
+pub struct DecoderLayer {
+    pub input_layernorm: RmsNorm,
+    pub self_attn: SelfAttention,
+    pub post_attention_layernorm: RmsNorm,
+    pub mlp: Mlp,
+}
+
+/// The trainable parameters of a causal language model.
+#[derive(Module, Debug)]
+pub struct Transformer {
+    pub embed_tokens: Embedding,
+    pub layers: Vec<DecoderLayer>,
+    pub norm: RmsNorm,
+    /// `None` when tied to `embed_tokens`.
+    pub lm_head: Option<Linear>,
+}
+
+/// Keys and values of the positions already processed, per layer: `[batch, kv_heads, seq, head_dim]`.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Positions cached so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Which key positions each query may see.
+#[derive(Debug, Clone)]
+pub enum AttentionMask {
+    /// Causal over the whole cached sequence; every row is real tokens.
+    Causal,
+    /// Explicit `[batch, 1, query, key]` mask, `true` = hidden (left padding, packing).
+    Explicit(Tensor<4, Bool>),
+}
+
+/// A loaded model: parameters plus the runtime facts needed to run them.
+#[derive(Debug)]
+pub struct CausalLm {
+    pub config: DecoderConfig,
+    pub transformer: Transformer,
+    pub device: Device,
+    /// The backend's attention takes fewer k/v heads than q heads directly.
+    pub native_gqa: bool,
+}
+
+fn rms_norm(weight: Tensor<1>, eps: f64) -> RmsNorm {
+    RmsNorm {
+        gamma: Param::from_tensor(weight),
+        epsilon: eps,
+    }
+}
+
+fn tensor_1d(values: Vec<f32>, device: &Device) -> Tensor<1> {
+    let n = values.len();
+    Tensor::from_data(TensorData::new(values, [n]), device)
+}
+
+fn tensor_2d(values: Vec<f32>, shape: [usize; 2], device: &Device) -> Tensor<2> {
+    Tensor::from_data(TensorData::new(values, shape), device)
+}
+
+/// Row-major `[rows, cols]` → `[cols, rows]`.
+fn transpose_host(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; values.len()];
+    const BLOCK: usize = 32;
+    for r0 in (0..rows).step_by(BLOCK) {
+        for c0 in (0..cols).step_by(BLOCK) {
+            for r in r0..(r0 + BLOCK).min(rows) {
+                for c in c0..(c0 + BLOCK).min(cols) {
+                    out[c * rows + r] = values[r * cols + c];
+                }
+            }
+        }
+    }
+    out
+}
+
+struct Builder<'a> {
+    source: &'a dyn WeightSource,
+    device: &'a Device,
+    eps: f64,
+}
+
+impl Builder<'_> {
+    /// A linear layer from an HF `[out, in]` weight, stored `[in, out]` for `x · W`.
+    fn linear(&self, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Linear, FormatError> {
+        let w = self.source.require(&format!("{prefix}.weight"), &[d_out, d_in])?;
+        let weight = tensor_2d(transpose_host(&w.values, d_out, d_in), [d_in, d_out], self.device);
+        let bias = if bias {
+            let b = self.source.require(&format!("{prefix}.bias"), &[d_out])?;
+            Some(Param::from_tensor(tensor_1d(b.values, self.device)))
+        } else {
+            None
+        };
+        Ok(Linear {
+            weight: Param::from_tensor(weight),
+            bias,
+        })
+    }
+
+    fn norm(&self, name: &str, dim: usize) -> Result<RmsNorm, FormatError> {
+        let w = self.source.require(name, &[dim])?;
+        Ok(rms_norm(tensor_1d(w.values, self.device), self.eps))
+    }
+}
+
+impl CausalLm {
+    /// Builds the model from weights named as in the Hugging Face checkpoint.
+    pub fn from_weights(
+        config: DecoderConfig,
+        source: &dyn WeightSource,
+        device: &Device,
+        native_gqa: bool,
+    ) -> Result<Self, FormatError> {
+        let b = Builder {
+            source,
+            device,
+            eps: config.rms_norm_eps,
+        };
+        let features = config.architecture.features();
+        let (h, hd) = (config.hidden_size, config.head_dim);
+        let q_dim = config.num_attention_heads * hd;
+        let kv_dim = config.num_key_value_heads * hd;
+
+        let embed = source.require("model.embed_tokens.weight", &[config.vocab_size, h])?;
+        let embed_tokens = Embedding {
+            weight: Param::from_tensor(tensor_2d(embed.values, [config.vocab_size, h], device)),
+        };
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            let bias = features.attention_bias;
+            let (q_norm, k_norm) = if features.qk_norm {
+                (
+                    Some(b.norm(&format!("{p}.self_attn.q_norm.weight"), hd)?),
+                    Some(b.norm(&format!("{p}.self_attn.k_norm.weight"), hd)?),
+                )
+            } else {
+                (None, None)
+            };
+            layers.push(DecoderLayer {
+                input_layernorm: b.norm(&format!("{p}.input_layernorm.weight"), h)?,
+                self_attn: SelfAttention {
+                    q_proj: b.linear(&format!("{p}.self_attn.q_proj"), h, q_dim, bias)?,
+                    k_proj: b.linear(&format!("{p}.self_attn.k_proj"), h, kv_dim, bias)?,
+                    v_proj: b.linear(&format!("{p}.self_attn.v_proj"), h, kv_dim, bias)?,
+                    o_proj: b.linear(&format!("{p}.self_attn.o_proj"), q_dim, h, false)?,
+                    q_norm,
+                    k_norm,
+                    num_heads: config.num_attention_heads,
+                    num_kv_heads: config.num_key_value_heads,
+                    head_dim: hd,
+                },
+                post_attention_layernorm: b.norm(&format!("{p}.post_attention_layernorm.weight"), h)?,
+                mlp: Mlp {
+                    gate_proj: b.linear(&format!("{p}.mlp.gate_proj"), h, config.intermediate_size, false)?,
+                    up_proj: b.linear(&format!("{p}.mlp.up_proj"), h, config.intermediate_size, false)?,
+                    down_proj: b.linear(&format!("{p}.mlp.down_proj"), config.intermediate_size, h, false)?,
+                },
+            });
+        }
+        let norm = b.norm("model.norm.weight", h)?;
+        let lm_head = if config.tie_word_embeddings {
+            None
+        } else {
+            Some(b.linear("lm_head", h, config.vocab_size, false)?)
+        };
+        Ok(Self {
+            config,
+            transformer: Transformer {
+                embed_tokens,
+                layers,
+                norm,
+                lm_head,
+            },
+            device: device.clone(),
+            native_gqa,
+        })
+    }
+
+    /// Every parameter by its Hugging Face name, in f32 with the checkpoint's shape
+    /// (projections back to `[out, in]`), in [`tensor_shapes`] order.
+    pub fn named_tensors(&self) -> Result<Vec<(String, HostTensor)>, String> {
+        let read = |t: Tensor<2>| -> Result<(Vec<f32>, [usize; 2]), String> {
+            let dims = t.dims();
+            let v = t.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?;
+            Ok((v, dims))
+        };
+        let read1 = |t: Tensor<1>| -> Result<HostTensor, String> {
+            let n = t.dims()[0];
+            let values = t.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?;
+            Ok(HostTensor { values, shape: vec![n] })
+        };
+        let linear_weight = |l: &Linear| -> Result<HostTensor, String> {
+            let (v, [d_in, d_out]) = read(l.weight.val())?;
+            Ok(HostTensor {
+                values: transpose_host(&v, d_in, d_out),
+                shape: vec![d_out, d_in],
+            })
+        };
+        let mut out = Vec::new();
+        let (embed, dims) = read(self.transformer.embed_tokens.weight.val())?;
+        out.push((
+            "model.embed_tokens.weight".to_string(),
+            HostTensor { values: embed, shape: dims.to_vec() },
+        ));
+        for (i, layer) in self.transformer.layers.iter().enumerate() {
+            let p = format!("model.layers.{i}");
+            let a = &layer.self_attn;
+            out.push((format!("{p}.input_layernorm.weight"), read1(layer.input_layernorm.gamma.val())?));
+            for (name, l) in [("q_proj", &a.q_proj), ("k_proj", &a.k_proj), ("v_proj", &a.v_proj)] {
+                out.push((format!("{p}.self_attn.{name}.weight"), linear_weight(l)?));
+                if let Some(b) = &l.bias {
+                    out.push((format!("{p}.self_attn.{name}.bias"), read1(b.val())?));
+                }
+            }
+            out.push((format!("{p}.self_attn.o_proj.weight"), linear_weight(&a.o_proj)?));
+            if let (Some(qn), Some(kn)) = (&a.q_norm, &a.k_norm) {
+                out.push((format!("{p}.self_attn.q_norm.weight"), read1(qn.gamma.val())?));
+                out.push((format!("{p}.self_attn.k_norm.weight"), read1(kn.gamma.val())?));
+            }
+            out.push((
+                format!("{p}.post_attention_layernorm.weight"),
+                read1(layer.post_attention_layernorm.gamma.val())?,
+            ));
+            out.push((format!("{p}.mlp.gate_proj.weight"), linear_weight(&layer.mlp.gate_proj)?));
+            out.push((format!("{p}.mlp.up_proj.weight"), linear_weight(&layer.mlp.up_proj)?));
+            out.push((format!("{p}.mlp.down_proj.weight"), linear_weight(&layer.mlp.down_proj)?));
+        }
+        out.push(("model.norm.weight".to_string(), read1(self.transformer.norm.gamma.val())?));
+        if let Some(head) = &self.transformer.lm_head {
+            out.push(("lm_head.weight".to_string(), linear_weight(head)?));
+        }
+        Ok(out)
+    }
+
+    /// A fresh cache for this model.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache {
+            layers: vec![None; self.config.num_hidden_layers],
+            len: 0,
+        }
+    }
+
+    /// Runs the decoder over `ids` (`[batch, seq]`) at the given positions (`positions[b][t]`),
+    /// appending keys and values to `cache`, and returns the final hidden states
+    /// `[batch, seq, hidden]` (after the last norm).
+    pub fn forward_hidden(
+        &self,
+        ids: &[Vec<u32>],
+        positions: &[Vec<usize>],
+        mask: AttentionMask,
+        cache: &mut KvCache,
+    ) -> Tensor<3> {
+        let batch = ids.len();
+        let seq = ids.first().map_or(0, Vec::len);
+        let flat_ids: Vec<i64> = ids.iter().flatten().map(|&i| i64::from(i)).collect();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(flat_ids, [batch, seq]), &self.device);
+        let flat_pos: Vec<usize> = positions.iter().flatten().copied().collect();
+        let hd = self.config.head_dim;
+        let (cos, sin) = self.config.rope.tables(hd, &flat_pos);
+        let cos = Tensor::<4>::from_data(TensorData::new(cos, [batch, 1, seq, hd]), &self.device);
+        let sin = Tensor::<4>::from_data(TensorData::new(sin, [batch, 1, seq, hd]), &self.device);
+
+        let mut x = self.transformer.embed_tokens.forward(ids); // [batch, seq, hidden]
+        for (layer, slot) in self.transformer.layers.iter().zip(cache.layers.iter_mut()) {
+            let attn_in = layer.input_layernorm.forward(x.clone());
+            let attn_out = self.attention(&layer.self_attn, attn_in, &cos, &sin, &mask, slot);
+            let h = x + attn_out;
+            let mlp_in = layer.post_attention_layernorm.forward(h.clone());
+            let mlp = &layer.mlp;
+            let gated = silu(mlp.gate_proj.forward(mlp_in.clone())) * mlp.up_proj.forward(mlp_in);
+            x = h + mlp.down_proj.forward(gated);
+        }
+        cache.len += seq;
+        self.transformer.norm.forward(x)
+    }
+
+    /// Logits `[batch, seq, vocab]` from final hidden states.
+    pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        match &self.transformer.lm_head {
+            Some(head) => head.forward(hidden),
+            None => {
+                let [batch, seq, h] = hidden.dims();
+                let w = self.transformer.embed_tokens.weight.val(); // [vocab, hidden]
+                hidden
+                    .reshape([batch * seq, h])
+                    .matmul(w.transpose())
+                    .reshape([batch, seq, self.config.vocab_size])
+            }
+        }
+    }
+
+    fn attention(
+        &self,
+        attn: &SelfAttention,
+        x: Tensor<3>,
+        cos: &Tensor<4>,
+        sin: &Tensor<4>,
+        mask: &AttentionMask,
+        slot: &mut Option<(Tensor<4>, Tensor<4>)>,
+    ) -> Tensor<3> {
+        let [batch, seq, _] = x.dims();
+        let (nh, nkv, hd) = (attn.num_heads, attn.num_kv_heads, attn.head_dim);
+        // [batch, seq, heads * head_dim] → [batch, heads, seq, head_dim]
+        let mut q = attn.q_proj.forward(x.clone()).reshape([batch, seq, nh, hd]);
+        let mut k = attn.k_proj.forward(x.clone()).reshape([batch, seq, nkv, hd]);
+        let v = attn.v_proj.forward(x).reshape([batch, seq, nkv, hd]).swap_dims(1, 2);
+        if let (Some(qn), Some(kn)) = (&attn.q_norm, &attn.k_norm) {
+            q = qn.forward(q);
+            k = kn.forward(k);
+        }
+        let q = apply_rope(q.swap_dims(1, 2), cos, sin);
+        let k = apply_rope(k.swap_dims(1, 2), cos, sin);
+        let (k, v) = match slot.take() {
+            Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
+            None => (k, v),
+        };
+        *slot = Some((k.clone(), v.clone()));
+        let (k, v) = if self.native_gqa || nh == nkv {
+            (k, v)
+        } else {
+            (repeat_kv(k, nh / nkv), repeat_kv(v, nh / nkv))
+        };
+        let (mask, is_causal) = match mask {
+            AttentionMask::Causal => (None, true),
+            AttentionMask::Explicit(m) => (Some(m.clone()), false),
+        };
+        let options = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal,
+        };
+        let out = attention(q, k, v, mask, None, options); // [batch, heads, seq, head_dim]
+        let out = out.swap_dims(1, 2).reshape([batch, seq, nh * hd]);
+        attn.o_proj.forward(out)
+    }
+}
+
+/// `x * cos + rotate_half(x) * sin` over `[batch, heads, seq, head_dim]`.
+fn apply_rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+    let [_, _, _, hd] = x.dims();
+    let half = hd / 2;
+    let x1 = x.clone().narrow(3, 0, half);
+    let x2 = x.clone().narrow(3, half, half);
+    let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+    x * cos.clone() + rotated * sin.clone()
+}
+
+/// `[batch, kv_heads, seq, hd]` → `[batch, kv_heads * n, seq, hd]`, each kv head repeated n times.
+fn repeat_kv(x: Tensor<4>, n: usize) -> Tensor<4> {
+    let [b, kvh, s, hd] = x.dims();
+    x.unsqueeze_dim::<5>(2)
+        .expand([b, kvh, n, s, hd])
+        .reshape([b, kvh * n, s, hd])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose_host_matches_definition() {
+        let v: Vec<f32> = (0..35).map(|i| i as f32).collect();
+        let t = transpose_host(&v, 5, 7);
+        for r in 0..5 {
+            for c in 0..7 {
+                assert_eq!(t[c * 5 + r], v[r * 7 + c]);
+            }
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! What each subcommand does; thin over the engine.
+
+mod bench;
+
+use std::io::Write;
+use std::ops::ControlFlow;
+
+use anyhow::{Context, Result};
+use engine::backend::Backend;
+use engine::formats::chat_template::ChatMessage;
+use engine::formats::loader::{LoadedModel, load_model};
+use engine::infer::{GenerateRequest, SamplingConfig, generate, score};
+use serde_json::json;
+
+use crate::cli::{Cli, Command, ExportArgs, GenerateArgs, ModelsArgs, ScoreArgs};
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        None => app::run_native(None),
+        Some(Command::Gui(args)) => app::run_native(args.model),
+        Some(Command::Score(args)) => score_cmd(&args),
+        Some(Command::Generate(args)) => generate_cmd(&args),
+        Some(Command::Models(args)) => models_cmd(&args),
+        Some(Command::Export(args)) => export_cmd(&args),
+        Some(Command::Bench(args)) => bench::run(&args),
+    }
+}
+
+pub(crate) fn open_model(spec: &str) -> Result<LoadedModel> {
+    load_model(spec, &Backend::cpu()).with_context(|| format!("could not load model `{spec}`"))
+}
+
+fn score_cmd(args: &ScoreArgs) -> Result<()> {
+    let loaded = open_model(&args.model.model)?;
+    let ids = loaded.tokenizer.encode(&args.text, true)?;
+    let scored = score(&loaded.model, &ids, args.top_k)?;
+    let tok = &loaded.tokenizer;
+    if args.json {
+        let tokens: Vec<_> = scored
+            .iter()
+            .map(|t| {
+                json!({
+                    "id": t.id,
+                    "text": tok.token_text(t.id),
+                    "logprob": t.logprob,
+                    "entropy": t.entropy,
+                    "top": t.top.iter().map(|(id, lp)| json!({"id": id, "text": tok.token_text(*id), "logprob": lp})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!("{}", json!({ "model": loaded.name, "tokens": tokens }));
+    } else {
+        println!("{:>6}  {:<20} {:>9} {:>8}  top", "id", "token", "logprob", "entropy");
+        for t in &scored {
+            let fmt = |v: Option<f32>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+            let top: Vec<String> = t.top.iter().take(3).map(|(id, lp)| format!("{:?} {lp:.2}", tok.token_text(*id))).collect();
+            println!(
+                "{:>6}  {:<20} {:>9} {:>8}  {}",
+                t.id,
+                format!("{:?}", tok.token_text(t.id)),
+                fmt(t.logprob),
+                fmt(t.entropy),
+                top.join(", ")
+            );
+        }
+        let total: f32 = scored.iter().filter_map(|t| t.logprob).sum();
+        println!("total logprob {total:.4} over {} predicted tokens", scored.len().saturating_sub(1));
+    }
+    Ok(())
+}
+
+fn generate_cmd(args: &GenerateArgs) -> Result<()> {
+    let loaded = open_model(&args.model.model)?;
+    let tok = &loaded.tokenizer;
+    let prompt = if args.chat {
+        tok.encode_chat(&[ChatMessage::user(args.prompt.clone())])?
+    } else {
+        tok.encode(&args.prompt, true)?
+    };
+    let request = GenerateRequest {
+        prompts: vec![prompt],
+        max_new_tokens: args.max_new_tokens,
+        sampling: SamplingConfig {
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            min_p: args.min_p,
+            repetition_penalty: args.repetition_penalty,
+            seed: args.seed,
+        },
+        stop_token_ids: if args.ignore_eos { Vec::new() } else { loaded.model.config.eos_token_ids.clone() },
+        top_k_alternatives: 0,
+    };
+    let mut stdout = std::io::stdout().lock();
+    let mut streamed = Vec::new();
+    let mut printed = 0usize;
+    let rows = generate(&loaded.model, &request, |_, token| {
+        if !args.json {
+            // Print the text as it grows (decoding the whole suffix keeps multi-byte characters whole).
+            streamed.push(token.id);
+            let text = tok.decode(&streamed);
+            if text.len() > printed && text.is_char_boundary(printed) {
+                let _ = write!(stdout, "{}", &text[printed..]);
+                let _ = stdout.flush();
+                printed = text.len();
+            }
+        }
+        ControlFlow::Continue(())
+    })?;
+    let tokens = rows.into_iter().next().unwrap_or_default();
+    let ids: Vec<u32> = tokens.iter().map(|t| t.id).collect();
+    if args.json {
+        let items: Vec<_> = tokens
+            .iter()
+            .map(|t| json!({"id": t.id, "text": tok.token_text(t.id), "logprob": t.logprob, "entropy": t.entropy}))
+            .collect();
+        writeln!(stdout, "{}", json!({ "text": tok.decode(&ids), "tokens": items }))?;
+    } else {
+        writeln!(stdout)?;
+    }
+    Ok(())
+}
+
+fn models_cmd(args: &ModelsArgs) -> Result<()> {
+    let found = engine::discovery::discover(&args.dirs);
+    if args.json {
+        let items: Vec<_> = found
+            .iter()
+            .map(|r| match r {
+                Ok(info) => serde_json::to_value(info).unwrap_or_default(),
+                Err((path, e)) => json!({"path": path, "error": e.to_string()}),
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(items));
+        return Ok(());
+    }
+    println!("{:<40} {:<7} {:<6} {:>12} {:>7} {:<10} path", "name", "arch", "format", "parameters", "vocab", "dtype");
+    for r in &found {
+        match r {
+            Ok(i) => println!(
+                "{:<40} {:<7} {:<6} {:>12} {:>7} {:<10} {}",
+                i.name,
+                i.architecture,
+                serde_json::to_value(i.format).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                i.parameters,
+                i.vocab_size,
+                i.dtype,
+                i.path
+            ),
+            Err((path, e)) => println!("{path}: unreadable: {e}"),
+        }
+    }
+    Ok(())
+}
+
+fn export_cmd(args: &ExportArgs) -> Result<()> {
+    let loaded = open_model(&args.model.model)?;
+    engine::formats::export::export_hf(&loaded, &args.out)
+        .with_context(|| format!("could not export to {}", args.out.display()))?;
+    println!("exported {} as a Hugging Face folder to {}", loaded.name, args.out.display());
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! The engine against Hugging Face transformers: `../shared/fixtures/qwen2-tiny/reference.json`
+//! holds what transformers 5.23 computes in float32 for a tiny random Qwen2 (transformers-5-style
+//! config, q/k/v biases, untied embeddings). Every logprob and entropy within 1e-4, the same top-5
+//! ids, the same 24 greedy ids.
+
+mod common;
+
+use engine::backend::Backend;
+use engine::formats::loader::load_model;
+use engine::infer::{GenerateRequest, SamplingConfig, generate, score};
+use serde_json::Value;
+use std::ops::ControlFlow;
+
+const TOL: f64 = 1e-4;
+
+fn reference() -> Option<(std::path::PathBuf, Value)> {
+    let dir = common::shared_file("fixtures/qwen2-tiny")?;
+    let text = std::fs::read_to_string(dir.join("reference.json")).expect("reference.json");
+    Some((dir, serde_json::from_str(&text).expect("reference is JSON")))
+}
+
+#[test]
+fn scores_match_transformers() {
+    let Some((dir, reference)) = reference() else { return };
+    let loaded = load_model(&dir.to_string_lossy(), &Backend::cpu()).expect("fixture loads");
+    let mut worst = 0.0f64;
+    for case in reference["scores"].as_array().expect("scores") {
+        let text = case["text"].as_str().expect("text");
+        let expected = case["tokens"].as_array().expect("tokens");
+        let ids = loaded.tokenizer.encode(text, true).expect("encodes");
+        let expected_ids: Vec<u32> = expected.iter().map(|t| t["id"].as_u64().expect("id") as u32).collect();
+        assert_eq!(ids, expected_ids, "token ids of {text:?}");
+        let scored = score(&loaded.model, &ids, 5).expect("scores");
+        for (i, (got, want)) in scored.iter().zip(expected).enumerate() {
+            if i == 0 {
+                assert!(got.logprob.is_none() && got.entropy.is_none() && got.top.is_empty());
+                continue;
+            }
+            let lp = f64::from(got.logprob.expect("logprob"));
+            let h = f64::from(got.entropy.expect("entropy"));
+            let want_lp = want["logprob"].as_f64().expect("logprob");
+            let want_h = want["entropy"].as_f64().expect("entropy");
+            worst = worst.max((lp - want_lp).abs()).max((h - want_h).abs());
+            assert!((lp - want_lp).abs() < TOL, "{text:?} token {i}: logprob {lp} vs {want_lp}");
+            assert!((h - want_h).abs() < TOL, "{text:?} token {i}: entropy {h} vs {want_h}");
+            let want_top: Vec<u32> = want["top"].as_array().expect("top").iter().map(|t| t["id"].as_u64().expect("id") as u32).collect();
+            let got_top: Vec<u32> = got.top.iter().map(|t| t.0).collect();
+            assert_eq!(got_top, want_top, "{text:?} token {i}: top-5 ids");
+            for ((_, glp), w) in got.top.iter().zip(want["top"].as_array().expect("top")) {
+                assert!((f64::from(*glp) - w["logprob"].as_f64().expect("lp")).abs() < TOL);
+            }
+        }
+    }
+    eprintln!("largest |difference| from transformers: {worst:.2e}");
+}
+
+#[test]
+fn greedy_ids_match_transformers() {
+    let Some((dir, reference)) = reference() else { return };
+    let loaded = load_model(&dir.to_string_lossy(), &Backend::cpu()).expect("fixture loads");
+    let greedy = &reference["greedy"];
+    let prompt = loaded.tokenizer.encode(greedy["prompt"].as_str().expect("prompt"), true).expect("encodes");
+    let want: Vec<u32> = greedy["ids"].as_array().expect("ids").iter().map(|v| v.as_u64().expect("id") as u32).collect();
+    let request = GenerateRequest {
+        prompts: vec![prompt.clone()],
+        max_new_tokens: want.len(),
+        sampling: SamplingConfig::greedy(),
+        stop_token_ids: Vec::new(),
+        top_k_alternatives: 0,
+    };
+    let out = generate(&loaded.model, &request, |_, _| ControlFlow::Continue(())).expect("generates");
+    let got: Vec<u32> = out[0].iter().map(|t| t.id).collect();
+    assert_eq!(got, want);
+
+    // Batched with a shorter, left-padded row: the long row is unchanged, the short row equals
+    // its own unbatched run.
+    let short = prompt[..prompt.len() - 3].to_vec();
+    let alone = generate(
+        &loaded.model,
+        &GenerateRequest { prompts: vec![short.clone()], ..request.clone() },
+        |_, _| ControlFlow::Continue(()),
+    )
+    .expect("generates");
+    let batched = generate(
+        &loaded.model,
+        &GenerateRequest { prompts: vec![prompt, short], ..request },
+        |_, _| ControlFlow::Continue(()),
+    )
+    .expect("generates");
+    let ids = |row: &Vec<engine::infer::GeneratedToken>| row.iter().map(|t| t.id).collect::<Vec<_>>();
+    assert_eq!(ids(&batched[0]), want);
+    assert_eq!(ids(&batched[1]), ids(&alone[0]));
+    for (a, b) in batched[1].iter().zip(&alone[0]) {
+        assert!((a.logprob - b.logprob).abs() < 1e-4 && (a.entropy - b.entropy).abs() < 1e-4);
+    }
+}
+
+#[test]
+fn cli_score_and_generate_follow_the_json_contract() {
+    let Some((dir, reference)) = reference() else { return };
+    let case = &reference["scores"][1];
+    let out = common::studio_json([
+        "score", "--model", &dir.to_string_lossy(), "--text", case["text"].as_str().expect("text"), "--json",
+    ]);
+    let tokens = out["tokens"].as_array().expect("tokens array");
+    assert!(out["model"].is_string());
+    assert_eq!(tokens.len(), case["tokens"].as_array().expect("tokens").len());
+    assert!(tokens[0]["logprob"].is_null() && tokens[0]["entropy"].is_null());
+    assert_eq!(tokens[0]["top"].as_array().map(Vec::len), Some(0));
+    for (got, want) in tokens.iter().zip(case["tokens"].as_array().expect("tokens")).skip(1) {
+        assert_eq!(got["id"], want["id"]);
+        assert!(got["text"].is_string());
+        let d = got["logprob"].as_f64().expect("number") - want["logprob"].as_f64().expect("number");
+        assert!(d.abs() < TOL);
+        assert_eq!(got["top"].as_array().map(Vec::len), Some(5));
+        assert!(got["top"][0]["text"].is_string() && got["top"][0]["logprob"].is_number());
+    }
+
+    let greedy = &reference["greedy"];
+    let out = common::studio_json([
+        "generate", "--model", &dir.to_string_lossy(), "--prompt", greedy["prompt"].as_str().expect("prompt"),
+        "--max-new-tokens", "24", "--temperature", "0", "--ignore-eos", "--json",
+    ]);
+    let ids: Vec<&Value> = out["tokens"].as_array().expect("tokens").iter().map(|t| &t["id"]).collect();
+    let want: Vec<&Value> = greedy["ids"].as_array().expect("ids").iter().collect();
+    assert_eq!(ids, want);
+    assert!(out["text"].is_string());
+    assert!(out["tokens"][0]["logprob"].as_f64().expect("logprob") <= 0.0);
+    assert!(out["tokens"][0]["entropy"].as_f64().expect("entropy") >= 0.0);
+}

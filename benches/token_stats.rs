@@ -17,10 +17,18 @@ fn naive(row: &[f32]) -> (f32, f32, Vec<(u32, f32)>) {
     let z: f32 = exps.iter().sum();
     let lse = m + z.ln();
     let probs: Vec<f32> = exps.iter().map(|e| e / z).collect();
-    let entropy = -probs.iter().zip(row).map(|(p, x)| p * (x - lse)).sum::<f32>();
+    let entropy = -probs
+        .iter()
+        .zip(row)
+        .map(|(p, x)| p * (x - lse))
+        .sum::<f32>();
     let mut idx: Vec<u32> = (0..row.len() as u32).collect();
     idx.sort_unstable_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]));
-    let top = idx.iter().take(TOP_K).map(|&i| (i, row[i as usize] - lse)).collect();
+    let top = idx
+        .iter()
+        .take(TOP_K)
+        .map(|&i| (i, row[i as usize] - lse))
+        .collect();
     (lse, entropy, top)
 }
 

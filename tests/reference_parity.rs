@@ -21,14 +21,19 @@ fn reference() -> Option<(std::path::PathBuf, Value)> {
 
 #[test]
 fn scores_match_transformers() {
-    let Some((dir, reference)) = reference() else { return };
+    let Some((dir, reference)) = reference() else {
+        return;
+    };
     let loaded = load_model(&dir.to_string_lossy(), &Backend::cpu()).expect("fixture loads");
     let mut worst = 0.0f64;
     for case in reference["scores"].as_array().expect("scores") {
         let text = case["text"].as_str().expect("text");
         let expected = case["tokens"].as_array().expect("tokens");
         let ids = loaded.tokenizer.encode(text, true).expect("encodes");
-        let expected_ids: Vec<u32> = expected.iter().map(|t| t["id"].as_u64().expect("id") as u32).collect();
+        let expected_ids: Vec<u32> = expected
+            .iter()
+            .map(|t| t["id"].as_u64().expect("id") as u32)
+            .collect();
         assert_eq!(ids, expected_ids, "token ids of {text:?}");
         let scored = score(&loaded.model, &ids, 5).expect("scores");
         for (i, (got, want)) in scored.iter().zip(expected).enumerate() {
@@ -41,9 +46,20 @@ fn scores_match_transformers() {
             let want_lp = want["logprob"].as_f64().expect("logprob");
             let want_h = want["entropy"].as_f64().expect("entropy");
             worst = worst.max((lp - want_lp).abs()).max((h - want_h).abs());
-            assert!((lp - want_lp).abs() < TOL, "{text:?} token {i}: logprob {lp} vs {want_lp}");
-            assert!((h - want_h).abs() < TOL, "{text:?} token {i}: entropy {h} vs {want_h}");
-            let want_top: Vec<u32> = want["top"].as_array().expect("top").iter().map(|t| t["id"].as_u64().expect("id") as u32).collect();
+            assert!(
+                (lp - want_lp).abs() < TOL,
+                "{text:?} token {i}: logprob {lp} vs {want_lp}"
+            );
+            assert!(
+                (h - want_h).abs() < TOL,
+                "{text:?} token {i}: entropy {h} vs {want_h}"
+            );
+            let want_top: Vec<u32> = want["top"]
+                .as_array()
+                .expect("top")
+                .iter()
+                .map(|t| t["id"].as_u64().expect("id") as u32)
+                .collect();
             let got_top: Vec<u32> = got.top.iter().map(|t| t.0).collect();
             assert_eq!(got_top, want_top, "{text:?} token {i}: top-5 ids");
             for ((_, glp), w) in got.top.iter().zip(want["top"].as_array().expect("top")) {
@@ -56,11 +72,21 @@ fn scores_match_transformers() {
 
 #[test]
 fn greedy_ids_match_transformers() {
-    let Some((dir, reference)) = reference() else { return };
+    let Some((dir, reference)) = reference() else {
+        return;
+    };
     let loaded = load_model(&dir.to_string_lossy(), &Backend::cpu()).expect("fixture loads");
     let greedy = &reference["greedy"];
-    let prompt = loaded.tokenizer.encode(greedy["prompt"].as_str().expect("prompt"), true).expect("encodes");
-    let want: Vec<u32> = greedy["ids"].as_array().expect("ids").iter().map(|v| v.as_u64().expect("id") as u32).collect();
+    let prompt = loaded
+        .tokenizer
+        .encode(greedy["prompt"].as_str().expect("prompt"), true)
+        .expect("encodes");
+    let want: Vec<u32> = greedy["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .map(|v| v.as_u64().expect("id") as u32)
+        .collect();
     let request = GenerateRequest {
         prompts: vec![prompt.clone()],
         max_new_tokens: want.len(),
@@ -68,7 +94,8 @@ fn greedy_ids_match_transformers() {
         stop_token_ids: Vec::new(),
         top_k_alternatives: 0,
     };
-    let out = generate(&loaded.model, &request, |_, _| ControlFlow::Continue(())).expect("generates");
+    let out =
+        generate(&loaded.model, &request, |_, _| ControlFlow::Continue(())).expect("generates");
     let got: Vec<u32> = out[0].iter().map(|t| t.id).collect();
     assert_eq!(got, want);
 
@@ -77,17 +104,24 @@ fn greedy_ids_match_transformers() {
     let short = prompt[..prompt.len() - 3].to_vec();
     let alone = generate(
         &loaded.model,
-        &GenerateRequest { prompts: vec![short.clone()], ..request.clone() },
+        &GenerateRequest {
+            prompts: vec![short.clone()],
+            ..request.clone()
+        },
         |_, _| ControlFlow::Continue(()),
     )
     .expect("generates");
     let batched = generate(
         &loaded.model,
-        &GenerateRequest { prompts: vec![prompt, short], ..request },
+        &GenerateRequest {
+            prompts: vec![prompt, short],
+            ..request
+        },
         |_, _| ControlFlow::Continue(()),
     )
     .expect("generates");
-    let ids = |row: &Vec<engine::infer::GeneratedToken>| row.iter().map(|t| t.id).collect::<Vec<_>>();
+    let ids =
+        |row: &Vec<engine::infer::GeneratedToken>| row.iter().map(|t| t.id).collect::<Vec<_>>();
     assert_eq!(ids(&batched[0]), want);
     assert_eq!(ids(&batched[1]), ids(&alone[0]));
     for (a, b) in batched[1].iter().zip(&alone[0]) {
@@ -97,20 +131,35 @@ fn greedy_ids_match_transformers() {
 
 #[test]
 fn cli_score_and_generate_follow_the_json_contract() {
-    let Some((dir, reference)) = reference() else { return };
+    let Some((dir, reference)) = reference() else {
+        return;
+    };
     let case = &reference["scores"][1];
     let out = common::studio_json([
-        "score", "--model", &dir.to_string_lossy(), "--text", case["text"].as_str().expect("text"), "--json",
+        "score",
+        "--model",
+        &dir.to_string_lossy(),
+        "--text",
+        case["text"].as_str().expect("text"),
+        "--json",
     ]);
     let tokens = out["tokens"].as_array().expect("tokens array");
     assert!(out["model"].is_string());
-    assert_eq!(tokens.len(), case["tokens"].as_array().expect("tokens").len());
+    assert_eq!(
+        tokens.len(),
+        case["tokens"].as_array().expect("tokens").len()
+    );
     assert!(tokens[0]["logprob"].is_null() && tokens[0]["entropy"].is_null());
     assert_eq!(tokens[0]["top"].as_array().map(Vec::len), Some(0));
-    for (got, want) in tokens.iter().zip(case["tokens"].as_array().expect("tokens")).skip(1) {
+    for (got, want) in tokens
+        .iter()
+        .zip(case["tokens"].as_array().expect("tokens"))
+        .skip(1)
+    {
         assert_eq!(got["id"], want["id"]);
         assert!(got["text"].is_string());
-        let d = got["logprob"].as_f64().expect("number") - want["logprob"].as_f64().expect("number");
+        let d =
+            got["logprob"].as_f64().expect("number") - want["logprob"].as_f64().expect("number");
         assert!(d.abs() < TOL);
         assert_eq!(got["top"].as_array().map(Vec::len), Some(5));
         assert!(got["top"][0]["text"].is_string() && got["top"][0]["logprob"].is_number());
@@ -118,10 +167,24 @@ fn cli_score_and_generate_follow_the_json_contract() {
 
     let greedy = &reference["greedy"];
     let out = common::studio_json([
-        "generate", "--model", &dir.to_string_lossy(), "--prompt", greedy["prompt"].as_str().expect("prompt"),
-        "--max-new-tokens", "24", "--temperature", "0", "--ignore-eos", "--json",
+        "generate",
+        "--model",
+        &dir.to_string_lossy(),
+        "--prompt",
+        greedy["prompt"].as_str().expect("prompt"),
+        "--max-new-tokens",
+        "24",
+        "--temperature",
+        "0",
+        "--ignore-eos",
+        "--json",
     ]);
-    let ids: Vec<&Value> = out["tokens"].as_array().expect("tokens").iter().map(|t| &t["id"]).collect();
+    let ids: Vec<&Value> = out["tokens"]
+        .as_array()
+        .expect("tokens")
+        .iter()
+        .map(|t| &t["id"])
+        .collect();
     let want: Vec<&Value> = greedy["ids"].as_array().expect("ids").iter().collect();
     assert_eq!(ids, want);
     assert!(out["text"].is_string());

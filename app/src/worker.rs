@@ -63,11 +63,21 @@ pub struct ModelSummary {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     Loaded(ModelSummary),
-    LoadFailed { spec: String, message: String },
+    LoadFailed {
+        spec: String,
+        message: String,
+    },
     /// The prompt was encoded; generation starts.
-    Started { job_id: u64, prompt_tokens: usize },
+    Started {
+        job_id: u64,
+        prompt_tokens: usize,
+    },
     /// One generated token, `elapsed_secs` after the job started.
-    Token { job_id: u64, token: HeatmapToken, elapsed_secs: f64 },
+    Token {
+        job_id: u64,
+        token: HeatmapToken,
+        elapsed_secs: f64,
+    },
     Finished {
         job_id: u64,
         /// The whole continuation decoded at once (multi-byte characters joined).
@@ -75,7 +85,10 @@ pub enum Event {
         elapsed_secs: f64,
         cancelled: bool,
     },
-    GenerateFailed { job_id: u64, message: String },
+    GenerateFailed {
+        job_id: u64,
+        message: String,
+    },
 }
 
 /// Why a command could not be handed to the worker.
@@ -172,7 +185,8 @@ struct Disconnected;
 impl Worker {
     fn run(&mut self, commands: &Receiver<Command>) {
         while let Ok(command) = commands.recv() {
-            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| self.handle(command.clone())));
+            let outcome =
+                std::panic::catch_unwind(AssertUnwindSafe(|| self.handle(command.clone())));
             let result = match outcome {
                 Ok(result) => result,
                 Err(panic) => {
@@ -296,7 +310,10 @@ impl Worker {
     }
 }
 
-fn heatmap_token(tokenizer: &engine::formats::tokenizer::TextTokenizer, token: &GeneratedToken) -> HeatmapToken {
+fn heatmap_token(
+    tokenizer: &engine::formats::tokenizer::TextTokenizer,
+    token: &GeneratedToken,
+) -> HeatmapToken {
     HeatmapToken {
         id: token.id,
         text: tokenizer.token_text(token.id),
@@ -345,7 +362,9 @@ mod tests {
         loop {
             match worker.try_event() {
                 Ok(Some(event)) => return event,
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
                 other => panic!("no event from the worker: {other:?}"),
             }
         }
@@ -364,7 +383,9 @@ mod tests {
             }))
             .expect("send");
         match next_event(&worker) {
-            Event::GenerateFailed { job_id: 1, message } => assert!(message.contains("no model is loaded")),
+            Event::GenerateFailed { job_id: 1, message } => {
+                assert!(message.contains("no model is loaded"))
+            }
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -388,9 +409,14 @@ mod tests {
                 sampling: SamplingConfig::greedy(),
             }))
             .expect("send");
-        assert!(matches!(next_event(&worker), Event::Started { job_id: 7, .. }));
+        assert!(matches!(
+            next_event(&worker),
+            Event::Started { job_id: 7, .. }
+        ));
         match next_event(&worker) {
-            Event::Finished { cancelled, text, .. } => {
+            Event::Finished {
+                cancelled, text, ..
+            } => {
                 assert!(cancelled);
                 assert!(text.is_empty());
             }

@@ -16,12 +16,14 @@ use egui_kittest::{Harness, SnapshotOptions};
 
 /// How long loading or generating with the tiny model may take before the test fails.
 const DEADLINE: Duration = Duration::from_secs(120);
+/// The harness's screen, in points.
+const SIZE: [f32; 2] = [1100.0, 640.0];
 /// Pixels a snapshot may differ by (lavapipe output varies slightly between CPUs).
 const MAX_FAILED_PIXELS: usize = 8;
 
 fn harness(studio: Studio) -> Harness<'static, Studio> {
     Harness::builder()
-        .with_size([1100.0, 640.0])
+        .with_size(SIZE)
         .with_options(SnapshotOptions::new().max_failed_pixels(MAX_FAILED_PIXELS))
         .build_ui_state(|ui, studio: &mut Studio| studio.ui(ui), studio)
 }
@@ -30,7 +32,10 @@ fn harness(studio: Studio) -> Harness<'static, Studio> {
 fn step_until(harness: &mut Harness<'static, Studio>, what: &str, done: impl Fn(&Studio) -> bool) {
     let deadline = Instant::now() + DEADLINE;
     while !done(harness.state()) {
-        assert!(Instant::now() < deadline, "timed out after {DEADLINE:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {DEADLINE:?} waiting for {what}"
+        );
         harness.step();
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -61,7 +66,11 @@ fn shown_token_count(harness: &Harness<'static, Studio>) -> usize {
         .query_all_by_label_contains("tokens · mean entropy")
         .filter_map(|node| node.value())
         .collect();
-    assert_eq!(labels.len(), 1, "one counts line expected, found {labels:?}");
+    assert_eq!(
+        labels.len(),
+        1,
+        "one counts line expected, found {labels:?}"
+    );
     labels[0]
         .split_whitespace()
         .next()
@@ -74,34 +83,57 @@ fn generates_with_the_builtin_model_and_shows_tokens() {
     let mut harness = harness(Studio::new(None));
     wait_for_model(&mut harness);
     match &harness.state().playground.model {
-        ModelStatus::Loaded(m) => assert!(m.has_chat_template, "the tiny reasoner has a chat template"),
+        ModelStatus::Loaded(m) => {
+            assert!(m.has_chat_template, "the tiny reasoner has a chat template")
+        }
         other => panic!("model should be loaded, is {other:?}"),
     }
-    assert!(harness.query_by_label_contains("Loaded tiny-reasoner").is_some());
+    assert!(
+        harness
+            .query_by_label_contains("Loaded tiny-reasoner")
+            .is_some()
+    );
 
     type_prompt_and_generate(&mut harness, "What is 2+3?");
 
     let playground = &harness.state().playground;
-    assert!(playground.generate_error.is_none(), "{:?}", playground.generate_error);
+    assert!(
+        playground.generate_error.is_none(),
+        "{:?}",
+        playground.generate_error
+    );
     let tokens = playground.generation.tokens.clone();
     assert!(!tokens.is_empty(), "the model should have generated tokens");
     assert!(tokens.len() <= harness.state().state.playground.max_new_tokens);
-    assert!(tokens.iter().all(|t| t.entropy_nats.is_finite() && t.logprob <= 0.0));
+    assert!(
+        tokens
+            .iter()
+            .all(|t| t.entropy_nats.is_finite() && t.logprob <= 0.0)
+    );
     assert!(tokens.iter().all(|t| t.alternatives.len() == 5));
     assert_eq!(shown_token_count(&harness), tokens.len());
     assert!(harness.query_by_label("Decoded text").is_some());
 
-    // Hovering the first token shows its card with the alternatives.
-    let first_text = visible_token_text(&tokens[0].text, |_| true).0;
-    let first_rect = harness
-        .query_all_by_label(&first_text)
+    // Hovering a token shows its card with the alternatives. (An ASCII one, so its label is
+    // known: the heatmap escapes characters the font lacks.)
+    let ascii = tokens
+        .iter()
+        .find(|t| !t.text.is_empty() && t.text.is_ascii())
+        .expect("an ASCII token among the generated ones");
+    let shown = visible_token_text(&ascii.text, |c| c.is_ascii()).0;
+    let rect = harness
+        .query_all_by_value(&shown)
+        .chain(harness.query_all_by_label(&shown))
         .next()
         .map(|node| node.rect())
-        .unwrap_or_else(|| panic!("token {first_text:?} should be shown"));
-    harness.hover_at(first_rect.center());
+        .unwrap_or_else(|| panic!("token {shown:?} should be shown"));
+    harness.hover_at(rect.center());
     let deadline = Instant::now() + Duration::from_secs(5);
     while harness.query_by_label("Top alternatives").is_none() {
-        assert!(Instant::now() < deadline, "hovering a token should show its card");
+        assert!(
+            Instant::now() < deadline,
+            "hovering a token should show its card"
+        );
         harness.step();
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -125,10 +157,20 @@ fn a_bad_model_path_shows_a_readable_error() {
 
     harness.get_by_label("Load").click();
     harness.run_steps(2);
-    step_until(&mut harness, "the load to fail", |s| !s.playground.is_busy());
+    step_until(&mut harness, "the load to fail", |s| {
+        !s.playground.is_busy()
+    });
 
-    let error = harness.state().playground.load_error.clone().expect("a load error");
-    assert!(error.contains(bad_path), "the error should name the path: {error}");
+    let error = harness
+        .state()
+        .playground
+        .load_error
+        .clone()
+        .expect("a load error");
+    assert!(
+        error.contains(bad_path),
+        "the error should name the path: {error}"
+    );
     let shown: Vec<String> = harness
         .query_all_by_label_contains("Could not load")
         .filter_map(|node| node.value())
@@ -149,8 +191,14 @@ fn snapshot_after_generation() {
     type_prompt_and_generate(&mut harness, "Think: 1+1");
     harness.remove_cursor();
     harness.run_steps(2);
-    // tokens/s differs between runs: mask the counts line.
-    let counts = harness.get_by_label_contains("tokens · mean entropy").rect();
-    harness.mask(counts);
+    // tokens/s differs between runs: mask the counts line to the window's right edge (its width
+    // changes with the number).
+    let counts = harness
+        .get_by_label_contains("tokens · mean entropy")
+        .rect();
+    harness.mask(egui::Rect::from_min_max(
+        counts.min,
+        egui::pos2(SIZE[0], counts.max.y),
+    ));
     harness.snapshot("playground_after_generation");
 }

@@ -106,7 +106,10 @@ fn scan(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
             } else if depth > 0 {
                 scan(&path, depth - 1, out);
             }
-        } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        } else if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+        {
             out.push(path);
         }
     }
@@ -166,7 +169,14 @@ mod tests {
         std::fs::write(dir.path().join("broken.gguf"), b"not gguf").expect("write");
         let found = discover(&[dir.path().to_path_buf()]);
         let ok: Vec<&ModelInfo> = found.iter().filter_map(|r| r.as_ref().ok()).collect();
-        assert!(ok.iter().any(|i| i.architecture == "qwen2" && i.layers == 2));
-        assert!(found.iter().any(|r| matches!(r, Err((p, _)) if p.ends_with("broken.gguf"))));
+        assert!(
+            ok.iter()
+                .any(|i| i.architecture == "qwen2" && i.layers == 2)
+        );
+        assert!(
+            found
+                .iter()
+                .any(|r| matches!(r, Err((p, _)) if p.ends_with("broken.gguf")))
+        );
     }
 }

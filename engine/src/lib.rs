@@ -5,7 +5,7 @@
 //! `formats` builds `models`. The engine knows nothing of the GUI.
 
 pub mod backend;
+pub mod discovery;
 pub mod formats;
 pub mod infer;
 pub mod models;
-pub mod discovery;

@@ -48,19 +48,32 @@ fn measure(
 fn bench_generate(args: &BenchGenerateArgs) -> Result<()> {
     let loaded = super::open_model(&args.model.model)?;
     let model = &loaded.model;
-    let (prompt_len, decode_steps, big_batch) = if args.quick { (64, 8, 4) } else { (512, 64, 16) };
+    let (prompt_len, decode_steps, big_batch) = if args.quick {
+        (64, 8, 4)
+    } else {
+        (512, 64, 16)
+    };
     if prompt_len + decode_steps + 1 > model.config.max_position_embeddings {
-        bail!("the model's context ({}) is too short for this benchmark", model.config.max_position_embeddings);
+        bail!(
+            "the model's context ({}) is too short for this benchmark",
+            model.config.max_position_embeddings
+        );
     }
     // A deterministic prompt of ordinary text tokens.
-    let text = "The quick brown fox jumps over the lazy dog while counting 1, 2, 3. ".repeat(prompt_len);
+    let text =
+        "The quick brown fox jumps over the lazy dog while counting 1, 2, 3. ".repeat(prompt_len);
     let mut prompt = loaded.tokenizer.encode(&text, false)?;
     prompt.truncate(prompt_len);
 
     // Warm-up (page faults, thread pool).
     measure(model, &prompt[..prompt_len.min(16)], 1, 2)?;
     let (pp, decode1) = measure(model, &prompt, 1, decode_steps)?;
-    let (_, decode_b) = measure(model, &prompt[..prompt_len.min(64)], big_batch, decode_steps)?;
+    let (_, decode_b) = measure(
+        model,
+        &prompt[..prompt_len.min(64)],
+        big_batch,
+        decode_steps,
+    )?;
     let weight_bytes = model.config.num_parameters() * 4;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let report = json!({
@@ -78,7 +91,11 @@ fn bench_generate(args: &BenchGenerateArgs) -> Result<()> {
     if args.json {
         println!("{report}");
     } else {
-        println!("model {} on cpu, {threads} threads, {:.0} MB of f32 weights", loaded.name, weight_bytes as f64 / 1e6);
+        println!(
+            "model {} on cpu, {threads} threads, {:.0} MB of f32 weights",
+            loaded.name,
+            weight_bytes as f64 / 1e6
+        );
         println!("prompt processing ({prompt_len} tokens): {pp:>8.1} tokens/s");
         println!("decode, batch 1:                  {decode1:>8.1} tokens/s");
         println!("decode, batch {big_batch:<2}:                 {decode_b:>8.1} tokens/s");

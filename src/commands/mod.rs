@@ -50,10 +50,18 @@ fn score_cmd(args: &ScoreArgs) -> Result<()> {
             .collect();
         println!("{}", json!({ "model": loaded.name, "tokens": tokens }));
     } else {
-        println!("{:>6}  {:<20} {:>9} {:>8}  top", "id", "token", "logprob", "entropy");
+        println!(
+            "{:>6}  {:<20} {:>9} {:>8}  top",
+            "id", "token", "logprob", "entropy"
+        );
         for t in &scored {
             let fmt = |v: Option<f32>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
-            let top: Vec<String> = t.top.iter().take(3).map(|(id, lp)| format!("{:?} {lp:.2}", tok.token_text(*id))).collect();
+            let top: Vec<String> = t
+                .top
+                .iter()
+                .take(3)
+                .map(|(id, lp)| format!("{:?} {lp:.2}", tok.token_text(*id)))
+                .collect();
             println!(
                 "{:>6}  {:<20} {:>9} {:>8}  {}",
                 t.id,
@@ -64,7 +72,10 @@ fn score_cmd(args: &ScoreArgs) -> Result<()> {
             );
         }
         let total: f32 = scored.iter().filter_map(|t| t.logprob).sum();
-        println!("total logprob {total:.4} over {} predicted tokens", scored.len().saturating_sub(1));
+        println!(
+            "total logprob {total:.4} over {} predicted tokens",
+            scored.len().saturating_sub(1)
+        );
     }
     Ok(())
 }
@@ -88,7 +99,11 @@ fn generate_cmd(args: &GenerateArgs) -> Result<()> {
             repetition_penalty: args.repetition_penalty,
             seed: args.seed,
         },
-        stop_token_ids: if args.ignore_eos { Vec::new() } else { loaded.model.config.eos_token_ids.clone() },
+        stop_token_ids: if args.ignore_eos {
+            Vec::new()
+        } else {
+            loaded.model.config.eos_token_ids.clone()
+        },
         top_k_alternatives: 0,
     };
     let mut stdout = std::io::stdout().lock();
@@ -114,7 +129,11 @@ fn generate_cmd(args: &GenerateArgs) -> Result<()> {
             .iter()
             .map(|t| json!({"id": t.id, "text": tok.token_text(t.id), "logprob": t.logprob, "entropy": t.entropy}))
             .collect();
-        writeln!(stdout, "{}", json!({ "text": tok.decode(&ids), "tokens": items }))?;
+        writeln!(
+            stdout,
+            "{}",
+            json!({ "text": tok.decode(&ids), "tokens": items })
+        )?;
     } else {
         writeln!(stdout)?;
     }
@@ -134,14 +153,20 @@ fn models_cmd(args: &ModelsArgs) -> Result<()> {
         println!("{}", serde_json::Value::Array(items));
         return Ok(());
     }
-    println!("{:<40} {:<7} {:<6} {:>12} {:>7} {:<10} path", "name", "arch", "format", "parameters", "vocab", "dtype");
+    println!(
+        "{:<40} {:<7} {:<6} {:>12} {:>7} {:<10} path",
+        "name", "arch", "format", "parameters", "vocab", "dtype"
+    );
     for r in &found {
         match r {
             Ok(i) => println!(
                 "{:<40} {:<7} {:<6} {:>12} {:>7} {:<10} {}",
                 i.name,
                 i.architecture,
-                serde_json::to_value(i.format).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                serde_json::to_value(i.format)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
                 i.parameters,
                 i.vocab_size,
                 i.dtype,
@@ -157,6 +182,10 @@ fn export_cmd(args: &ExportArgs) -> Result<()> {
     let loaded = open_model(&args.model.model)?;
     engine::formats::export::export_hf(&loaded, &args.out)
         .with_context(|| format!("could not export to {}", args.out.display()))?;
-    println!("exported {} as a Hugging Face folder to {}", loaded.name, args.out.display());
+    println!(
+        "exported {} as a Hugging Face folder to {}",
+        loaded.name,
+        args.out.display()
+    );
     Ok(())
 }

@@ -22,9 +22,15 @@ fn require(path: PathBuf, what: &str) -> Option<PathBuf> {
         return Some(path);
     }
     if std::env::var_os("CI").is_some() {
-        panic!("{what} is missing ({}) and CI is set: this test needs it", path.display());
+        panic!(
+            "{what} is missing ({}) and CI is set: this test needs it",
+            path.display()
+        );
     }
-    eprintln!("SKIPPED: {what} is missing ({}); this test needs it", path.display());
+    eprintln!(
+        "SKIPPED: {what} is missing ({}); this test needs it",
+        path.display()
+    );
     None
 }
 
@@ -34,7 +40,10 @@ pub fn smollm2_gguf() -> Option<PathBuf> {
     let path = std::env::var_os("STUDIO_SMOLLM2_GGUF")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"));
-    require(path, "SmolLM2-135M-Instruct GGUF (run scripts/test.sh to fetch it)")
+    require(
+        path,
+        "SmolLM2-135M-Instruct GGUF (run scripts/test.sh to fetch it)",
+    )
 }
 
 /// Runs `studio` with `args`.

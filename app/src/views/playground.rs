@@ -10,7 +10,9 @@ use egui::{RichText, TextEdit};
 use engine::models::tiny::TINY_REASONER;
 
 use crate::state::{PlaygroundSettings, State};
-use crate::widgets::token_heatmap::{HeatmapToken, entropy_legend_ui, token_heatmap_ui};
+use crate::widgets::token_heatmap::{
+    HeatmapToken, entropy_legend_ui, printable_text, token_heatmap_ui,
+};
 use crate::worker::{Command, Event, GenerateJob, ModelSummary, ModelWorker};
 
 /// Time spent draining worker events per frame before yielding to drawing.
@@ -34,7 +36,9 @@ pub struct DiscoveredModel {
 pub enum ModelStatus {
     /// Nothing loaded yet.
     Empty,
-    Loading { spec: String },
+    Loading {
+        spec: String,
+    },
     Loaded(ModelSummary),
 }
 
@@ -53,12 +57,14 @@ pub struct Generation {
 
 impl Generation {
     pub fn mean_entropy_nats(&self) -> Option<f32> {
-        (!self.tokens.is_empty())
-            .then(|| self.tokens.iter().map(|t| t.entropy_nats).sum::<f32>() / self.tokens.len() as f32)
+        (!self.tokens.is_empty()).then(|| {
+            self.tokens.iter().map(|t| t.entropy_nats).sum::<f32>() / self.tokens.len() as f32
+        })
     }
 
     pub fn tokens_per_sec(&self) -> Option<f64> {
-        (self.elapsed_secs > 0.0 && !self.tokens.is_empty()).then(|| self.tokens.len() as f64 / self.elapsed_secs)
+        (self.elapsed_secs > 0.0 && !self.tokens.is_empty())
+            .then(|| self.tokens.len() as f64 / self.elapsed_secs)
     }
 }
 
@@ -189,7 +195,10 @@ impl Playground {
                 self.load_error = Some(format!("Could not load `{spec}`: {message}"));
                 self.model = ModelStatus::Empty;
             }
-            Event::Started { job_id, prompt_tokens } if job_id == self.generation.job_id => {
+            Event::Started {
+                job_id,
+                prompt_tokens,
+            } if job_id == self.generation.job_id => {
                 self.generation.prompt_tokens = Some(prompt_tokens);
             }
             Event::Token {
@@ -216,7 +225,10 @@ impl Playground {
                 self.generate_error = Some(message);
                 self.generation.running = false;
             }
-            Event::Started { .. } | Event::Token { .. } | Event::Finished { .. } | Event::GenerateFailed { .. } => {
+            Event::Started { .. }
+            | Event::Token { .. }
+            | Event::Finished { .. }
+            | Event::GenerateFailed { .. } => {
                 tracing::trace!("dropping an event of an earlier generation");
             }
         }
@@ -252,7 +264,8 @@ impl Playground {
     fn load(&mut self, ctx: &egui::Context) {
         let spec = self.model_path.trim().to_string();
         if spec.is_empty() {
-            self.load_error = Some("Type a model path, browse for one, or pick one from the list.".into());
+            self.load_error =
+                Some("Type a model path, browse for one, or pick one from the list.".into());
             return;
         }
         self.load_error = None;
@@ -268,7 +281,8 @@ impl Playground {
             self.generate_error = Some(format!("Check the sampling settings: {e}"));
             return;
         }
-        let has_chat_template = matches!(&self.model, ModelStatus::Loaded(m) if m.has_chat_template);
+        let has_chat_template =
+            matches!(&self.model, ModelStatus::Loaded(m) if m.has_chat_template);
         let job_id = self.next_job_id;
         self.next_job_id += 1;
         let job = GenerateJob {
@@ -381,18 +395,26 @@ impl Playground {
                         for m in models {
                             match &m.problem {
                                 None => {
-                                    ui.selectable_value(&mut self.model_path, m.spec.clone(), &m.title);
+                                    ui.selectable_value(
+                                        &mut self.model_path,
+                                        m.spec.clone(),
+                                        &m.title,
+                                    );
                                 }
                                 Some(problem) => {
-                                    ui.add_enabled(false, egui::Button::selectable(false, &m.title))
-                                        .on_disabled_hover_text(problem);
+                                    ui.add_enabled(
+                                        false,
+                                        egui::Button::selectable(false, &m.title),
+                                    )
+                                    .on_disabled_hover_text(problem);
                                 }
                             }
                         }
                     }
                 }
                 let known = |spec: &String| discovered.iter().flatten().any(|m| &m.spec == spec);
-                let recent: Vec<&String> = state.recent_models.iter().filter(|s| !known(s)).collect();
+                let recent: Vec<&String> =
+                    state.recent_models.iter().filter(|s| !known(s)).collect();
                 if !recent.is_empty() {
                     ui.separator();
                     ui.label(RichText::new("Recent").weak());
@@ -423,9 +445,13 @@ impl Playground {
                 egui::Checkbox::new(&mut settings.use_chat_template, "Chat template"),
             );
             if has_chat_template == Some(false) {
-                chat.on_disabled_hover_text("This model has no chat template; the prompt is used as is");
+                chat.on_disabled_hover_text(
+                    "This model has no chat template; the prompt is used as is",
+                );
             } else {
-                chat.on_hover_text("Wrap the prompt as a user message in the model's chat template");
+                chat.on_hover_text(
+                    "Wrap the prompt as a user message in the model's chat template",
+                );
             }
             ui.separator();
             sampling_ui(ui, settings);
@@ -453,7 +479,10 @@ impl Playground {
             }
             if self.generation.running {
                 ui.spinner();
-                ui.label(format!("Generating… {} tokens", self.generation.tokens.len()));
+                ui.label(format!(
+                    "Generating… {} tokens",
+                    self.generation.tokens.len()
+                ));
             }
         });
         if let Some(error) = &self.generate_error {
@@ -469,7 +498,12 @@ impl Playground {
         });
         if generation.tokens.is_empty() {
             if !generation.running {
-                ui.label(RichText::new("Generated tokens appear here, coloured by entropy. Hover one for details.").weak());
+                ui.label(
+                    RichText::new(
+                        "Generated tokens appear here, coloured by entropy. Hover one for details.",
+                    )
+                    .weak(),
+                );
             }
             return;
         }
@@ -477,11 +511,14 @@ impl Playground {
         egui::ScrollArea::vertical()
             .id_salt("playground_output")
             .auto_shrink([false, true])
+            .stick_to_bottom(generation.running)
             .show(ui, |ui| {
                 token_heatmap_ui(ui, &generation.tokens);
                 ui.add_space(8.0);
                 let label = ui.label(RichText::new("Decoded text").weak());
-                let mut text = generation.text.as_str();
+                let font_id = egui::TextStyle::Monospace.resolve(ui.style());
+                let printable = printable_text(ui.ctx(), &font_id, &generation.text);
+                let mut text = printable.as_str();
                 ui.add(
                     TextEdit::multiline(&mut text)
                         .desired_rows(3)
@@ -517,37 +554,53 @@ fn sampling_ui(ui: &mut egui::Ui, settings: &mut PlaygroundSettings) {
         ui,
         "Temperature",
         "0 picks the most likely token (greedy)",
-        egui::DragValue::new(&mut sampling.temperature).range(0.0..=5.0).speed(0.01).max_decimals(2),
+        egui::DragValue::new(&mut sampling.temperature)
+            .range(0.0..=5.0)
+            .speed(0.01)
+            .max_decimals(2),
     );
     labeled_drag_ui(
         ui,
         "Top-k",
         "Keep the k most likely tokens; 0 keeps all",
-        egui::DragValue::new(&mut sampling.top_k).range(0..=1000).speed(1),
+        egui::DragValue::new(&mut sampling.top_k)
+            .range(0..=1000)
+            .speed(1),
     );
     labeled_drag_ui(
         ui,
         "Top-p",
         "Keep the smallest set of tokens reaching this probability; 1 keeps all",
-        egui::DragValue::new(&mut sampling.top_p).range(0.01..=1.0).speed(0.01).max_decimals(2),
+        egui::DragValue::new(&mut sampling.top_p)
+            .range(0.01..=1.0)
+            .speed(0.01)
+            .max_decimals(2),
     );
     labeled_drag_ui(
         ui,
         "Min-p",
         "Drop tokens less likely than this × the top token's probability; 0 keeps all",
-        egui::DragValue::new(&mut sampling.min_p).range(0.0..=1.0).speed(0.01).max_decimals(2),
+        egui::DragValue::new(&mut sampling.min_p)
+            .range(0.0..=1.0)
+            .speed(0.01)
+            .max_decimals(2),
     );
     labeled_drag_ui(
         ui,
         "Repetition penalty",
         "Penalise tokens already seen; 1 is off",
-        egui::DragValue::new(&mut sampling.repetition_penalty).range(0.5..=3.0).speed(0.01).max_decimals(2),
+        egui::DragValue::new(&mut sampling.repetition_penalty)
+            .range(0.5..=3.0)
+            .speed(0.01)
+            .max_decimals(2),
     );
     labeled_drag_ui(
         ui,
         "Max new tokens",
         "Stop after this many tokens",
-        egui::DragValue::new(&mut settings.max_new_tokens).range(1..=MAX_NEW_TOKENS_LIMIT).speed(1),
+        egui::DragValue::new(&mut settings.max_new_tokens)
+            .range(1..=MAX_NEW_TOKENS_LIMIT)
+            .speed(1),
     );
     labeled_drag_ui(
         ui,
@@ -584,8 +637,11 @@ fn human_count(n: usize) -> String {
 pub fn dialogs_unavailable_reason() -> Option<&'static str> {
     if std::env::var_os("STUDIO_NO_DIALOGS").is_some() {
         Some("File dialogs are turned off (STUDIO_NO_DIALOGS is set); type the path instead")
-    } else if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
-        Some("No display for a file dialog (neither DISPLAY nor WAYLAND_DISPLAY is set); type the path instead")
+    } else if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none()
+    {
+        Some(
+            "No display for a file dialog (neither DISPLAY nor WAYLAND_DISPLAY is set); type the path instead",
+        )
     } else {
         None
     }
@@ -633,7 +689,12 @@ fn start_discovery(ctx: egui::Context) -> Discovery {
                 .into_iter()
                 .map(|found| match found {
                     Ok(info) => DiscoveredModel {
-                        title: format!("{} ({}, {})", info.name, info.architecture, human_count(info.parameters)),
+                        title: format!(
+                            "{} ({}, {})",
+                            info.name,
+                            info.architecture,
+                            human_count(info.parameters)
+                        ),
                         spec: info.path,
                         problem: None,
                     },

@@ -41,7 +41,11 @@ pub fn visible_token_text(text: &str, mut has_glyph: impl FnMut(char) -> bool) -
             '\r' => shown.push_str("\\r"),
             '\t' => shown.push_str("\\t"),
             ' ' => shown.push(' '),
-            c if c.is_control() || !has_glyph(c) => shown.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            // Bytes that are not a whole UTF-8 character on their own; no default font draws �.
+            char::REPLACEMENT_CHARACTER => shown.push('?'),
+            c if c.is_control() || !has_glyph(c) => {
+                shown.push_str(&format!("\\u{{{:x}}}", c as u32))
+            }
             c => shown.push(c),
         }
     }
@@ -49,6 +53,32 @@ pub fn visible_token_text(text: &str, mut has_glyph: impl FnMut(char) -> bool) -
         shown.push_str("\"\"");
     }
     (shown, text.ends_with('\n'))
+}
+
+/// `text` with every character the font lacks written as a `\u{..}` escape and U+FFFD (bytes
+/// that are not a whole UTF-8 character) as `?`; line breaks and tabs are kept.
+pub fn printable_text(ctx: &egui::Context, font_id: &egui::FontId, text: &str) -> String {
+    ctx.fonts_mut(|fonts| {
+        text.chars()
+            .map(|c| {
+                if c == char::REPLACEMENT_CHARACTER {
+                    "?".to_string()
+                } else if c == '\n' || c == '\t' || (!c.is_control() && fonts.has_glyph(font_id, c))
+                {
+                    c.to_string()
+                } else {
+                    format!("\\u{{{:x}}}", c as u32)
+                }
+            })
+            .collect()
+    })
+}
+
+/// A token's text for a label: quoted, escaped, every character drawable.
+fn quoted_token_text(ctx: &egui::Context, font_id: &egui::FontId, text: &str) -> String {
+    let (shown, _) =
+        ctx.fonts_mut(|fonts| visible_token_text(text, |c| fonts.has_glyph(font_id, c)));
+    format!("\"{shown}\"")
 }
 
 /// Background colour for a token of this entropy: neutral blue-grey at 0, orange-red at
@@ -73,15 +103,17 @@ pub fn entropy_color(entropy_nats: f32) -> Color32 {
 /// Shows `tokens` as wrapped text coloured by entropy, each with a hover card.
 pub fn token_heatmap_ui(ui: &mut egui::Ui, tokens: &[HeatmapToken]) {
     let font_id = egui::TextStyle::Monospace.resolve(ui.style());
+    let text_color = ui.visuals().strong_text_color();
     ui.horizontal_wrapped(|ui| {
-        ui.spacing_mut().item_spacing = egui::vec2(1.0, 3.0);
+        ui.spacing_mut().item_spacing = egui::vec2(2.0, 3.0);
         for (position, token) in tokens.iter().enumerate() {
-            let (shown, ends_line) = ui
-                .ctx()
-                .fonts_mut(|fonts| visible_token_text(&token.text, |c| fonts.has_glyph(&font_id, c)));
+            let (shown, ends_line) = ui.ctx().fonts_mut(|fonts| {
+                visible_token_text(&token.text, |c| fonts.has_glyph(&font_id, c))
+            });
             let label = egui::Label::new(
                 RichText::new(shown)
                     .font(font_id.clone())
+                    .color(text_color)
                     .background_color(entropy_color(token.entropy_nats)),
             )
             .wrap_mode(TextWrapMode::Extend)
@@ -97,7 +129,17 @@ pub fn token_heatmap_ui(ui: &mut egui::Ui, tokens: &[HeatmapToken]) {
 
 /// The hover card of one token.
 fn token_card_ui(ui: &mut egui::Ui, position: usize, token: &HeatmapToken) {
-    ui.label(RichText::new(format!("{:?}", token.text)).monospace().strong());
+    let font_id = egui::TextStyle::Monospace.resolve(ui.style());
+    ui.label(
+        RichText::new(quoted_token_text(ui.ctx(), &font_id, &token.text))
+            .monospace()
+            .strong(),
+    );
+    if token.text.contains(char::REPLACEMENT_CHARACTER) {
+        ui.label(
+            RichText::new("? marks bytes that are not a whole UTF-8 character on their own").weak(),
+        );
+    }
     egui::Grid::new("token_card").num_columns(2).show(ui, |ui| {
         ui.label("position");
         ui.label(position.to_string());
@@ -106,7 +148,11 @@ fn token_card_ui(ui: &mut egui::Ui, position: usize, token: &HeatmapToken) {
         ui.label(token.id.to_string());
         ui.end_row();
         ui.label("log-prob");
-        ui.label(format!("{:.3} (p = {})", token.logprob, percent(token.logprob)));
+        ui.label(format!(
+            "{:.3} (p = {})",
+            token.logprob,
+            percent(token.logprob)
+        ));
         ui.end_row();
         ui.label("entropy");
         ui.label(format!("{:.3} nats", token.entropy_nats));
@@ -115,15 +161,22 @@ fn token_card_ui(ui: &mut egui::Ui, position: usize, token: &HeatmapToken) {
     if !token.alternatives.is_empty() {
         ui.separator();
         ui.label(RichText::new("Top alternatives").weak());
-        egui::Grid::new("token_card_alternatives").num_columns(3).show(ui, |ui| {
-            for alt in &token.alternatives {
-                let text = RichText::new(format!("{:?}", alt.text)).monospace();
-                ui.label(if alt.id == token.id { text.strong() } else { text });
-                ui.label(format!("#{}", alt.id));
-                ui.label(percent(alt.logprob));
-                ui.end_row();
-            }
-        });
+        egui::Grid::new("token_card_alternatives")
+            .num_columns(3)
+            .show(ui, |ui| {
+                for alt in &token.alternatives {
+                    let text =
+                        RichText::new(quoted_token_text(ui.ctx(), &font_id, &alt.text)).monospace();
+                    ui.label(if alt.id == token.id {
+                        text.strong()
+                    } else {
+                        text
+                    });
+                    ui.label(format!("#{}", alt.id));
+                    ui.label(percent(alt.logprob));
+                    ui.end_row();
+                }
+            });
     }
 }
 
@@ -142,8 +195,12 @@ pub fn entropy_legend_ui(ui: &mut egui::Ui) {
         for i in 0..STEPS {
             let t = (i as f32 + 0.5) / STEPS as f32;
             let x = rect.left() + i as f32 * step_width;
-            let cell = egui::Rect::from_min_size(egui::pos2(x, rect.top()), egui::vec2(step_width + 0.5, rect.height()));
-            ui.painter().rect_filled(cell, 0.0, entropy_color(t * ENTROPY_SCALE_MAX_NATS));
+            let cell = egui::Rect::from_min_size(
+                egui::pos2(x, rect.top()),
+                egui::vec2(step_width + 0.5, rect.height()),
+            );
+            ui.painter()
+                .rect_filled(cell, 0.0, entropy_color(t * ENTROPY_SCALE_MAX_NATS));
         }
         ui.label(format!("{ENTROPY_SCALE_MAX_NATS:.0}+ nats"));
     });
@@ -157,11 +214,24 @@ mod tests {
     fn whitespace_and_missing_glyphs_are_made_visible() {
         let all = |_| true;
         assert_eq!(visible_token_text("a\n", all), ("a\\n".to_string(), true));
-        assert_eq!(visible_token_text("\t x", all), ("\\t x".to_string(), false));
+        assert_eq!(
+            visible_token_text("\t x", all),
+            ("\\t x".to_string(), false)
+        );
         assert_eq!(visible_token_text("", all), ("\"\"".to_string(), false));
-        assert_eq!(visible_token_text("\u{1}", all), ("\\u{1}".to_string(), false));
+        assert_eq!(
+            visible_token_text("\u{1}", all),
+            ("\\u{1}".to_string(), false)
+        );
+        assert_eq!(
+            visible_token_text("\u{fffd}", all),
+            ("?".to_string(), false)
+        );
         let no_e = |c| c != 'é';
-        assert_eq!(visible_token_text("é!", no_e), ("\\u{e9}!".to_string(), false));
+        assert_eq!(
+            visible_token_text("é!", no_e),
+            ("\\u{e9}!".to_string(), false)
+        );
     }
 
     #[test]

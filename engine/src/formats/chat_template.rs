@@ -57,8 +57,18 @@ fn strftime_now(format: String) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     const MONTHS: [&str; 12] = [
-        "January", "February", "March", "April", "May", "June", "July", "August", "September",
-        "October", "November", "December",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
     ];
     let month_name = MONTHS[(month - 1) as usize];
     format
@@ -143,20 +153,32 @@ mod tests {
         let src = "{% if messages[0].role != 'user' %}{{ raise_exception('first must be user') }}{% endif %}{{ messages[0].content.strip().upper() }}";
         let t = ChatTemplate::new(src, "tpl.jinja".into(), String::new(), String::new())
             .expect("compiles");
-        assert_eq!(t.render(&[ChatMessage::user("  hi ")], false).expect("renders"), "HI");
+        assert_eq!(
+            t.render(&[ChatMessage::user("  hi ")], false)
+                .expect("renders"),
+            "HI"
+        );
         let sys = ChatMessage {
             role: "system".into(),
             content: "x".into(),
         };
         let e = t.render(&[sys], false).expect_err("raises").to_string();
-        assert!(e.contains("first must be user") && e.contains("tpl.jinja"), "{e}");
+        assert!(
+            e.contains("first must be user") && e.contains("tpl.jinja"),
+            "{e}"
+        );
     }
 
     #[test]
     fn bad_template_names_file() {
-        let e = ChatTemplate::new("{% for %}", "x/tokenizer_config.json".into(), String::new(), String::new())
-            .expect_err("syntax error")
-            .to_string();
+        let e = ChatTemplate::new(
+            "{% for %}",
+            "x/tokenizer_config.json".into(),
+            String::new(),
+            String::new(),
+        )
+        .expect_err("syntax error")
+        .to_string();
         assert!(e.contains("x/tokenizer_config.json"), "{e}");
     }
 }

@@ -6,10 +6,10 @@ use std::path::Path;
 
 use serde_json::json;
 
+use super::FormatError;
 use super::hf_config::to_json;
 use super::loader::LoadedModel;
 use super::safetensors::write_f32;
-use super::FormatError;
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FormatError> {
     let tmp = path.with_extension("tmp-write");
@@ -29,10 +29,13 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), FormatError>
 pub fn export_hf(model: &LoadedModel, out: &Path) -> Result<(), FormatError> {
     std::fs::create_dir_all(out).map_err(|e| FormatError::io(out, e))?;
     let config = &model.model.config;
-    let tensors = model.model.named_tensors().map_err(|message| FormatError::Write {
-        path: out.to_path_buf(),
-        message,
-    })?;
+    let tensors = model
+        .model
+        .named_tensors()
+        .map_err(|message| FormatError::Write {
+            path: out.to_path_buf(),
+            message,
+        })?;
     let weights = out.join("model.safetensors");
     let tmp = out.join("model.safetensors.tmp-write");
     write_f32(&tmp, &tensors)?;

@@ -719,6 +719,19 @@ impl GgufFile {
         self.tensor_index.get(name).map(|&i| &self.tensors[i])
     }
 
+    /// Fails with [`GgufError::UnsupportedQuantization`] naming the first tensor stored in a type
+    /// this reader cannot dequantize, so a load fails before any work is done.
+    pub fn check_tensor_types(&self) -> Result<(), GgufError> {
+        match self.tensors.iter().find(|t| !t.kind.can_dequantize()) {
+            Some(info) => Err(GgufError::UnsupportedQuantization {
+                path: self.path.clone(),
+                tensor: info.name.clone(),
+                kind: info.kind.describe(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// A tensor under its GGUF name, dequantized to `f32`, with its row-major shape; no
     /// layout changes are applied (see [`GgufFile::hf_tensor`] for that).
     pub fn raw_tensor(&self, name: &str) -> Result<Option<TensorData>, GgufError> {

@@ -98,8 +98,16 @@ fn rope_config(f: &Fields<'_>) -> Result<RopeConfig, FormatError> {
         Some(other) => return Err(f.err(params_field, format!("must be an object, found {other}"))),
         None => None,
     };
-    let sub = params.map(|m| Fields { path: f.path, map: m });
-    let theta = match sub.as_ref().map(|s| s.f64_opt("rope_theta")).transpose()?.flatten() {
+    let sub = params.map(|m| Fields {
+        path: f.path,
+        map: m,
+    });
+    let theta = match sub
+        .as_ref()
+        .map(|s| s.f64_opt("rope_theta"))
+        .transpose()?
+        .flatten()
+    {
         Some(t) => t,
         None => f.f64_opt("rope_theta")?.unwrap_or(10000.0),
     };
@@ -153,28 +161,33 @@ pub fn parse_config(path: &Path, json: &Value) -> Result<HfConfig, FormatError> 
         .ok_or_else(|| f.err("model_type", "is missing"))?
         .as_str()
         .ok_or_else(|| f.err("model_type", "must be a string"))?;
-    let architecture =
-        Architecture::from_model_type(model_type).ok_or_else(|| FormatError::UnsupportedArchitecture {
+    let architecture = Architecture::from_model_type(model_type).ok_or_else(|| {
+        FormatError::UnsupportedArchitecture {
             path: path.to_path_buf(),
             model_type: model_type.to_string(),
-        })?;
+        }
+    })?;
     for unsupported in ["attention_bias", "mlp_bias"] {
         if architecture == Architecture::Llama && f.bool_opt(unsupported)? == Some(true) {
             return Err(f.err(unsupported, "= true is not supported for llama models"));
         }
     }
-    if let Some(act) = f.present("hidden_act") {
-        if act.as_str() != Some("silu") {
-            return Err(f.err("hidden_act", format!("{act} is not supported (only silu)")));
-        }
+    if let Some(act) = f.present("hidden_act")
+        && act.as_str() != Some("silu")
+    {
+        return Err(f.err("hidden_act", format!("{act} is not supported (only silu)")));
     }
     let hidden_size = f.usize("hidden_size")?;
     let num_attention_heads = f.usize("num_attention_heads")?;
-    let num_key_value_heads = f.usize_opt("num_key_value_heads")?.unwrap_or(num_attention_heads);
+    let num_key_value_heads = f
+        .usize_opt("num_key_value_heads")?
+        .unwrap_or(num_attention_heads);
     if num_attention_heads % num_key_value_heads != 0 {
         return Err(f.err(
             "num_key_value_heads",
-            format!("({num_key_value_heads}) must divide num_attention_heads ({num_attention_heads})"),
+            format!(
+                "({num_key_value_heads}) must divide num_attention_heads ({num_attention_heads})"
+            ),
         ));
     }
     let head_dim = match f.usize_opt("head_dim")? {
@@ -190,7 +203,10 @@ pub fn parse_config(path: &Path, json: &Value) -> Result<HfConfig, FormatError> 
         }
     };
     if head_dim % 2 != 0 {
-        return Err(f.err("head_dim", format!("must be even for rotary embeddings, found {head_dim}")));
+        return Err(f.err(
+            "head_dim",
+            format!("must be even for rotary embeddings, found {head_dim}"),
+        ));
     }
     let dtype = f
         .present("dtype")
@@ -321,16 +337,30 @@ mod tests {
     fn errors_name_the_field() {
         let mut v = base();
         v["hidden_size"] = json!("wide");
-        let e = parse_config(Path::new("/m/config.json"), &v).expect_err("invalid").to_string();
-        assert!(e.contains("/m/config.json") && e.contains("hidden_size"), "{e}");
+        let e = parse_config(Path::new("/m/config.json"), &v)
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            e.contains("/m/config.json") && e.contains("hidden_size"),
+            "{e}"
+        );
         let mut v = base();
         v["model_type"] = json!("gpt_neox");
-        let e = parse_config(Path::new("c.json"), &v).expect_err("unknown").to_string();
+        let e = parse_config(Path::new("c.json"), &v)
+            .expect_err("unknown")
+            .to_string();
         assert!(e.contains("gpt_neox"), "{e}");
         let mut v = base();
-        v.as_object_mut().expect("object").remove("num_hidden_layers");
-        let e = parse_config(Path::new("c.json"), &v).expect_err("missing").to_string();
-        assert!(e.contains("num_hidden_layers") && e.contains("missing"), "{e}");
+        v.as_object_mut()
+            .expect("object")
+            .remove("num_hidden_layers");
+        let e = parse_config(Path::new("c.json"), &v)
+            .expect_err("missing")
+            .to_string();
+        assert!(
+            e.contains("num_hidden_layers") && e.contains("missing"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -3,11 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use super::chat_template::ChatTemplate;
 use super::gguf::GgufFile;
 use super::hf_config::{HfConfig, parse_config, read_config};
 use super::safetensors::SafetensorsWeights;
 use super::tokenizer::TextTokenizer;
-use super::chat_template::ChatTemplate;
 use super::{FormatError, HostTensor, WeightSource};
 use crate::backend::Backend;
 use crate::models::tiny::{self, RandomInit, TINY_REASONER};
@@ -51,13 +51,17 @@ impl ModelLocation {
             .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
             .is_ok()
             && &magic == b"GGUF";
-        if is_gguf || path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        if is_gguf
+            || path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+        {
             return Ok(Self::Gguf(path));
         }
-        if path.file_name().is_some_and(|n| n == "config.json") {
-            if let Some(parent) = path.parent() {
-                return Ok(Self::HfFolder(parent.to_path_buf()));
-            }
+        if path.file_name().is_some_and(|n| n == "config.json")
+            && let Some(parent) = path.parent()
+        {
+            return Ok(Self::HfFolder(parent.to_path_buf()));
         }
         Err(FormatError::NotAModel { path })
     }
@@ -104,13 +108,15 @@ pub fn display_name(path: &Path) -> String {
         .components()
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
         .collect();
-    if let Some(i) = components.iter().position(|c| c == "snapshots") {
-        if let Some(repo) = i.checked_sub(1).and_then(|r| components.get(r)) {
-            return repo.trim_start_matches("models--").replace("--", "/");
-        }
+    if let Some(i) = components.iter().position(|c| c == "snapshots")
+        && let Some(repo) = i.checked_sub(1).and_then(|r| components.get(r))
+    {
+        return repo.trim_start_matches("models--").replace("--", "/");
     }
-    path.file_name()
-        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// Config and tokenizer of a GGUF file, without its weights.
@@ -138,7 +144,12 @@ fn gguf_tokenizer(gguf: &GgufFile) -> Result<TextTokenizer, FormatError> {
             )
         })
         .transpose()?;
-    Ok(TextTokenizer::new(inner, chat_template, eos_ids, gguf.path().to_path_buf()))
+    Ok(TextTokenizer::new(
+        inner,
+        chat_template,
+        eos_ids,
+        gguf.path().to_path_buf(),
+    ))
 }
 
 fn check_tokenizer_fits(
@@ -197,6 +208,7 @@ pub fn load_model(spec: &str, backend: &Backend) -> Result<LoadedModel, FormatEr
         }
         ModelLocation::Gguf(path) => {
             let gguf = GgufFile::open(&path)?;
+            gguf.check_tensor_types()?;
             let (config, dtype) = gguf_config(&gguf)?;
             let tokenizer = gguf_tokenizer(&gguf)?;
             check_tokenizer_fits(&tokenizer, &config.decoder, &path)?;
@@ -229,7 +241,8 @@ mod tests {
     #[test]
     fn bad_locations_are_explained() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let e = ModelLocation::parse(&dir.path().join("nope").to_string_lossy()).expect_err("missing");
+        let e =
+            ModelLocation::parse(&dir.path().join("nope").to_string_lossy()).expect_err("missing");
         assert!(matches!(e, FormatError::NotFound { .. }));
         let e = ModelLocation::parse(&dir.path().to_string_lossy()).expect_err("empty folder");
         assert!(e.to_string().contains("is not a model"), "{e}");

@@ -109,10 +109,12 @@ pub trait WeightSource {
 
     /// The tensor, which must exist with exactly `expected` shape.
     fn require(&self, name: &str, expected: &[usize]) -> Result<HostTensor, FormatError> {
-        let tensor = self.tensor(name)?.ok_or_else(|| FormatError::MissingTensor {
-            path: self.origin(),
-            name: name.to_string(),
-        })?;
+        let tensor = self
+            .tensor(name)?
+            .ok_or_else(|| FormatError::MissingTensor {
+                path: self.origin(),
+                name: name.to_string(),
+            })?;
         if tensor.shape != expected {
             return Err(FormatError::ShapeMismatch {
                 path: self.origin(),

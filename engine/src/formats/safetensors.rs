@@ -139,10 +139,12 @@ impl WeightSource for SafetensorsWeights {
         let shard = &self.shards[*shard];
         let st = SafeTensors::deserialize(&shard.map).map_err(|e| corrupt(&shard.path, e))?;
         let view = st.tensor(name).map_err(|e| corrupt(&shard.path, e))?;
-        let values = f32_from_bytes(view.dtype(), view.data()).ok_or_else(|| FormatError::UnsupportedDtype {
-            path: shard.path.clone(),
-            name: name.to_string(),
-            dtype: format!("{:?}", view.dtype()),
+        let values = f32_from_bytes(view.dtype(), view.data()).ok_or_else(|| {
+            FormatError::UnsupportedDtype {
+                path: shard.path.clone(),
+                name: name.to_string(),
+                dtype: format!("{:?}", view.dtype()),
+            }
         })?;
         Ok(Some(HostTensor {
             values,
@@ -193,15 +195,29 @@ mod tests {
         let w = SafetensorsWeights::open(dir.path()).expect("open");
         let back = w.require("a.weight", &[3, 4]).expect("present");
         assert_eq!(back.values, t.values);
-        let e = w.require("a.weight", &[4, 3]).expect_err("wrong shape").to_string();
-        assert!(e.contains("a.weight") && e.contains("[3, 4]") && e.contains("[4, 3]"), "{e}");
-        let e = w.require("b.weight", &[1]).expect_err("missing").to_string();
+        let e = w
+            .require("a.weight", &[4, 3])
+            .expect_err("wrong shape")
+            .to_string();
+        assert!(
+            e.contains("a.weight") && e.contains("[3, 4]") && e.contains("[4, 3]"),
+            "{e}"
+        );
+        let e = w
+            .require("b.weight", &[1])
+            .expect_err("missing")
+            .to_string();
         assert!(e.contains("b.weight"), "{e}");
 
         let bytes = std::fs::read(&path).expect("read");
         std::fs::write(&path, &bytes[..bytes.len() - 10]).expect("truncate");
-        let e = SafetensorsWeights::open(dir.path()).expect_err("truncated").to_string();
-        assert!(e.contains("model.safetensors") && e.contains("truncated"), "{e}");
+        let e = SafetensorsWeights::open(dir.path())
+            .expect_err("truncated")
+            .to_string();
+        assert!(
+            e.contains("model.safetensors") && e.contains("truncated"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -32,7 +32,11 @@ fn token_string(v: Option<&Value>) -> Option<String> {
 
 fn ids_of(v: Option<&Value>) -> Vec<u32> {
     match v {
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_u64).map(|n| n as u32).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_u64)
+            .map(|n| n as u32)
+            .collect(),
         Some(v) => v.as_u64().map(|n| vec![n as u32]).unwrap_or_default(),
         None => Vec::new(),
     }
@@ -79,7 +83,8 @@ impl TextTokenizer {
 
         let jinja_path = folder.join("chat_template.jinja");
         let template_source = if jinja_path.is_file() {
-            let text = std::fs::read_to_string(&jinja_path).map_err(|e| FormatError::io(&jinja_path, e))?;
+            let text = std::fs::read_to_string(&jinja_path)
+                .map_err(|e| FormatError::io(&jinja_path, e))?;
             Some((text, jinja_path))
         } else {
             match tok_config.get("chat_template") {
@@ -108,10 +113,10 @@ impl TextTokenizer {
                 eos_ids.push(*id);
             }
         }
-        if eos_ids.is_empty() {
-            if let Some(id) = (!eos.is_empty()).then(|| inner.token_to_id(&eos)).flatten() {
-                eos_ids.push(id);
-            }
+        if eos_ids.is_empty()
+            && let Some(id) = (!eos.is_empty()).then(|| inner.token_to_id(&eos)).flatten()
+        {
+            eos_ids.push(id);
         }
         Ok(Self::new(inner, chat_template, eos_ids, path))
     }
@@ -145,10 +150,13 @@ impl TextTokenizer {
     /// Renders a single user message through the chat template with the generation prompt,
     /// then encodes it (the template already holds the special tokens, so none are added).
     pub fn encode_chat(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, FormatError> {
-        let template = self.chat_template.as_ref().ok_or_else(|| FormatError::ChatTemplate {
-            path: self.origin.clone(),
-            message: "this model has no chat template; run without --chat".into(),
-        })?;
+        let template = self
+            .chat_template
+            .as_ref()
+            .ok_or_else(|| FormatError::ChatTemplate {
+                path: self.origin.clone(),
+                message: "this model has no chat template; run without --chat".into(),
+            })?;
         let text = template.render(messages, true)?;
         self.encode(&text, false)
     }

@@ -49,12 +49,19 @@ fn padding_mask(
         for q in 0..queries {
             let slot = first_query_slot + q;
             for k in 0..keys {
-                let visible = if slot < pad { k == slot } else { k <= slot && k >= pad };
+                let visible = if slot < pad {
+                    k == slot
+                } else {
+                    k <= slot && k >= pad
+                };
                 hidden.push(!visible);
             }
         }
     }
-    Tensor::from_data(TensorData::new(hidden, [pads.len(), 1, queries, keys]), device)
+    Tensor::from_data(
+        TensorData::new(hidden, [pads.len(), 1, queries, keys]),
+        device,
+    )
 }
 
 /// Generates for every prompt. `on_token(row, token)` is called as each token is produced;
@@ -85,14 +92,24 @@ pub fn generate(
         .prompts
         .iter()
         .zip(&pads)
-        .map(|(p, &pad)| std::iter::repeat_n(pad_id, pad).chain(p.iter().copied()).collect())
+        .map(|(p, &pad)| {
+            std::iter::repeat_n(pad_id, pad)
+                .chain(p.iter().copied())
+                .collect()
+        })
         .collect();
     let positions: Vec<Vec<usize>> = pads
         .iter()
         .map(|&pad| (0..longest).map(|s| s.saturating_sub(pad)).collect())
         .collect();
     let mask = if padded {
-        AttentionMask::Explicit(padding_mask(&pads, 0, longest, longest, &model.device))
+        AttentionMask::Explicit(Box::new(padding_mask(
+            &pads,
+            0,
+            longest,
+            longest,
+            &model.device,
+        )))
     } else {
         AttentionMask::Causal
     };
@@ -149,7 +166,13 @@ pub fn generate(
         let step_ids: Vec<Vec<u32>> = next.iter().map(|&id| vec![id]).collect();
         let step_pos: Vec<Vec<usize>> = pads.iter().map(|&pad| vec![slot - pad]).collect();
         let mask = if padded {
-            AttentionMask::Explicit(padding_mask(&pads, slot, 1, slot + 1, &model.device))
+            AttentionMask::Explicit(Box::new(padding_mask(
+                &pads,
+                slot,
+                1,
+                slot + 1,
+                &model.device,
+            )))
         } else {
             AttentionMask::Causal
         };
@@ -168,8 +191,14 @@ mod tests {
         let m = padding_mask(&[0, 2], 0, 3, 3, &device);
         let v: Vec<bool> = m.into_data().try_into_vec().expect("bools");
         // row 0: plain causal
-        assert_eq!(&v[0..9], &[false, true, true, false, false, true, false, false, false]);
+        assert_eq!(
+            &v[0..9],
+            &[false, true, true, false, false, true, false, false, false]
+        );
         // row 1: slots 0,1 are padding; each sees only itself; slot 2 sees only itself (pad=2)
-        assert_eq!(&v[9..18], &[false, true, true, true, false, true, true, true, false]);
+        assert_eq!(
+            &v[9..18],
+            &[false, true, true, true, false, true, true, true, false]
+        );
     }
 }

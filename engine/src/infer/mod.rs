@@ -18,17 +18,25 @@ pub enum InferError {
         "the prompt has {prompt_tokens} tokens but the model's context is {context} tokens \
          (max_position_embeddings); shorten the prompt"
     )]
-    PromptTooLong { prompt_tokens: usize, context: usize },
+    PromptTooLong {
+        prompt_tokens: usize,
+        context: usize,
+    },
     #[error("the text is empty after tokenization; give at least one token")]
     Empty,
     #[error("setting `{setting}`: {problem}")]
-    BadSetting { setting: &'static str, problem: String },
+    BadSetting {
+        setting: &'static str,
+        problem: String,
+    },
     #[error("could not read the backend's output: {0}")]
     Backend(String),
 }
 
 /// A tensor's values on the host.
-pub(crate) fn host_values<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>, InferError> {
+pub(crate) fn host_values<const D: usize>(
+    t: burn::tensor::Tensor<D>,
+) -> Result<Vec<f32>, InferError> {
     t.into_data()
         .try_into_vec::<f32>()
         .map_err(|e| InferError::Backend(format!("{e:?}")))

@@ -91,7 +91,11 @@ impl Sampler {
         if c.repetition_penalty != 1.0 {
             for &id in history {
                 if let Some(l) = logits.get_mut(id as usize) {
-                    *l = if *l > 0.0 { *l / c.repetition_penalty } else { *l * c.repetition_penalty };
+                    *l = if *l > 0.0 {
+                        *l / c.repetition_penalty
+                    } else {
+                        *l * c.repetition_penalty
+                    };
                 }
             }
         }
@@ -184,10 +188,15 @@ mod tests {
         };
         let draws = |cfg: &SamplingConfig| {
             let mut s = Sampler::new(cfg.clone());
-            (0..50).map(|_| s.sample(&mut logits.clone(), &[])).collect::<Vec<_>>()
+            (0..50)
+                .map(|_| s.sample(&mut logits.clone(), &[]))
+                .collect::<Vec<_>>()
         };
         assert_eq!(draws(&cfg), draws(&cfg));
-        assert!(draws(&cfg).iter().any(|&t| t != 1), "temperature 1 should explore");
+        assert!(
+            draws(&cfg).iter().any(|&t| t != 1),
+            "temperature 1 should explore"
+        );
     }
 
     #[test]
@@ -195,8 +204,16 @@ mod tests {
         // probabilities ≈ [0.64, 0.24, 0.09, 0.03]
         let logits = vec![3.0f32, 2.0, 1.0, 0.0];
         for cfg in [
-            SamplingConfig { temperature: 1.0, top_p: 0.6, ..SamplingConfig::default() },
-            SamplingConfig { temperature: 1.0, min_p: 0.5, ..SamplingConfig::default() },
+            SamplingConfig {
+                temperature: 1.0,
+                top_p: 0.6,
+                ..SamplingConfig::default()
+            },
+            SamplingConfig {
+                temperature: 1.0,
+                min_p: 0.5,
+                ..SamplingConfig::default()
+            },
         ] {
             let mut s = Sampler::new(cfg);
             for _ in 0..100 {
@@ -216,7 +233,11 @@ mod tests {
 
     #[test]
     fn invalid_settings_are_named() {
-        let e = SamplingConfig { top_p: 0.0, ..SamplingConfig::default() }.validate();
+        let e = SamplingConfig {
+            top_p: 0.0,
+            ..SamplingConfig::default()
+        }
+        .validate();
         assert!(e.expect_err("invalid").to_string().contains("top_p"));
     }
 }

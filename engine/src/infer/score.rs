@@ -31,7 +31,12 @@ pub fn score(model: &CausalLm, ids: &[u32], top_k: usize) -> Result<Vec<ScoredTo
     }
     let mut cache = model.new_cache();
     let positions: Vec<usize> = (0..ids.len()).collect();
-    let hidden = model.forward_hidden(&[ids.to_vec()], &[positions], AttentionMask::Causal, &mut cache);
+    let hidden = model.forward_hidden(
+        &[ids.to_vec()],
+        &[positions],
+        AttentionMask::Causal,
+        &mut cache,
+    );
     // Only positions 0..n-1 predict a token of the text.
     let n = ids.len();
     let predicting = hidden.narrow(1, 0, n - 1);

@@ -35,8 +35,7 @@ fn exp_nonpositive(x: f32) -> f32 {
     let p = 1.0
         + r * (1.0
             + r * (0.5
-                + r * (1.0 / 6.0
-                    + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
     let bits = ((n as i32 + 127) as u32) << 23;
     p * f32::from_bits(bits)
 }
@@ -185,7 +184,11 @@ pub fn reference_row_stats(logits: &[f32], k: usize) -> (f64, f64, Vec<(u32, f64
         })
         .sum::<f64>();
     let mut ids: Vec<u32> = (0..logits.len() as u32).collect();
-    ids.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
+    ids.sort_by(|&a, &b| {
+        logits[b as usize]
+            .total_cmp(&logits[a as usize])
+            .then(a.cmp(&b))
+    });
     let top = ids
         .into_iter()
         .take(k)
@@ -213,7 +216,11 @@ mod tests {
     fn check(logits: &[f32], k: usize) {
         let s = row_stats(logits, k);
         let (lse, h, top) = reference_row_stats(logits, k);
-        assert!((s.log_sum_exp as f64 - lse).abs() < 1e-4, "{} {lse}", s.log_sum_exp);
+        assert!(
+            (s.log_sum_exp as f64 - lse).abs() < 1e-4,
+            "{} {lse}",
+            s.log_sum_exp
+        );
         assert!((s.entropy as f64 - h).abs() < 1e-4, "{} {h}", s.entropy);
         assert_eq!(s.top.len(), top.len());
         for ((id, lp), (rid, rlp)) in s.top.iter().zip(&top) {
@@ -225,8 +232,16 @@ mod tests {
     #[test]
     fn matches_f64_reference_on_random_rows() {
         let mut rng = StdRng::seed_from_u64(7);
-        for &(n, scale) in &[(49_152usize, 4.0f32), (700, 1.0), (37, 20.0), (1, 1.0), (151_936, 8.0)] {
-            let row: Vec<f32> = (0..n).map(|_| (rng.random::<f32>() - 0.5) * 2.0 * scale).collect();
+        for &(n, scale) in &[
+            (49_152usize, 4.0f32),
+            (700, 1.0),
+            (37, 20.0),
+            (1, 1.0),
+            (151_936, 8.0),
+        ] {
+            let row: Vec<f32> = (0..n)
+                .map(|_| (rng.random::<f32>() - 0.5) * 2.0 * scale)
+                .collect();
             check(&row, 5);
         }
     }

@@ -127,10 +127,17 @@ impl DecoderConfig {
 /// (`[out, in]` for projections, as transformers stores them).
 pub fn tensor_shapes(config: &DecoderConfig) -> Vec<(String, Vec<usize>)> {
     let f = config.architecture.features();
-    let (h, hd, ff) = (config.hidden_size, config.head_dim, config.intermediate_size);
+    let (h, hd, ff) = (
+        config.hidden_size,
+        config.head_dim,
+        config.intermediate_size,
+    );
     let q = config.num_attention_heads * hd;
     let kv = config.num_key_value_heads * hd;
-    let mut out = vec![("model.embed_tokens.weight".to_string(), vec![config.vocab_size, h])];
+    let mut out = vec![(
+        "model.embed_tokens.weight".to_string(),
+        vec![config.vocab_size, h],
+    )];
     for i in 0..config.num_hidden_layers {
         let p = format!("model.layers.{i}");
         out.push((format!("{p}.input_layernorm.weight"), vec![h]));
@@ -222,7 +229,7 @@ pub enum AttentionMask {
     /// Causal over the whole cached sequence; every row is real tokens.
     Causal,
     /// Explicit `[batch, 1, query, key]` mask, `true` = hidden (left padding, packing).
-    Explicit(Tensor<4, Bool>),
+    Explicit(Box<Tensor<4, Bool>>),
 }
 
 /// A loaded model: parameters plus the runtime facts needed to run them.
@@ -275,9 +282,21 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     /// A linear layer from an HF `[out, in]` weight, stored `[in, out]` for `x · W`.
-    fn linear(&self, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Linear, FormatError> {
-        let w = self.source.require(&format!("{prefix}.weight"), &[d_out, d_in])?;
-        let weight = tensor_2d(transpose_host(&w.values, d_out, d_in), [d_in, d_out], self.device);
+    fn linear(
+        &self,
+        prefix: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+    ) -> Result<Linear, FormatError> {
+        let w = self
+            .source
+            .require(&format!("{prefix}.weight"), &[d_out, d_in])?;
+        let weight = tensor_2d(
+            transpose_host(&w.values, d_out, d_in),
+            [d_in, d_out],
+            self.device,
+        );
         let bias = if bias {
             let b = self.source.require(&format!("{prefix}.bias"), &[d_out])?;
             Some(Param::from_tensor(tensor_1d(b.values, self.device)))
@@ -343,11 +362,27 @@ impl CausalLm {
                     num_kv_heads: config.num_key_value_heads,
                     head_dim: hd,
                 },
-                post_attention_layernorm: b.norm(&format!("{p}.post_attention_layernorm.weight"), h)?,
+                post_attention_layernorm: b
+                    .norm(&format!("{p}.post_attention_layernorm.weight"), h)?,
                 mlp: Mlp {
-                    gate_proj: b.linear(&format!("{p}.mlp.gate_proj"), h, config.intermediate_size, false)?,
-                    up_proj: b.linear(&format!("{p}.mlp.up_proj"), h, config.intermediate_size, false)?,
-                    down_proj: b.linear(&format!("{p}.mlp.down_proj"), config.intermediate_size, h, false)?,
+                    gate_proj: b.linear(
+                        &format!("{p}.mlp.gate_proj"),
+                        h,
+                        config.intermediate_size,
+                        false,
+                    )?,
+                    up_proj: b.linear(
+                        &format!("{p}.mlp.up_proj"),
+                        h,
+                        config.intermediate_size,
+                        false,
+                    )?,
+                    down_proj: b.linear(
+                        &format!("{p}.mlp.down_proj"),
+                        config.intermediate_size,
+                        h,
+                        false,
+                    )?,
                 },
             });
         }
@@ -375,13 +410,22 @@ impl CausalLm {
     pub fn named_tensors(&self) -> Result<Vec<(String, HostTensor)>, String> {
         let read = |t: Tensor<2>| -> Result<(Vec<f32>, [usize; 2]), String> {
             let dims = t.dims();
-            let v = t.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?;
+            let v = t
+                .into_data()
+                .try_into_vec::<f32>()
+                .map_err(|e| format!("{e:?}"))?;
             Ok((v, dims))
         };
         let read1 = |t: Tensor<1>| -> Result<HostTensor, String> {
             let n = t.dims()[0];
-            let values = t.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?;
-            Ok(HostTensor { values, shape: vec![n] })
+            let values = t
+                .into_data()
+                .try_into_vec::<f32>()
+                .map_err(|e| format!("{e:?}"))?;
+            Ok(HostTensor {
+                values,
+                shape: vec![n],
+            })
         };
         let linear_weight = |l: &Linear| -> Result<HostTensor, String> {
             let (v, [d_in, d_out]) = read(l.weight.val())?;
@@ -394,32 +438,63 @@ impl CausalLm {
         let (embed, dims) = read(self.transformer.embed_tokens.weight.val())?;
         out.push((
             "model.embed_tokens.weight".to_string(),
-            HostTensor { values: embed, shape: dims.to_vec() },
+            HostTensor {
+                values: embed,
+                shape: dims.to_vec(),
+            },
         ));
         for (i, layer) in self.transformer.layers.iter().enumerate() {
             let p = format!("model.layers.{i}");
             let a = &layer.self_attn;
-            out.push((format!("{p}.input_layernorm.weight"), read1(layer.input_layernorm.gamma.val())?));
-            for (name, l) in [("q_proj", &a.q_proj), ("k_proj", &a.k_proj), ("v_proj", &a.v_proj)] {
+            out.push((
+                format!("{p}.input_layernorm.weight"),
+                read1(layer.input_layernorm.gamma.val())?,
+            ));
+            for (name, l) in [
+                ("q_proj", &a.q_proj),
+                ("k_proj", &a.k_proj),
+                ("v_proj", &a.v_proj),
+            ] {
                 out.push((format!("{p}.self_attn.{name}.weight"), linear_weight(l)?));
                 if let Some(b) = &l.bias {
                     out.push((format!("{p}.self_attn.{name}.bias"), read1(b.val())?));
                 }
             }
-            out.push((format!("{p}.self_attn.o_proj.weight"), linear_weight(&a.o_proj)?));
+            out.push((
+                format!("{p}.self_attn.o_proj.weight"),
+                linear_weight(&a.o_proj)?,
+            ));
             if let (Some(qn), Some(kn)) = (&a.q_norm, &a.k_norm) {
-                out.push((format!("{p}.self_attn.q_norm.weight"), read1(qn.gamma.val())?));
-                out.push((format!("{p}.self_attn.k_norm.weight"), read1(kn.gamma.val())?));
+                out.push((
+                    format!("{p}.self_attn.q_norm.weight"),
+                    read1(qn.gamma.val())?,
+                ));
+                out.push((
+                    format!("{p}.self_attn.k_norm.weight"),
+                    read1(kn.gamma.val())?,
+                ));
             }
             out.push((
                 format!("{p}.post_attention_layernorm.weight"),
                 read1(layer.post_attention_layernorm.gamma.val())?,
             ));
-            out.push((format!("{p}.mlp.gate_proj.weight"), linear_weight(&layer.mlp.gate_proj)?));
-            out.push((format!("{p}.mlp.up_proj.weight"), linear_weight(&layer.mlp.up_proj)?));
-            out.push((format!("{p}.mlp.down_proj.weight"), linear_weight(&layer.mlp.down_proj)?));
+            out.push((
+                format!("{p}.mlp.gate_proj.weight"),
+                linear_weight(&layer.mlp.gate_proj)?,
+            ));
+            out.push((
+                format!("{p}.mlp.up_proj.weight"),
+                linear_weight(&layer.mlp.up_proj)?,
+            ));
+            out.push((
+                format!("{p}.mlp.down_proj.weight"),
+                linear_weight(&layer.mlp.down_proj)?,
+            ));
         }
-        out.push(("model.norm.weight".to_string(), read1(self.transformer.norm.gamma.val())?));
+        out.push((
+            "model.norm.weight".to_string(),
+            read1(self.transformer.norm.gamma.val())?,
+        ));
         if let Some(head) = &self.transformer.lm_head {
             out.push(("lm_head.weight".to_string(), linear_weight(head)?));
         }
@@ -447,7 +522,8 @@ impl CausalLm {
         let batch = ids.len();
         let seq = ids.first().map_or(0, Vec::len);
         let flat_ids: Vec<i64> = ids.iter().flatten().map(|&i| i64::from(i)).collect();
-        let ids = Tensor::<2, Int>::from_data(TensorData::new(flat_ids, [batch, seq]), &self.device);
+        let ids =
+            Tensor::<2, Int>::from_data(TensorData::new(flat_ids, [batch, seq]), &self.device);
         let flat_pos: Vec<usize> = positions.iter().flatten().copied().collect();
         let hd = self.config.head_dim;
         let (cos, sin) = self.config.rope.tables(hd, &flat_pos);
@@ -496,8 +572,15 @@ impl CausalLm {
         let (nh, nkv, hd) = (attn.num_heads, attn.num_kv_heads, attn.head_dim);
         // [batch, seq, heads * head_dim] → [batch, heads, seq, head_dim]
         let mut q = attn.q_proj.forward(x.clone()).reshape([batch, seq, nh, hd]);
-        let mut k = attn.k_proj.forward(x.clone()).reshape([batch, seq, nkv, hd]);
-        let v = attn.v_proj.forward(x).reshape([batch, seq, nkv, hd]).swap_dims(1, 2);
+        let mut k = attn
+            .k_proj
+            .forward(x.clone())
+            .reshape([batch, seq, nkv, hd]);
+        let v = attn
+            .v_proj
+            .forward(x)
+            .reshape([batch, seq, nkv, hd])
+            .swap_dims(1, 2);
         if let (Some(qn), Some(kn)) = (&attn.q_norm, &attn.k_norm) {
             q = qn.forward(q);
             k = kn.forward(k);
@@ -516,7 +599,7 @@ impl CausalLm {
         };
         let (mask, is_causal) = match mask {
             AttentionMask::Causal => (None, true),
-            AttentionMask::Explicit(m) => (Some(m.clone()), false),
+            AttentionMask::Explicit(m) => (Some(m.as_ref().clone()), false),
         };
         let options = AttentionModuleOptions {
             scale: None,

@@ -59,7 +59,8 @@ pub fn config() -> DecoderConfig {
 
 /// GPT-2's byte → printable character table used by byte-level BPE.
 fn byte_chars() -> Vec<char> {
-    let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+    let printable =
+        |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
     let mut extra = 0u32;
     (0u32..256)
         .map(|b| {
@@ -115,8 +116,18 @@ pub fn tokenizer() -> Result<TextTokenizer, FormatError> {
         .to_string()
         .parse()
         .map_err(|e: tokenizers::Error| err(e.to_string()))?;
-    let template = ChatTemplate::new(CHAT_TEMPLATE, origin.clone(), String::new(), "<|im_end|>".into())?;
-    Ok(TextTokenizer::new(inner, Some(template), config().eos_token_ids, origin))
+    let template = ChatTemplate::new(
+        CHAT_TEMPLATE,
+        origin.clone(),
+        String::new(),
+        "<|im_end|>".into(),
+    )?;
+    Ok(TextTokenizer::new(
+        inner,
+        Some(template),
+        config().eos_token_ids,
+        origin,
+    ))
 }
 
 /// Seeded random weights for a config: N(0, 0.02) for matrices, ones for norms, zeros for biases.
@@ -155,9 +166,9 @@ impl WeightSource for RandomInit {
             vec![0.0; n]
         } else {
             // A per-tensor stream, so adding a tensor never shifts the others.
-            let name_hash = name
-                .bytes()
-                .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+            let name_hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+            });
             let mut rng = StdRng::seed_from_u64(self.seed ^ name_hash);
             (0..n)
                 .map(|_| {
@@ -199,7 +210,13 @@ mod tests {
         assert_eq!(a.values, b.expect("present").values);
         let mean = a.values.iter().sum::<f32>() / a.values.len() as f32;
         let var = a.values.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / a.values.len() as f32;
-        assert!(mean.abs() < 0.002 && (var.sqrt() - 0.02).abs() < 0.002, "{mean} {var}");
-        assert!(!RandomInit::new(&c, 1).contains("lm_head.weight"), "tied embeddings");
+        assert!(
+            mean.abs() < 0.002 && (var.sqrt() - 0.02).abs() < 0.002,
+            "{mean} {var}"
+        );
+        assert!(
+            !RandomInit::new(&c, 1).contains("lm_head.weight"),
+            "tied embeddings"
+        );
     }
 }

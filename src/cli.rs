@@ -9,6 +9,10 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "studio", version, about)]
 pub struct Cli {
+    /// The workspace folder (SQLite database + artifacts). Default: $STUDIO_WORKSPACE, else the
+    /// OS data directory.
+    #[arg(long, global = true, value_name = "DIR", env = "STUDIO_WORKSPACE")]
+    pub workspace: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -27,6 +31,67 @@ pub enum Command {
     Export(ExportArgs),
     /// Measure speed (benchmarks, not tests).
     Bench(BenchArgs),
+    /// Inspect datasets and the built-in tasks.
+    Data(crate::commands::data::DataArgs),
+    /// Register a run from a TOML config and start its worker process (follows its progress).
+    Train(TrainArgs),
+    /// Execute one run (started by `train`/`resume` or the GUI; not usually run by hand).
+    Worker(WorkerArgs),
+    /// List runs, or show one.
+    Runs(RunsArgs),
+    /// Ask a run's worker to stop after its current step (it checkpoints first).
+    Stop(RunIdArg),
+    /// Continue a stopped, failed or killed run from its last checkpoint.
+    Resume(ResumeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The run configuration (TOML).
+    pub config: PathBuf,
+    /// Return once the worker has started instead of following its progress.
+    #[arg(long)]
+    pub detach: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The run to execute.
+    #[arg(long)]
+    pub run: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    #[command(subcommand)]
+    pub what: Option<RunsWhat>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsWhat {
+    /// One run: status, latest metrics, checkpoints, config.
+    Show {
+        id: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunIdArg {
+    pub id: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    pub id: i64,
+    /// Return once the worker has started.
+    #[arg(long)]
+    pub detach: bool,
 }
 
 #[derive(Debug, Args)]
@@ -41,6 +106,9 @@ pub struct ModelArg {
     /// A Hugging Face model folder, a .gguf file, or `builtin:tiny-reasoner`.
     #[arg(long, value_name = "PATH")]
     pub model: String,
+    /// A PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) to apply.
+    #[arg(long, value_name = "DIR")]
+    pub adapter: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -109,10 +177,19 @@ pub struct ModelsArgs {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    #[command(flatten)]
-    pub model: ModelArg,
-    /// Output format (hf: a Hugging Face folder with f32 safetensors).
-    #[arg(long, default_value = "hf", value_parser = ["hf"])]
+    /// A model to export (a Hugging Face folder, a .gguf file, or `builtin:tiny-reasoner`).
+    #[arg(
+        long,
+        value_name = "PATH",
+        required_unless_present = "checkpoint",
+        conflicts_with = "checkpoint"
+    )]
+    pub model: Option<String>,
+    /// A checkpoint of a run (its id from `studio runs show`).
+    #[arg(long, value_name = "ID")]
+    pub checkpoint: Option<i64>,
+    /// hf: a Hugging Face folder with merged f32 weights; peft: the LoRA adapter in PEFT's layout.
+    #[arg(long, default_value = "hf", value_parser = ["hf", "peft"])]
     pub format: String,
     /// Output folder (created).
     #[arg(long, value_name = "DIR")]

@@ -53,6 +53,21 @@ pub enum BackendError {
     NotCompiled(BackendKind),
 }
 
+/// A backend error, or a backend's own message (e.g. failed readback).
+#[derive(Debug, thiserror::Error)]
+pub enum BackendErrorOrMessage {
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("backend: {0}")]
+    Message(String),
+}
+
+impl From<String> for BackendErrorOrMessage {
+    fn from(message: String) -> Self {
+        Self::Message(message)
+    }
+}
+
 /// A chosen backend with its device.
 #[derive(Debug, Clone)]
 pub struct Backend {
@@ -77,10 +92,19 @@ impl Backend {
         }
     }
 
+    /// The same backend with automatic differentiation, for training.
+    pub fn autodiff(&self) -> Self {
+        Self {
+            kind: self.kind,
+            device: self.device.clone().autodiff(),
+        }
+    }
+
     /// Whether this backend's attention takes fewer key/value heads than query heads (GQA)
     /// without the model repeating them.
     pub fn native_gqa(&self) -> bool {
-        self.kind == BackendKind::Cpu
+        // flex's own attention kernel takes GQA; under autodiff the decomposed attention does not.
+        self.kind == BackendKind::Cpu && !self.device.is_autodiff()
     }
 
     /// One line per backend saying whether it can be used here and why not.

@@ -5,7 +5,10 @@
 //! `formats` builds `models`. The engine knows nothing of the GUI.
 
 pub mod backend;
+pub mod data;
 pub mod discovery;
 pub mod formats;
 pub mod infer;
 pub mod models;
+pub mod store;
+pub mod train;

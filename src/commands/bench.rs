@@ -46,7 +46,7 @@ fn measure(
 }
 
 fn bench_generate(args: &BenchGenerateArgs) -> Result<()> {
-    let loaded = super::open_model(&args.model.model)?;
+    let loaded = super::open_model(&args.model)?;
     let model = &loaded.model;
     let (prompt_len, decode_steps, big_batch) = if args.quick {
         (64, 8, 4)

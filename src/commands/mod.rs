@@ -1,6 +1,8 @@
 //! What each subcommand does; thin over the engine.
 
 mod bench;
+pub mod data;
+mod runs;
 
 use std::io::Write;
 use std::ops::ControlFlow;
@@ -12,26 +14,45 @@ use engine::formats::loader::{LoadedModel, load_model};
 use engine::infer::{GenerateRequest, SamplingConfig, generate, score};
 use serde_json::json;
 
-use crate::cli::{Cli, Command, ExportArgs, GenerateArgs, ModelsArgs, ScoreArgs};
+use crate::cli::{
+    Cli, Command, ExportArgs, GenerateArgs, ModelArg, ModelsArgs, RunsWhat, ScoreArgs,
+};
 
 pub fn run(cli: Cli) -> Result<()> {
+    let ws = cli.workspace.as_deref();
     match cli.command {
         None => app::run_native(None),
         Some(Command::Gui(args)) => app::run_native(args.model),
         Some(Command::Score(args)) => score_cmd(&args),
         Some(Command::Generate(args)) => generate_cmd(&args),
         Some(Command::Models(args)) => models_cmd(&args),
-        Some(Command::Export(args)) => export_cmd(&args),
+        Some(Command::Export(args)) => export_cmd(ws, &args),
         Some(Command::Bench(args)) => bench::run(&args),
+        Some(Command::Data(args)) => data::run(&args),
+        Some(Command::Train(args)) => runs::train(ws, &args.config, args.detach),
+        Some(Command::Worker(args)) => runs::worker(ws, args.run),
+        Some(Command::Runs(args)) => match args.what {
+            None => runs::list(ws, args.json),
+            Some(RunsWhat::Show { id, json }) => runs::show(ws, id, json || args.json),
+        },
+        Some(Command::Stop(args)) => runs::stop(ws, args.id),
+        Some(Command::Resume(args)) => runs::resume(ws, args.id, args.detach),
     }
 }
 
-pub(crate) fn open_model(spec: &str) -> Result<LoadedModel> {
-    load_model(spec, &Backend::cpu()).with_context(|| format!("could not load model `{spec}`"))
+pub(crate) fn open_model(arg: &ModelArg) -> Result<LoadedModel> {
+    let spec = &arg.model;
+    let mut loaded = load_model(spec, &Backend::cpu())
+        .with_context(|| format!("could not load model `{spec}`"))?;
+    if let Some(dir) = &arg.adapter {
+        loaded.model = engine::formats::peft::apply_peft(loaded.model, dir)
+            .with_context(|| format!("could not apply the adapter {}", dir.display()))?;
+    }
+    Ok(loaded)
 }
 
 fn score_cmd(args: &ScoreArgs) -> Result<()> {
-    let loaded = open_model(&args.model.model)?;
+    let loaded = open_model(&args.model)?;
     let ids = loaded.tokenizer.encode(&args.text, true)?;
     let scored = score(&loaded.model, &ids, args.top_k)?;
     let tok = &loaded.tokenizer;
@@ -81,7 +102,7 @@ fn score_cmd(args: &ScoreArgs) -> Result<()> {
 }
 
 fn generate_cmd(args: &GenerateArgs) -> Result<()> {
-    let loaded = open_model(&args.model.model)?;
+    let loaded = open_model(&args.model)?;
     let tok = &loaded.tokenizer;
     let prompt = if args.chat {
         tok.encode_chat(&[ChatMessage::user(args.prompt.clone())])?
@@ -178,14 +199,38 @@ fn models_cmd(args: &ModelsArgs) -> Result<()> {
     Ok(())
 }
 
-fn export_cmd(args: &ExportArgs) -> Result<()> {
-    let loaded = open_model(&args.model.model)?;
-    engine::formats::export::export_hf(&loaded, &args.out)
-        .with_context(|| format!("could not export to {}", args.out.display()))?;
-    println!(
-        "exported {} as a Hugging Face folder to {}",
-        loaded.name,
-        args.out.display()
-    );
+fn export_cmd(ws: Option<&std::path::Path>, args: &ExportArgs) -> Result<()> {
+    let (loaded, lora) = match (&args.model, args.checkpoint) {
+        (Some(model), _) => (
+            open_model(&ModelArg {
+                model: model.clone(),
+                adapter: None,
+            })?,
+            None,
+        ),
+        (None, Some(id)) => runs::load_checkpoint(ws, id)?,
+        (None, None) => anyhow::bail!("give --model PATH or --checkpoint ID"),
+    };
+    match args.format.as_str() {
+        "peft" => {
+            let lora = lora.context("this checkpoint has no LoRA adapter (a full fine-tune): export it with --format hf")?;
+            engine::formats::peft::write_peft(&loaded.model, &lora, &loaded.spec, &args.out)
+                .with_context(|| format!("could not export to {}", args.out.display()))?;
+            println!(
+                "exported the LoRA adapter of {} in PEFT's layout to {}",
+                loaded.name,
+                args.out.display()
+            );
+        }
+        _ => {
+            engine::formats::export::export_hf(&loaded, &args.out)
+                .with_context(|| format!("could not export to {}", args.out.display()))?;
+            println!(
+                "exported {} as a Hugging Face folder to {}",
+                loaded.name,
+                args.out.display()
+            );
+        }
+    }
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod gguf;
 pub mod hf_config;
 pub mod loader;
 pub mod mmap;
+pub mod peft;
 pub mod safetensors;
 pub mod tokenizer;
 

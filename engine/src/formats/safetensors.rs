@@ -77,6 +77,15 @@ impl SafetensorsWeights {
             }
             found
         };
+        Self::from_files(folder, files)
+    }
+
+    /// Opens one safetensors file.
+    pub fn open_file(path: &Path) -> Result<Self, FormatError> {
+        Self::from_files(path, vec![path.to_path_buf()])
+    }
+
+    fn from_files(origin: &Path, files: Vec<PathBuf>) -> Result<Self, FormatError> {
         let mut shards = Vec::with_capacity(files.len());
         let mut index = HashMap::new();
         for (i, path) in files.into_iter().enumerate() {
@@ -89,7 +98,7 @@ impl SafetensorsWeights {
             shards.push(Shard { path, map });
         }
         Ok(Self {
-            folder: folder.to_path_buf(),
+            folder: origin.to_path_buf(),
             shards,
             index,
         })

@@ -29,7 +29,7 @@ pub fn score(model: &CausalLm, ids: &[u32], top_k: usize) -> Result<Vec<ScoredTo
             context,
         });
     }
-    let mut cache = model.new_cache();
+    let mut cache = model.no_cache();
     let positions: Vec<usize> = (0..ids.len()).collect();
     let hidden = model.forward_hidden(
         &[ids.to_vec()],

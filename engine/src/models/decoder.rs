@@ -14,6 +14,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use super::lora::{LoraConfig, Proj};
 use super::rope::RopeConfig;
 use crate::formats::{FormatError, HostTensor, WeightSource};
 
@@ -167,10 +168,10 @@ pub fn tensor_shapes(config: &DecoderConfig) -> Vec<(String, Vec<usize>)> {
 /// Attention block: q/k/v/o projections, optional per-head q/k norms.
 #[derive(Module, Debug)]
 pub struct SelfAttention {
-    pub q_proj: Linear,
-    pub k_proj: Linear,
-    pub v_proj: Linear,
-    pub o_proj: Linear,
+    pub q_proj: Proj,
+    pub k_proj: Proj,
+    pub v_proj: Proj,
+    pub o_proj: Proj,
     pub q_norm: Option<RmsNorm>,
     pub k_norm: Option<RmsNorm>,
     pub num_heads: usize,
@@ -181,9 +182,9 @@ pub struct SelfAttention {
 /// SwiGLU feed-forward: `down(silu(gate(x)) * up(x))`.
 #[derive(Module, Debug)]
 pub struct Mlp {
-    pub gate_proj: Linear,
-    pub up_proj: Linear,
-    pub down_proj: Linear,
+    pub gate_proj: Proj,
+    pub up_proj: Proj,
+    pub down_proj: Proj,
 }
 
 /// One pre-norm residual block.
@@ -206,10 +207,12 @@ pub struct Transformer {
 }
 
 /// Keys and values of the positions already processed, per layer: `[batch, kv_heads, seq, head_dim]`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct KvCache {
     layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
     len: usize,
+    /// `false` for training passes, which never reuse keys and values.
+    enabled: bool,
 }
 
 impl KvCache {
@@ -309,6 +312,16 @@ impl Builder<'_> {
         })
     }
 
+    fn proj(
+        &self,
+        prefix: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+    ) -> Result<Proj, FormatError> {
+        Ok(Proj::new(self.linear(prefix, d_in, d_out, bias)?))
+    }
+
     fn norm(&self, name: &str, dim: usize) -> Result<RmsNorm, FormatError> {
         let w = self.source.require(name, &[dim])?;
         Ok(rms_norm(tensor_1d(w.values, self.device), self.eps))
@@ -352,10 +365,10 @@ impl CausalLm {
             layers.push(DecoderLayer {
                 input_layernorm: b.norm(&format!("{p}.input_layernorm.weight"), h)?,
                 self_attn: SelfAttention {
-                    q_proj: b.linear(&format!("{p}.self_attn.q_proj"), h, q_dim, bias)?,
-                    k_proj: b.linear(&format!("{p}.self_attn.k_proj"), h, kv_dim, bias)?,
-                    v_proj: b.linear(&format!("{p}.self_attn.v_proj"), h, kv_dim, bias)?,
-                    o_proj: b.linear(&format!("{p}.self_attn.o_proj"), q_dim, h, false)?,
+                    q_proj: b.proj(&format!("{p}.self_attn.q_proj"), h, q_dim, bias)?,
+                    k_proj: b.proj(&format!("{p}.self_attn.k_proj"), h, kv_dim, bias)?,
+                    v_proj: b.proj(&format!("{p}.self_attn.v_proj"), h, kv_dim, bias)?,
+                    o_proj: b.proj(&format!("{p}.self_attn.o_proj"), q_dim, h, false)?,
                     q_norm,
                     k_norm,
                     num_heads: config.num_attention_heads,
@@ -365,19 +378,19 @@ impl CausalLm {
                 post_attention_layernorm: b
                     .norm(&format!("{p}.post_attention_layernorm.weight"), h)?,
                 mlp: Mlp {
-                    gate_proj: b.linear(
+                    gate_proj: b.proj(
                         &format!("{p}.mlp.gate_proj"),
                         h,
                         config.intermediate_size,
                         false,
                     )?,
-                    up_proj: b.linear(
+                    up_proj: b.proj(
                         &format!("{p}.mlp.up_proj"),
                         h,
                         config.intermediate_size,
                         false,
                     )?,
-                    down_proj: b.linear(
+                    down_proj: b.proj(
                         &format!("{p}.mlp.down_proj"),
                         config.intermediate_size,
                         h,
@@ -427,8 +440,8 @@ impl CausalLm {
                 shape: vec![n],
             })
         };
-        let linear_weight = |l: &Linear| -> Result<HostTensor, String> {
-            let (v, [d_in, d_out]) = read(l.weight.val())?;
+        let weight_in_out = |w: Tensor<2>| -> Result<HostTensor, String> {
+            let (v, [d_in, d_out]) = read(w)?;
             Ok(HostTensor {
                 values: transpose_host(&v, d_in, d_out),
                 shape: vec![d_out, d_in],
@@ -455,14 +468,17 @@ impl CausalLm {
                 ("k_proj", &a.k_proj),
                 ("v_proj", &a.v_proj),
             ] {
-                out.push((format!("{p}.self_attn.{name}.weight"), linear_weight(l)?));
-                if let Some(b) = &l.bias {
+                out.push((
+                    format!("{p}.self_attn.{name}.weight"),
+                    weight_in_out(l.merged_weight())?,
+                ));
+                if let Some(b) = &l.base.bias {
                     out.push((format!("{p}.self_attn.{name}.bias"), read1(b.val())?));
                 }
             }
             out.push((
                 format!("{p}.self_attn.o_proj.weight"),
-                linear_weight(&a.o_proj)?,
+                weight_in_out(a.o_proj.merged_weight())?,
             ));
             if let (Some(qn), Some(kn)) = (&a.q_norm, &a.k_norm) {
                 out.push((
@@ -480,15 +496,15 @@ impl CausalLm {
             ));
             out.push((
                 format!("{p}.mlp.gate_proj.weight"),
-                linear_weight(&layer.mlp.gate_proj)?,
+                weight_in_out(layer.mlp.gate_proj.merged_weight())?,
             ));
             out.push((
                 format!("{p}.mlp.up_proj.weight"),
-                linear_weight(&layer.mlp.up_proj)?,
+                weight_in_out(layer.mlp.up_proj.merged_weight())?,
             ));
             out.push((
                 format!("{p}.mlp.down_proj.weight"),
-                linear_weight(&layer.mlp.down_proj)?,
+                weight_in_out(layer.mlp.down_proj.merged_weight())?,
             ));
         }
         out.push((
@@ -496,9 +512,22 @@ impl CausalLm {
             read1(self.transformer.norm.gamma.val())?,
         ));
         if let Some(head) = &self.transformer.lm_head {
-            out.push(("lm_head.weight".to_string(), linear_weight(head)?));
+            out.push((
+                "lm_head.weight".to_string(),
+                weight_in_out(head.weight.val())?,
+            ));
         }
         Ok(out)
+    }
+
+    /// The same weights on the plain (non-autodiff) device, for generation during training.
+    pub fn for_inference(&self) -> Self {
+        Self {
+            config: self.config.clone(),
+            transformer: self.transformer.valid(),
+            device: self.device.clone().without_autodiff(),
+            native_gqa: self.native_gqa,
+        }
     }
 
     /// A fresh cache for this model.
@@ -506,7 +535,79 @@ impl CausalLm {
         KvCache {
             layers: vec![None; self.config.num_hidden_layers],
             len: 0,
+            enabled: true,
         }
+    }
+
+    /// A cache that keeps nothing (for training and one-shot scoring).
+    pub fn no_cache(&self) -> KvCache {
+        KvCache {
+            enabled: false,
+            ..self.new_cache()
+        }
+    }
+
+    /// Attaches fresh LoRA adapters to the projections `config.target_modules` names and freezes
+    /// every other parameter. Unknown target names are an error naming them.
+    pub fn attach_lora(self, config: &LoraConfig) -> Result<Self, String> {
+        if let Some(bad) = config
+            .target_modules
+            .iter()
+            .find(|t| !super::lora::TARGETS.contains(&t.as_str()))
+        {
+            return Err(format!(
+                "unknown LoRA target module `{bad}` (choose from {})",
+                super::lora::TARGETS.join(", ")
+            ));
+        }
+        let device = self.device.clone();
+        let wants = |name: &str| config.target_modules.iter().any(|t| t == name);
+        let adapt = |p: Proj, name: &str| {
+            if wants(name) {
+                p.attach_lora(config, &device)
+            } else {
+                p.no_grad()
+            }
+        };
+        let Transformer {
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+        } = self.transformer;
+        let layers = layers
+            .into_iter()
+            .map(|l| {
+                let a = l.self_attn;
+                DecoderLayer {
+                    input_layernorm: l.input_layernorm.no_grad(),
+                    self_attn: SelfAttention {
+                        q_proj: adapt(a.q_proj, "q_proj"),
+                        k_proj: adapt(a.k_proj, "k_proj"),
+                        v_proj: adapt(a.v_proj, "v_proj"),
+                        o_proj: adapt(a.o_proj, "o_proj"),
+                        q_norm: a.q_norm.map(Module::no_grad),
+                        k_norm: a.k_norm.map(Module::no_grad),
+                        ..a
+                    },
+                    post_attention_layernorm: l.post_attention_layernorm.no_grad(),
+                    mlp: Mlp {
+                        gate_proj: adapt(l.mlp.gate_proj, "gate_proj"),
+                        up_proj: adapt(l.mlp.up_proj, "up_proj"),
+                        down_proj: adapt(l.mlp.down_proj, "down_proj"),
+                    },
+                }
+            })
+            .collect();
+        Ok(Self {
+            transformer: Transformer {
+                embed_tokens: embed_tokens.no_grad(),
+                layers,
+                norm: norm.no_grad(),
+                lm_head: lm_head.map(Module::no_grad),
+            },
+            ..self
+        })
     }
 
     /// Runs the decoder over `ids` (`[batch, seq]`) at the given positions (`positions[b][t]`),
@@ -531,9 +632,11 @@ impl CausalLm {
         let sin = Tensor::<4>::from_data(TensorData::new(sin, [batch, 1, seq, hd]), &self.device);
 
         let mut x = self.transformer.embed_tokens.forward(ids); // [batch, seq, hidden]
+        let enabled = cache.enabled;
         for (layer, slot) in self.transformer.layers.iter().zip(cache.layers.iter_mut()) {
             let attn_in = layer.input_layernorm.forward(x.clone());
-            let attn_out = self.attention(&layer.self_attn, attn_in, &cos, &sin, &mask, slot);
+            let attn_out =
+                self.attention(&layer.self_attn, attn_in, &cos, &sin, &mask, slot, enabled);
             let h = x + attn_out;
             let mlp_in = layer.post_attention_layernorm.forward(h.clone());
             let mlp = &layer.mlp;
@@ -567,6 +670,7 @@ impl CausalLm {
         sin: &Tensor<4>,
         mask: &AttentionMask,
         slot: &mut Option<(Tensor<4>, Tensor<4>)>,
+        enabled: bool,
     ) -> Tensor<3> {
         let [batch, seq, _] = x.dims();
         let (nh, nkv, hd) = (attn.num_heads, attn.num_kv_heads, attn.head_dim);
@@ -591,7 +695,9 @@ impl CausalLm {
             Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
             None => (k, v),
         };
-        *slot = Some((k.clone(), v.clone()));
+        if enabled {
+            *slot = Some((k.clone(), v.clone()));
+        }
         let (k, v) = if self.native_gqa || nh == nkv {
             (k, v)
         } else {

@@ -3,6 +3,8 @@
 
 pub mod decoder;
 pub mod llama;
+pub mod lora;
+pub mod params;
 pub mod qwen2;
 pub mod qwen3;
 pub mod rope;

@@ -1,0 +1,121 @@
+//! Parameters of any burn module by path (`transformer.layers.3.self_attn.q_proj.lora.a`):
+//! read them out as host tensors, or put saved ones back. Checkpoints and adapter files use these
+//! paths, so they do not depend on parameter ids, which change every time a model is built.
+
+use std::collections::BTreeMap;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::{Tensor, TensorData};
+
+use crate::formats::HostTensor;
+
+struct Paths(Vec<String>);
+
+impl Paths {
+    fn current(&self) -> String {
+        self.0.join(".")
+    }
+}
+
+struct Gather {
+    paths: Paths,
+    trainable_only: bool,
+    out: Vec<(String, HostTensor)>,
+}
+
+impl ModuleVisitor for Gather {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.paths.0.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.paths.0.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let t = param.val();
+        if self.trainable_only && !t.is_require_grad() {
+            return;
+        }
+        let shape = t.dims().to_vec();
+        let values = t.into_data().try_into_vec::<f32>().unwrap_or_default();
+        self.out
+            .push((self.paths.current(), HostTensor { values, shape }));
+    }
+}
+
+/// Parameters of `module` by path (only those requiring gradients when `trainable_only`).
+pub fn module_tensors<M: Module>(module: &M, trainable_only: bool) -> Vec<(String, HostTensor)> {
+    let mut g = Gather {
+        paths: Paths(Vec::new()),
+        trainable_only,
+        out: Vec::new(),
+    };
+    module.visit(&mut g);
+    g.out
+}
+
+struct Restore<'a> {
+    paths: Paths,
+    tensors: &'a BTreeMap<String, HostTensor>,
+    restored: usize,
+    mismatch: Option<String>,
+}
+
+impl ModuleMapper for Restore<'_> {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.paths.0.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.paths.0.pop();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let path = self.paths.current();
+        let Some(saved) = self.tensors.get(&path) else {
+            return param;
+        };
+        let mut mismatch = None;
+        let mut restored = false;
+        let param = param.map(|t| {
+            let dims = t.dims();
+            if saved.shape != dims {
+                mismatch = Some(format!("{path}: saved {:?}, model {:?}", saved.shape, dims));
+                return t;
+            }
+            restored = true;
+            let grad = t.is_require_grad();
+            let fresh =
+                Tensor::<D>::from_data(TensorData::new(saved.values.clone(), dims), &t.device());
+            if grad { fresh.require_grad() } else { fresh }
+        });
+        if let Some(m) = mismatch {
+            self.mismatch = Some(m);
+        }
+        self.restored += usize::from(restored);
+        param
+    }
+}
+
+/// Replaces `module`'s parameters by the tensors with the same paths; every tensor must find
+/// its parameter with the same shape.
+pub fn restore_module<M: Module>(
+    module: M,
+    tensors: &BTreeMap<String, HostTensor>,
+) -> Result<M, String> {
+    let mut r = Restore {
+        paths: Paths(Vec::new()),
+        tensors,
+        restored: 0,
+        mismatch: None,
+    };
+    let module = module.map(&mut r);
+    if let Some(m) = r.mismatch {
+        return Err(format!("shape mismatch for {m}"));
+    }
+    if r.restored != tensors.len() {
+        return Err(format!(
+            "{} saved tensors but only {} match the model (made with another model or LoRA setting?)",
+            tensors.len(),
+            r.restored
+        ));
+    }
+    Ok(module)
+}

@@ -1,0 +1,48 @@
+//! Training: run configurations, supervised fine-tuning (full and LoRA), AdamW with global-norm
+//! clipping, schedules, checkpoints with exact resume, and the run loop a worker executes.
+
+pub mod checkpoint;
+pub mod config;
+pub mod optim;
+pub mod run;
+pub mod schedule;
+pub mod sft;
+
+pub use config::RunConfig;
+
+/// Why a run could not go on. Messages name the setting, file or step at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{origin}: {message}")]
+    Config { origin: String, message: String },
+    #[error(transparent)]
+    Format(#[from] crate::formats::FormatError),
+    #[error(transparent)]
+    Infer(#[from] crate::infer::InferError),
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Backend(#[from] crate::backend::BackendErrorOrMessage),
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    #[error(
+        "the loss became {value} at step {step}; the run stopped. The last good checkpoint \
+         (step {last_checkpoint}) and all metrics up to step {last_good_step} are kept; lower \
+         the learning rate or check the data, then resume"
+    )]
+    NonFinite {
+        value: f64,
+        step: u64,
+        last_good_step: u64,
+        last_checkpoint: u64,
+    },
+    #[error("internal error (a bug in the studio; please report it): {0}")]
+    Internal(String),
+    #[error("the dataset has no usable examples: {0}")]
+    NoExamples(String),
+}

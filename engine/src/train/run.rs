@@ -1,0 +1,386 @@
+//! The run loop a worker executes: load the model (and LoRA), restore the latest checkpoint if
+//! any, then step, log metrics to the workspace, evaluate and checkpoint on cadence, and honour
+//! stop requests between steps. A non-finite loss stops the run and keeps everything up to the
+//! last good step.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+use super::TrainError;
+use super::checkpoint::{self, TrainState};
+use super::config::RunConfig;
+use super::optim::{AdamW, AdamWConfig, GradBuffer};
+use super::schedule::learning_rate;
+use super::sft::{self, TokenizedExample};
+use crate::backend::{Backend, BackendKind};
+use crate::data::builtin::{BuiltinTask, Problem, extract_answer};
+use crate::data::{Dataset, Example};
+use crate::formats::loader::load_model;
+use crate::store::{RunId, Workspace};
+
+/// How a run ended without error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Completed { step: u64 },
+    Stopped { step: u64 },
+}
+
+/// Progress callbacks of the run loop.
+pub struct Hooks<'a> {
+    /// Checked between steps; `true` stops the run after a checkpoint.
+    pub should_stop: &'a dyn Fn() -> bool,
+    /// Called after each step with its metrics.
+    pub on_step: &'a mut dyn FnMut(u64, u64, &[(&str, f64)]),
+}
+
+/// Examples in a reproducible shuffled order, epoch after epoch.
+struct Stream {
+    source: Source,
+    seed: u64,
+    epoch_cache: Option<(u64, Vec<u64>)>,
+}
+
+enum Source {
+    Builtin { task: BuiltinTask, count: u64 },
+    File { dataset: Dataset, train_rows: u64 },
+}
+
+/// Seed of the held-out evaluation problems of built-in tasks (disjoint from training seeds).
+const EVAL_SEED_SALT: u64 = 0x5eed_e7a1_0000_0001;
+
+impl Stream {
+    fn len(&self) -> u64 {
+        match &self.source {
+            Source::Builtin { count, .. } => *count,
+            Source::File { train_rows, .. } => *train_rows,
+        }
+    }
+
+    fn example(&mut self, stream_index: u64) -> Result<Example, TrainError> {
+        let n = self.len();
+        let (epoch, within) = (stream_index / n, stream_index % n);
+        if self.epoch_cache.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            let mut order: Vec<u64> = (0..n).collect();
+            order.shuffle(&mut StdRng::seed_from_u64(
+                self.seed ^ epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            ));
+            self.epoch_cache = Some((epoch, order));
+        }
+        let index = self
+            .epoch_cache
+            .as_ref()
+            .map_or(within, |(_, o)| o[within as usize]);
+        match &self.source {
+            Source::Builtin { task, .. } => Ok(task.problem(self.seed, index).example()),
+            Source::File { dataset, .. } => Ok(dataset.example(index as usize)?),
+        }
+    }
+
+    /// Held-out items: `(example, problem for verifiers)`.
+    fn eval_items(&self, count: usize) -> Result<Vec<(Example, Option<Problem>)>, TrainError> {
+        match &self.source {
+            Source::Builtin { task, .. } => Ok((0..count as u64)
+                .map(|i| {
+                    let p = task.problem(self.seed ^ EVAL_SEED_SALT, i);
+                    (p.example(), Some(p))
+                })
+                .collect()),
+            Source::File {
+                dataset,
+                train_rows,
+            } => (*train_rows as usize..dataset.len())
+                .take(count)
+                .map(|i| Ok((dataset.example(i)?, None)))
+                .collect(),
+        }
+    }
+}
+
+fn normalized(answer: &str) -> String {
+    extract_answer(answer).trim().to_lowercase()
+}
+
+/// Runs (or resumes) run `run_id` of `workspace` to its end or a stop request.
+pub fn execute(
+    workspace: &Workspace,
+    run_id: RunId,
+    hooks: Hooks<'_>,
+) -> Result<Outcome, TrainError> {
+    let record = workspace.run(run_id)?;
+    let origin = format!("run {run_id} config");
+    let config = RunConfig::from_toml(&record.config_toml, &origin)?;
+    let kind: BackendKind = config
+        .backend
+        .parse()
+        .map_err(|e: crate::backend::BackendError| TrainError::Backend(e.into()))?;
+    let backend = Backend::new(kind)
+        .map_err(|e| TrainError::Backend(e.into()))?
+        .autodiff();
+    backend.device.seed(config.seed);
+
+    let loaded = load_model(&config.model, &backend)?;
+    let tokenizer = loaded.tokenizer;
+    let mut model = loaded.model;
+    let lora = config.sft.lora.clone();
+    if let Some(l) = &lora {
+        model = model.attach_lora(l).map_err(|message| TrainError::Config {
+            origin: origin.clone(),
+            message,
+        })?;
+    }
+
+    let source = match (&config.data.builtin, &config.data.path) {
+        (Some(task), _) => Source::Builtin {
+            task: BuiltinTask::from_name(task).ok_or_else(|| TrainError::Config {
+                origin: origin.clone(),
+                message: format!("unknown built-in task `{task}`"),
+            })?,
+            count: config.data.count.max(1),
+        },
+        (None, Some(path)) => {
+            let dataset = Dataset::open(std::path::Path::new(path), config.data.mapping.as_ref())?;
+            if !dataset.bad_rows().is_empty() {
+                workspace.append_log(
+                    run_id,
+                    "warn",
+                    &format!(
+                        "{path}: skipped {} bad rows (first at line {})",
+                        dataset.bad_rows().len(),
+                        dataset.bad_rows()[0].line
+                    ),
+                )?;
+            }
+            let holdout = config.data.holdout.min(dataset.len() / 2);
+            let train_rows = (dataset.len() - holdout) as u64;
+            if train_rows == 0 {
+                return Err(TrainError::NoExamples(path.clone()));
+            }
+            Source::File {
+                dataset,
+                train_rows,
+            }
+        }
+        (None, None) => {
+            return Err(TrainError::Config {
+                origin,
+                message: "setting `data` needs `builtin` or `path`".into(),
+            });
+        }
+    };
+    let mut stream = Stream {
+        source,
+        seed: config.seed,
+        epoch_cache: None,
+    };
+
+    let s = &config.sft;
+    let eos = model.config.eos_token_ids.first().copied();
+    let pad = eos.unwrap_or(0);
+    let chat = s.chat_template;
+    let mut optimizer = AdamW::new(AdamWConfig {
+        beta1: s.betas[0],
+        beta2: s.betas[1],
+        eps: s.eps,
+        weight_decay: s.weight_decay,
+    });
+    let mut state = TrainState {
+        step: 0,
+        next_example: 0,
+        pending_example: None,
+        num_tokens: 0,
+        kind: if lora.is_some() { "lora" } else { "full" }.into(),
+    };
+    let mut last_checkpoint = 0u64;
+
+    if let Some(ckpt) = workspace.latest_checkpoint(run_id)? {
+        let saved = checkpoint::load(&ckpt.path)?;
+        model.transformer =
+            checkpoint::restore_module(model.transformer, &saved.weights, &ckpt.path)?;
+        optimizer.state = saved.moments;
+        optimizer.step = saved.optimizer_step;
+        state = saved.state;
+        last_checkpoint = state.step;
+        let dropped = workspace.truncate_metrics_after(run_id, state.step)?;
+        workspace.append_log(
+            run_id,
+            "info",
+            &format!(
+                "resumed from checkpoint at step {} ({dropped} later metric points dropped)",
+                state.step
+            ),
+        )?;
+    }
+
+    let mut tokenize_cache: HashMap<u64, TokenizedExample> = HashMap::new();
+    let mut tokenize = |stream: &mut Stream, index: u64| -> Result<TokenizedExample, TrainError> {
+        if let Some(t) = tokenize_cache.remove(&index) {
+            return Ok(t);
+        }
+        let ex = stream.example(index)?;
+        sft::tokenize_example(&tokenizer, &ex, chat, eos)
+    };
+    let mut pending = match state.pending_example {
+        Some(i) => Some(tokenize(&mut stream, i)?),
+        None => None,
+    };
+
+    let eval_every = config.eval.every;
+    let ckpt_every = config.checkpoint.every;
+    let force_nan_at: Option<u64> = std::env::var("STUDIO_TEST_NAN_AT_STEP")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let save_checkpoint = |model: &crate::models::CausalLm,
+                           optimizer: &AdamW,
+                           state: &TrainState|
+     -> Result<(), TrainError> {
+        let dir = workspace
+            .run_artifacts_dir(run_id)
+            .join(format!("checkpoint-{:06}", state.step));
+        let weights = checkpoint::module_tensors(&model.transformer, true);
+        checkpoint::save(&dir, &weights, optimizer, state)?;
+        workspace.add_checkpoint(run_id, state.step, &dir, &state.kind)?;
+        Ok(())
+    };
+
+    if state.step == 0 && eval_every > 0 {
+        // The starting point of the eval curve.
+        let accuracy = evaluate(&model, &tokenizer, &stream, &config, chat)?;
+        workspace.log_metrics(run_id, 0, &[("eval/accuracy", accuracy)])?;
+    }
+    while state.step < s.max_steps {
+        if (hooks.should_stop)() {
+            if state.step > last_checkpoint {
+                save_checkpoint(&model, &optimizer, &state)?;
+            }
+            return Ok(Outcome::Stopped { step: state.step });
+        }
+        let started = Instant::now();
+        let step = state.step + 1;
+        // Dropout randomness is a function of (seed, step), so a resumed step repeats exactly.
+        model
+            .device
+            .seed(config.seed.wrapping_mul(1_000_003).wrapping_add(step));
+        let mut grads = GradBuffer::default();
+        let (mut loss_sum, mut micro, mut correct, mut counted, mut tokens) =
+            (0.0, 0usize, 0usize, 0usize, 0usize);
+        for _ in 0..s.grad_accum {
+            let mut failure = None;
+            let batch = sft::build_batch(
+                s.batch_size,
+                s.max_seq_len,
+                s.packing,
+                pad,
+                || {
+                    let index = state.next_example;
+                    state.next_example += 1;
+                    match tokenize(&mut stream, index) {
+                        Ok(t) => Some(t),
+                        Err(e) => {
+                            failure = Some(e);
+                            None
+                        }
+                    }
+                },
+                &mut pending,
+            );
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            let Some(batch) = batch else {
+                return Err(TrainError::NoExamples("the example stream ended".into()));
+            };
+            let force_nan = force_nan_at == Some(step);
+            let stats = sft::forward_backward(&model, &batch, &mut grads, force_nan)?;
+            if !stats.loss.is_finite() {
+                workspace.append_log(
+                    run_id,
+                    "error",
+                    &format!("loss {} at step {step}", stats.loss),
+                )?;
+                return Err(TrainError::NonFinite {
+                    value: stats.loss,
+                    step,
+                    last_good_step: state.step,
+                    last_checkpoint,
+                });
+            }
+            loss_sum += stats.loss;
+            micro += 1;
+            correct += stats.correct;
+            counted += stats.counted;
+            tokens += batch.tokens();
+        }
+        state.pending_example = pending.as_ref().map(|_| state.next_example - 1);
+        let lr = learning_rate(s.lr, state.step, s.warmup_steps, s.max_steps, s.schedule);
+        let clip = (s.clip_grad_norm > 0.0).then_some(s.clip_grad_norm);
+        let (updated, grad_norm) = sft::apply_update(model, &mut optimizer, &grads, lr, clip);
+        model = updated;
+        state.step = step;
+        state.num_tokens += tokens as u64;
+        let step_time = started.elapsed().as_secs_f64();
+        let mut metrics: Vec<(&str, f64)> = vec![
+            ("loss", loss_sum / micro.max(1) as f64),
+            ("grad_norm", grad_norm),
+            ("learning_rate", lr),
+            ("num_tokens", state.num_tokens as f64),
+            (
+                "mean_token_accuracy",
+                correct as f64 / counted.max(1) as f64,
+            ),
+            ("step_time", step_time),
+            ("tokens_per_s", tokens as f64 / step_time.max(1e-9)),
+            ("epoch", state.next_example as f64 / stream.len() as f64),
+        ];
+        let at_end = step == s.max_steps;
+        if (eval_every > 0 && step % eval_every == 0) || at_end {
+            let accuracy = evaluate(&model, &tokenizer, &stream, &config, chat)?;
+            metrics.push(("eval/accuracy", accuracy));
+        }
+        workspace.log_metrics(run_id, step, &metrics)?;
+        (hooks.on_step)(step, s.max_steps, &metrics);
+        if (ckpt_every > 0 && step % ckpt_every == 0) || at_end {
+            save_checkpoint(&model, &optimizer, &state)?;
+            last_checkpoint = step;
+        }
+    }
+    Ok(Outcome::Completed { step: state.step })
+}
+
+/// Accuracy of greedy answers on held-out items.
+fn evaluate(
+    model: &crate::models::CausalLm,
+    tokenizer: &crate::formats::tokenizer::TextTokenizer,
+    stream: &Stream,
+    config: &RunConfig,
+    chat: bool,
+) -> Result<f64, TrainError> {
+    let items = stream.eval_items(config.eval.count)?;
+    if items.is_empty() {
+        return Ok(0.0);
+    }
+    let prompts = items
+        .iter()
+        .map(|(ex, _)| sft::prompt_ids(tokenizer, ex, chat))
+        .collect::<Result<Vec<_>, _>>()?;
+    let completions =
+        sft::greedy_completions(model, tokenizer, prompts, config.eval.max_new_tokens)?;
+    let correct = items
+        .iter()
+        .zip(&completions)
+        .filter(|((ex, problem), completion)| {
+            let answer = extract_answer(completion);
+            match problem {
+                Some(p) => p.task.verify(p, &answer),
+                None => ex
+                    .answer
+                    .as_deref()
+                    .is_some_and(|a| normalized(a) == normalized(&answer)),
+            }
+        })
+        .count();
+    Ok(correct as f64 / items.len() as f64)
+}

@@ -1,0 +1,432 @@
+//! Supervised fine-tuning: examples become prompt + completion token sequences with the loss on
+//! completion tokens only, packed into fixed-length rows (each example keeps its own positions
+//! and attends only to itself), and one optimizer step runs forward, masked cross-entropy,
+//! backward over `grad_accum` micro-batches, global-norm clipping and AdamW.
+
+use std::ops::ControlFlow;
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Bool, Int, Tensor, TensorData};
+
+use super::TrainError;
+use super::optim::{AdamW, GradBuffer};
+use crate::data::Example;
+use crate::formats::chat_template::ChatMessage;
+use crate::formats::tokenizer::TextTokenizer;
+use crate::infer::{GenerateRequest, SamplingConfig, generate};
+use crate::models::CausalLm;
+use crate::models::decoder::AttentionMask;
+
+/// One example as tokens, with which positions are trained on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenizedExample {
+    pub ids: Vec<u32>,
+    /// `true` for completion tokens (the loss is taken on those).
+    pub train: Vec<bool>,
+    /// Tokens of the prompt part.
+    pub prompt_len: usize,
+}
+
+/// The completion an SFT example teaches: reasoning in `<think>` and the answer in `<answer>`
+/// when the example has them, the last assistant turn for chat examples.
+pub fn completion_text(example: &Example) -> String {
+    if let Some((_, content)) = example
+        .messages
+        .last()
+        .filter(|(role, _)| role == "assistant")
+    {
+        return content.clone();
+    }
+    let answer = example.answer.clone().unwrap_or_default();
+    match example
+        .reasoning
+        .as_deref()
+        .filter(|r| !r.trim().is_empty())
+    {
+        Some(r) => format!(
+            "<think>{}</think><answer>{}</answer>",
+            r.trim(),
+            answer.trim()
+        ),
+        None => format!("<answer>{}</answer>", answer.trim()),
+    }
+}
+
+/// The prompt as the model sees it: through the chat template (with the generation prompt)
+/// when asked and available, else the plain text.
+pub fn prompt_ids(
+    tokenizer: &TextTokenizer,
+    example: &Example,
+    chat: bool,
+) -> Result<Vec<u32>, TrainError> {
+    let turns: Vec<ChatMessage> = if example.messages.is_empty() {
+        vec![ChatMessage::user(example.prompt.clone())]
+    } else {
+        let n = example.messages.len();
+        let keep = if example.messages[n - 1].0 == "assistant" {
+            n - 1
+        } else {
+            n
+        };
+        example.messages[..keep]
+            .iter()
+            .map(|(role, content)| ChatMessage {
+                role: role.clone(),
+                content: content.clone(),
+            })
+            .collect()
+    };
+    if chat && tokenizer.chat_template.is_some() {
+        Ok(tokenizer.encode_chat(&turns)?)
+    } else {
+        let text: Vec<&str> = turns.iter().map(|m| m.content.as_str()).collect();
+        Ok(tokenizer.encode(&text.join("\n"), true)?)
+    }
+}
+
+/// Tokenizes an example; the completion ends with the model's first EOS id.
+pub fn tokenize_example(
+    tokenizer: &TextTokenizer,
+    example: &Example,
+    chat: bool,
+    eos: Option<u32>,
+) -> Result<TokenizedExample, TrainError> {
+    let prompt = prompt_ids(tokenizer, example, chat)?;
+    let mut completion = tokenizer.encode(&completion_text(example), false)?;
+    completion.extend(eos);
+    let prompt_len = prompt.len();
+    let mut train = vec![false; prompt_len];
+    train.extend(std::iter::repeat_n(true, completion.len()));
+    let mut ids = prompt;
+    ids.extend(completion);
+    Ok(TokenizedExample {
+        ids,
+        train,
+        prompt_len,
+    })
+}
+
+/// A micro-batch ready for the model.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// `[rows][seq]` token ids (padding is the pad id, masked out).
+    pub ids: Vec<Vec<u32>>,
+    /// Position of each token within its own example.
+    pub positions: Vec<Vec<usize>>,
+    /// Segment of each token (example index within the row; `usize::MAX` for padding).
+    pub segments: Vec<Vec<usize>>,
+    /// Next-token targets and whether each counts in the loss: `targets[r][t]` follows `ids[r][t]`.
+    pub targets: Vec<Vec<u32>>,
+    pub loss_mask: Vec<Vec<bool>>,
+    /// Examples consumed from the stream.
+    pub examples: usize,
+}
+
+impl Batch {
+    pub fn tokens(&self) -> usize {
+        self.segments
+            .iter()
+            .flatten()
+            .filter(|&&s| s != usize::MAX)
+            .count()
+    }
+
+    pub fn trained_tokens(&self) -> usize {
+        self.loss_mask.iter().flatten().filter(|&&m| m).count()
+    }
+}
+
+/// Builds a micro-batch of `rows` sequences of exactly `seq_len` tokens from `next_example`,
+/// packing several examples per row when `packing`, else one per row. An example longer than a
+/// row is cut. Returns `None` when the stream is exhausted before anything was placed.
+pub fn build_batch(
+    rows: usize,
+    seq_len: usize,
+    packing: bool,
+    pad_id: u32,
+    mut next_example: impl FnMut() -> Option<TokenizedExample>,
+    pending: &mut Option<TokenizedExample>,
+) -> Option<Batch> {
+    let mut batch = Batch {
+        ids: Vec::with_capacity(rows),
+        positions: Vec::with_capacity(rows),
+        segments: Vec::with_capacity(rows),
+        targets: Vec::with_capacity(rows),
+        loss_mask: Vec::with_capacity(rows),
+        examples: 0,
+    };
+    for _ in 0..rows {
+        let (mut ids, mut pos, mut seg, mut train) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut segment = 0usize;
+        loop {
+            let ex = match pending.take() {
+                Some(e) => e,
+                None => match next_example() {
+                    Some(e) => {
+                        batch.examples += 1;
+                        e
+                    }
+                    None => break,
+                },
+            };
+            let room = seq_len - ids.len();
+            if ex.ids.len() > room && !ids.is_empty() {
+                // Doesn't fit: it starts the next row.
+                *pending = Some(ex);
+                break;
+            }
+            let take = ex.ids.len().min(room);
+            ids.extend_from_slice(&ex.ids[..take]);
+            train.extend_from_slice(&ex.train[..take]);
+            pos.extend(0..take);
+            seg.extend(std::iter::repeat_n(segment, take));
+            segment += 1;
+            if !packing || ids.len() == seq_len {
+                break;
+            }
+        }
+        if ids.is_empty() {
+            break;
+        }
+        let real = ids.len();
+        ids.resize(seq_len, pad_id);
+        pos.resize(seq_len, 0);
+        seg.resize(seq_len, usize::MAX);
+        train.resize(seq_len, false);
+        let mut targets = vec![pad_id; seq_len];
+        let mut mask = vec![false; seq_len];
+        for t in 0..real.saturating_sub(1) {
+            if seg[t + 1] == seg[t] {
+                targets[t] = ids[t + 1];
+                mask[t] = train[t + 1];
+            }
+        }
+        batch.ids.push(ids);
+        batch.positions.push(pos);
+        batch.segments.push(seg);
+        batch.targets.push(targets);
+        batch.loss_mask.push(mask);
+    }
+    (!batch.ids.is_empty()).then_some(batch)
+}
+
+/// `[rows, 1, seq, seq]`, `true` = hidden: causal within each example's segment.
+fn segment_mask(batch: &Batch, device: &burn::tensor::Device) -> Tensor<4, Bool> {
+    let rows = batch.ids.len();
+    let seq = batch.ids[0].len();
+    let mut hidden = Vec::with_capacity(rows * seq * seq);
+    for seg in &batch.segments {
+        for q in 0..seq {
+            for k in 0..seq {
+                let visible = k <= q && (seg[k] == seg[q] || (seg[q] == usize::MAX && k == q));
+                hidden.push(!visible);
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(hidden, [rows, 1, seq, seq]), device)
+}
+
+/// Loss and accuracy of one micro-batch.
+#[derive(Debug, Clone, Copy)]
+pub struct MicroStats {
+    pub loss: f64,
+    pub correct: usize,
+    pub counted: usize,
+}
+
+/// Forward and backward of one micro-batch; gradients are added to `grads`. `force_nan`
+/// replaces the loss by NaN (a test hook for the NaN guard).
+pub fn forward_backward(
+    model: &CausalLm,
+    batch: &Batch,
+    grads: &mut GradBuffer,
+    force_nan: bool,
+) -> Result<MicroStats, TrainError> {
+    let device = &model.device;
+    let (rows, seq) = (batch.ids.len(), batch.ids[0].len());
+    let mask = AttentionMask::Explicit(Box::new(segment_mask(batch, device)));
+    let mut cache = model.no_cache();
+    let hidden = model.forward_hidden(&batch.ids, &batch.positions, mask, &mut cache);
+    let logits = model.logits(hidden); // [rows, seq, vocab]
+    let targets: Vec<i64> = batch
+        .targets
+        .iter()
+        .flatten()
+        .map(|&t| i64::from(t))
+        .collect();
+    let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [rows, seq, 1]), device);
+    let weights: Vec<f32> = batch
+        .loss_mask
+        .iter()
+        .flatten()
+        .map(|&m| f32::from(u8::from(m)))
+        .collect();
+    let counted = weights.iter().filter(|&&w| w > 0.0).count();
+    if counted == 0 {
+        return Ok(MicroStats {
+            loss: 0.0,
+            correct: 0,
+            counted: 0,
+        });
+    }
+    let weights = Tensor::<2>::from_data(TensorData::new(weights, [rows, seq]), device);
+
+    let predicted = logits.clone().argmax(2); // [rows, seq, 1]
+    let hits: Vec<bool> = predicted
+        .equal(targets.clone())
+        .into_data()
+        .try_into_vec::<bool>()
+        .map_err(|e| TrainError::Backend(format!("{e:?}").into()))?;
+    let correct = hits
+        .iter()
+        .zip(batch.loss_mask.iter().flatten())
+        .filter(|(h, m)| **h && **m)
+        .count();
+
+    let token_logprob = log_softmax(logits, 2)
+        .gather(2, targets)
+        .reshape([rows, seq]);
+    let mut loss = (token_logprob * weights)
+        .sum()
+        .neg()
+        .div_scalar(counted as f64);
+    if force_nan {
+        loss = loss.mul_scalar(f64::NAN);
+    }
+    let loss_value: f32 = loss
+        .clone()
+        .into_data()
+        .try_into_vec::<f32>()
+        .map_err(|e| TrainError::Backend(format!("{e:?}").into()))?
+        .first()
+        .copied()
+        .unwrap_or(f32::NAN);
+    if !loss_value.is_finite() {
+        return Ok(MicroStats {
+            loss: f64::from(loss_value),
+            correct,
+            counted,
+        });
+    }
+    let g = loss.backward();
+    grads.accumulate(&model.transformer, &g);
+    Ok(MicroStats {
+        loss: f64::from(loss_value),
+        correct,
+        counted,
+    })
+}
+
+/// Applies the optimizer to the model's transformer.
+pub fn apply_update(
+    model: CausalLm,
+    optimizer: &mut AdamW,
+    grads: &GradBuffer,
+    lr: f64,
+    clip: Option<f64>,
+) -> (CausalLm, f64) {
+    let CausalLm {
+        config,
+        transformer,
+        device,
+        native_gqa,
+    } = model;
+    let (transformer, norm) = optimizer.step(transformer, grads, lr, clip);
+    (
+        CausalLm {
+            config,
+            transformer,
+            device,
+            native_gqa,
+        },
+        norm,
+    )
+}
+
+/// Greedy completions for `prompts` (token ids), batched.
+pub fn greedy_completions(
+    model: &CausalLm,
+    tokenizer: &TextTokenizer,
+    prompts: Vec<Vec<u32>>,
+    max_new_tokens: usize,
+) -> Result<Vec<String>, TrainError> {
+    let inference = model.for_inference();
+    let request = GenerateRequest {
+        prompts,
+        max_new_tokens,
+        sampling: SamplingConfig::greedy(),
+        stop_token_ids: inference.config.eos_token_ids.clone(),
+        top_k_alternatives: 0,
+    };
+    let rows = generate(&inference, &request, |_, _| ControlFlow::Continue(()))?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let ids: Vec<u32> = row
+                .iter()
+                .map(|t| t.id)
+                .filter(|id| !inference.config.eos_token_ids.contains(id))
+                .collect();
+            tokenizer.decode(&ids)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ex(n: usize, prompt: usize) -> TokenizedExample {
+        TokenizedExample {
+            ids: (0..n as u32).map(|i| 10 + i).collect(),
+            train: (0..n).map(|i| i >= prompt).collect(),
+            prompt_len: prompt,
+        }
+    }
+
+    #[test]
+    fn packing_keeps_examples_apart() {
+        let mut stream = vec![ex(4, 2), ex(3, 1), ex(5, 2)].into_iter();
+        let mut pending = None;
+        let b = build_batch(2, 8, true, 0, || stream.next(), &mut pending).expect("batch");
+        assert_eq!(b.ids.len(), 2);
+        // Row 0: example 0 (4 tokens) + example 1 (3 tokens) + 1 pad.
+        assert_eq!(b.segments[0], vec![0, 0, 0, 0, 1, 1, 1, usize::MAX]);
+        assert_eq!(b.positions[0][..7], [0, 1, 2, 3, 0, 1, 2]);
+        // Targets never cross an example boundary; only completion targets count.
+        assert_eq!(
+            b.loss_mask[0],
+            vec![false, true, true, false, true, true, false, false]
+        );
+        assert_eq!(b.targets[0][3], 0, "no target across the boundary");
+        assert_eq!(b.segments[1][..5], [0, 0, 0, 0, 0]);
+        assert_eq!(b.examples, 3);
+        assert_eq!(b.tokens(), 12);
+    }
+
+    #[test]
+    fn without_packing_one_example_per_row_and_long_ones_are_cut() {
+        let mut stream = vec![ex(12, 2), ex(3, 1)].into_iter();
+        let mut pending = None;
+        let b = build_batch(4, 8, false, 0, || stream.next(), &mut pending).expect("batch");
+        assert_eq!(b.ids.len(), 2);
+        assert_eq!(b.tokens(), 8 + 3);
+        assert!(build_batch(1, 8, false, 0, || stream.next(), &mut pending).is_none());
+    }
+
+    #[test]
+    fn completion_formats() {
+        let e = Example {
+            prompt: "2+2".into(),
+            reasoning: Some("2+2=4.".into()),
+            answer: Some("4".into()),
+            messages: vec![],
+            image: None,
+        };
+        assert_eq!(
+            completion_text(&e),
+            "<think>2+2=4.</think><answer>4</answer>"
+        );
+    }
+}

@@ -236,3 +236,202 @@ fn bad_config_names_the_setting() {
     );
     assert!(!stderr.contains("panicked"));
 }
+
+/// Held-out accuracy of the run, by step.
+fn eval_accuracy(ws: &Workspace, run: i64) -> Vec<(u64, f64)> {
+    ws.metric(run, "eval/accuracy").expect("eval/accuracy")
+}
+
+#[test]
+fn tiny_reasoner_learns_arithmetic_from_scratch() {
+    // 200 steps of 16 × 128 tokens: about a minute on two cores.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ws_dir = dir.path().join("ws");
+    let config = write_config(
+        dir.path(),
+        "learn",
+        r#"
+name = "tiny learns arithmetic"
+model = "builtin:tiny-reasoner"
+seed = 3
+[data]
+builtin = "arithmetic"
+difficulty = 0
+count = 20000
+[sft]
+max_steps = 200
+batch_size = 16
+max_seq_len = 128
+lr = 3e-3
+warmup_steps = 20
+chat_template = false
+[eval]
+every = 200
+count = 64
+max_new_tokens = 40
+[checkpoint]
+every = 0
+"#,
+    );
+    let out = studio_in(&ws_dir, &["train", &config.to_string_lossy()], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ws = Workspace::open(&ws_dir).expect("workspace");
+    let acc = eval_accuracy(&ws, 1);
+    assert_eq!(acc.iter().map(|p| p.0).collect::<Vec<_>>(), vec![0, 200]);
+    let (before, after) = (acc[0].1, acc[1].1);
+    eprintln!("held-out accuracy on 64 problems: {before:.3} at step 0 → {after:.3} at step 200");
+    assert!(
+        before <= 0.05,
+        "an untrained model should not solve these: {before}"
+    );
+    assert!(
+        after >= 0.25,
+        "after 200 steps the model should solve a quarter or more: {after}"
+    );
+    let loss = ws.metric(1, "loss").expect("loss");
+    assert!(
+        loss.last().expect("last").1 < loss[0].1 * 0.3,
+        "loss falls: {loss:?}"
+    );
+}
+
+#[test]
+fn lora_on_smollm2_lowers_the_loss_and_exports_peft_and_hf() {
+    let Some(gguf) = common::smollm2_gguf() else {
+        return;
+    };
+    let Some(data) = common::shared_file("datasets/reasoning-gym-gsm_symbolic.jsonl") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ws_dir = dir.path().join("ws");
+    let config = write_config(
+        dir.path(),
+        "lora",
+        &format!(
+            r#"
+name = "smollm2 lora gsm"
+model = "{}"
+[data]
+path = "{}"
+holdout = 4
+[sft]
+max_steps = 6
+batch_size = 2
+max_seq_len = 256
+lr = 2e-3
+[sft.lora]
+rank = 16
+alpha = 32
+[eval]
+count = 2
+max_new_tokens = 8
+[checkpoint]
+every = 0
+"#,
+            gguf.display(),
+            data.display()
+        ),
+    );
+    let out = studio_in(&ws_dir, &["train", &config.to_string_lossy()], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ws = Workspace::open(&ws_dir).expect("workspace");
+    let loss: Vec<f64> = ws
+        .metric(1, "loss")
+        .expect("loss")
+        .iter()
+        .map(|p| p.1)
+        .collect();
+    assert_eq!(loss.len(), 6);
+    let first: f64 = loss[..3].iter().sum::<f64>() / 3.0;
+    let last: f64 = loss[3..].iter().sum::<f64>() / 3.0;
+    eprintln!("LoRA r16 loss by step: {loss:?}");
+    assert!(last < first, "the loss falls over the run: {loss:?}");
+    let ckpt = ws
+        .latest_checkpoint(1)
+        .expect("query")
+        .expect("final checkpoint");
+    assert_eq!((ckpt.step, ckpt.kind.as_str()), (6, "lora"));
+
+    let peft = dir.path().join("peft");
+    let hf = dir.path().join("hf");
+    for (format, out_dir) in [("peft", &peft), ("hf", &hf)] {
+        let out = studio_in(
+            &ws_dir,
+            &[
+                "export",
+                "--checkpoint",
+                &ckpt.id.to_string(),
+                "--format",
+                format,
+                "--out",
+                &out_dir.to_string_lossy(),
+            ],
+            &[],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let adapter: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(peft.join("adapter_config.json")).expect("read"),
+    )
+    .expect("json");
+    assert_eq!(adapter["peft_type"], "LORA");
+    assert_eq!(adapter["r"], 16);
+    let names = engine::formats::safetensors::SafetensorsWeights::open_file(
+        &peft.join("adapter_model.safetensors"),
+    )
+    .expect("adapter weights")
+    .summary();
+    let (shape_a, shape_b) = (
+        &names["base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"].1,
+        &names["base_model.model.model.layers.0.self_attn.k_proj.lora_B.weight"].1,
+    );
+    assert_eq!(
+        (shape_a.as_slice(), shape_b.as_slice()),
+        (&[16, 576][..], &[192, 16][..])
+    );
+    assert_eq!(names.len(), 30 * 4 * 2);
+
+    let text = "Question: Ana has 3 apples and buys 4 more. How many? Answer: 7";
+    let scores = |args: &[&str]| -> Vec<f64> {
+        let mut all = vec!["score", "--text", text, "--json"];
+        all.extend_from_slice(args);
+        common::studio_json(all)["tokens"]
+            .as_array()
+            .expect("tokens")
+            .iter()
+            .skip(1)
+            .map(|t| t["logprob"].as_f64().expect("logprob"))
+            .collect()
+    };
+    let gguf_s = gguf.to_string_lossy().into_owned();
+    let with_adapter = scores(&["--model", &gguf_s, "--adapter", &peft.to_string_lossy()]);
+    let merged = scores(&["--model", &hf.to_string_lossy()]);
+    let base = scores(&["--model", &gguf_s]);
+    let max_diff = |a: &[f64], b: &[f64]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
+    };
+    assert!(
+        max_diff(&with_adapter, &merged) < 1e-4,
+        "PEFT adapter and merged HF folder agree"
+    );
+    assert!(
+        max_diff(&with_adapter, &base) > 1e-2,
+        "the adapter changes the model"
+    );
+}

@@ -31,10 +31,9 @@ fn transpose(t: &HostTensor) -> HostTensor {
     }
 }
 
-/// Module path of an adapter matrix (`transformer.layers.0.self_attn.q_proj.lora.a`) → PEFT name.
+/// Path of an adapter matrix in the transformer (`layers.0.self_attn.q_proj.lora.a`) → PEFT name.
 fn peft_name(path: &str) -> Option<String> {
-    let rest = path.strip_prefix("transformer.")?;
-    let (module, which) = rest.rsplit_once(".lora.")?;
+    let (module, which) = path.rsplit_once(".lora.")?;
     let letter = match which {
         "a" => "A",
         "b" => "B",
@@ -51,7 +50,7 @@ fn module_path(peft: &str) -> Option<String> {
         "B" => "b",
         _ => return None,
     };
-    Some(format!("transformer.{module}.lora.{which}"))
+    Some(format!("{module}.lora.{which}"))
 }
 
 /// Writes the model's LoRA adapters as a PEFT adapter folder.
@@ -170,7 +169,7 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        let path = "transformer.layers.3.self_attn.q_proj.lora.a";
+        let path = "layers.3.self_attn.q_proj.lora.a";
         let name = peft_name(path).expect("maps");
         assert_eq!(
             name,

@@ -1,4 +1,4 @@
-//! Parameters of any burn module by path (`transformer.layers.3.self_attn.q_proj.lora.a`):
+//! Parameters of any burn module by path (`layers.3.self_attn.q_proj.lora.a`):
 //! read them out as host tensors, or put saved ones back. Checkpoints and adapter files use these
 //! paths, so they do not depend on parameter ids, which change every time a model is built.
 
@@ -118,4 +118,52 @@ pub fn restore_module<M: Module>(
         ));
     }
     Ok(module)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::CausalLm;
+    use crate::models::tiny::{RandomInit, config};
+
+    #[test]
+    fn paths_name_every_parameter_and_round_trip() {
+        let c = config();
+        let device = burn::tensor::Device::flex();
+        let model = CausalLm::from_weights(c.clone(), &RandomInit::new(&c, 0), &device, true)
+            .expect("builds");
+        let tensors = module_tensors(&model.transformer, false);
+        let names: Vec<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(
+            names.contains(&"layers.3.self_attn.q_proj.base.weight"),
+            "{names:?}"
+        );
+        assert!(names.contains(&"embed_tokens.weight"), "{names:?}");
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "paths are unique");
+
+        // Restoring another model's values makes the two equal.
+        let other = CausalLm::from_weights(c.clone(), &RandomInit::new(&c, 9), &device, true)
+            .expect("builds");
+        let saved: BTreeMap<String, HostTensor> = module_tensors(&other.transformer, false)
+            .into_iter()
+            .collect();
+        let restored = restore_module(model.transformer, &saved).expect("restores");
+        let again: BTreeMap<String, HostTensor> =
+            module_tensors(&restored, false).into_iter().collect();
+        for (name, t) in &saved {
+            assert_eq!(again[name].values, t.values, "{name}");
+        }
+        let mut wrong = saved.clone();
+        wrong.insert(
+            "layers.0.nothing.weight".into(),
+            HostTensor {
+                values: vec![0.0],
+                shape: vec![1],
+            },
+        );
+        assert!(restore_module(restored, &wrong).is_err());
+    }
 }

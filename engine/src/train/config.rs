@@ -54,6 +54,9 @@ pub struct DataConfig {
     /// Training examples generated from the built-in task. Default 4096.
     #[serde(default = "default_count")]
     pub count: u64,
+    /// Difficulty of built-in problems, 0 (easiest) to 3. Default 1.
+    #[serde(default = "default_difficulty")]
+    pub difficulty: u8,
     /// A dataset file (JSONL, JSON, CSV/TSV, Parquet).
     pub path: Option<String>,
     /// Column → role mapping for datasets whose layout is not recognised.
@@ -65,6 +68,9 @@ pub struct DataConfig {
 
 fn default_count() -> u64 {
     4096
+}
+fn default_difficulty() -> u8 {
+    crate::data::builtin::DEFAULT_DIFFICULTY
 }
 fn default_holdout() -> usize {
     32
@@ -201,6 +207,12 @@ impl RunConfig {
                 );
             }
             _ => {}
+        }
+        if self.data.difficulty > crate::data::builtin::MAX_DIFFICULTY {
+            return bad(
+                "data.difficulty",
+                &format!("must be 0 to {}", crate::data::builtin::MAX_DIFFICULTY),
+            );
         }
         let s = &self.sft;
         if s.max_steps == 0 {

@@ -1,7 +1,7 @@
 //! AdamW (Loshchilov & Hutter, decoupled weight decay, as `torch.optim.AdamW`) with global-norm
 //! gradient clipping (as `torch.nn.utils.clip_grad_norm_`) over every trainable parameter of a
 //! burn module. State is keyed by the parameter's path in the module (e.g.
-//! `transformer.layers.3.self_attn.q_proj.lora.a`), so it survives rebuilding the model from a
+//! `layers.3.self_attn.q_proj.lora.a`), so it survives rebuilding the model from a
 //! checkpoint and is saved as plain named tensors.
 
 use std::collections::BTreeMap;

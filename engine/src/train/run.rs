@@ -45,8 +45,15 @@ struct Stream {
 }
 
 enum Source {
-    Builtin { task: BuiltinTask, count: u64 },
-    File { dataset: Dataset, train_rows: u64 },
+    Builtin {
+        task: BuiltinTask,
+        count: u64,
+        difficulty: u8,
+    },
+    File {
+        dataset: Dataset,
+        train_rows: u64,
+    },
 }
 
 /// Seed of the held-out evaluation problems of built-in tasks (disjoint from training seeds).
@@ -75,7 +82,9 @@ impl Stream {
             .as_ref()
             .map_or(within, |(_, o)| o[within as usize]);
         match &self.source {
-            Source::Builtin { task, .. } => Ok(task.problem(self.seed, index).example()),
+            Source::Builtin {
+                task, difficulty, ..
+            } => Ok(task.problem_with(self.seed, index, *difficulty).example()),
             Source::File { dataset, .. } => Ok(dataset.example(index as usize)?),
         }
     }
@@ -83,9 +92,11 @@ impl Stream {
     /// Held-out items: `(example, problem for verifiers)`.
     fn eval_items(&self, count: usize) -> Result<Vec<(Example, Option<Problem>)>, TrainError> {
         match &self.source {
-            Source::Builtin { task, .. } => Ok((0..count as u64)
+            Source::Builtin {
+                task, difficulty, ..
+            } => Ok((0..count as u64)
                 .map(|i| {
-                    let p = task.problem(self.seed ^ EVAL_SEED_SALT, i);
+                    let p = task.problem_with(self.seed ^ EVAL_SEED_SALT, i, *difficulty);
                     (p.example(), Some(p))
                 })
                 .collect()),
@@ -140,6 +151,7 @@ pub fn execute(
                 message: format!("unknown built-in task `{task}`"),
             })?,
             count: config.data.count.max(1),
+            difficulty: config.data.difficulty,
         },
         (None, Some(path)) => {
             let dataset = Dataset::open(std::path::Path::new(path), config.data.mapping.as_ref())?;

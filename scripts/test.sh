@@ -47,6 +47,9 @@ export STUDIO_NO_DIALOGS=1
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 
+echo "==> cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
 if cargo nextest --version >/dev/null 2>&1; then
   echo "==> cargo nextest run"
   cargo nextest run --workspace --all-targets --no-fail-fast
@@ -57,7 +60,8 @@ else
   cargo test --workspace --all-targets --no-fail-fast
 fi
 
-echo "==> studio bench generate --quick (figures only, nothing asserted)"
+echo "==> benchmarks, quick (figures only, nothing asserted)"
 cargo run --quiet -- bench generate --model "$STUDIO_SMOLLM2_GGUF" --quick
+cargo run --quiet -- bench train --model builtin:tiny-reasoner --steps 1
 
 echo "==> all tests passed in $(( $(date +%s) - start )) s"

@@ -206,6 +206,29 @@ pub struct BenchArgs {
 pub enum BenchWhat {
     /// Prompt processing (512-token prompt) and decode tokens/s at batch 1 and 16.
     Generate(BenchGenerateArgs),
+    /// SFT step tokens/s, LoRA r16 and full fine-tuning, at a fixed batch and sequence length.
+    Train(BenchTrainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchTrainArgs {
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// Sequences per step.
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    /// Tokens per sequence.
+    #[arg(long, default_value_t = 256)]
+    pub seq_len: usize,
+    /// Timed steps per mode (after one warm-up step).
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
+    /// Only this mode (lora or full); both by default.
+    #[arg(long, value_parser = ["lora", "full"])]
+    pub mode: Option<String>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

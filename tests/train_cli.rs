@@ -435,3 +435,58 @@ every = 0
         "the adapter changes the model"
     );
 }
+
+#[test]
+fn following_a_run_whose_worker_dies_reports_it_and_the_run_resumes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ws_dir = dir.path().join("ws");
+    let config = write_config(dir.path(), "dies", SMALL_RUN);
+    let follower = Command::new(env!("CARGO_BIN_EXE_studio"))
+        .arg("--workspace")
+        .arg(&ws_dir)
+        .args(["train", &config.to_string_lossy()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("studio train starts");
+    let ws = wait_for(Duration::from_secs(60), || {
+        Workspace::open(&ws_dir)
+            .ok()
+            .filter(|w| !w.runs().unwrap_or_default().is_empty())
+    });
+    let pid = wait_for(Duration::from_secs(300), || {
+        let r = ws.run(1).ok()?;
+        (r.last_step.unwrap_or(0) >= 1)
+            .then_some(r.worker_pid)
+            .flatten()
+    });
+    assert!(
+        Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let out = follower.wait_with_output().expect("follower ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("exited") && stderr.contains("studio resume 1"),
+        "{stderr}"
+    );
+    assert_eq!(ws.run(1).expect("run").status, RunStatus::Failed);
+    let out = studio_in(&ws_dir, &["resume", "1"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(ws.run(1).expect("run").status, RunStatus::Completed);
+    let steps: Vec<u64> = ws
+        .metric(1, "loss")
+        .expect("loss")
+        .iter()
+        .map(|p| p.0)
+        .collect();
+    assert_eq!(steps, (1..=8).collect::<Vec<_>>());
+}

@@ -20,7 +20,7 @@ pub fn open_workspace(dir: Option<&Path>) -> Result<Workspace> {
         .with_context(|| format!("could not open the workspace at {}", dir.display()))
 }
 
-fn spawn_worker(workspace: &Workspace, run: RunId) -> Result<u32> {
+fn spawn_worker(workspace: &Workspace, run: RunId) -> Result<std::process::Child> {
     let exe =
         std::env::current_exe().context("cannot find the studio executable to start a worker")?;
     let log_path = workspace.run_artifacts_dir(run).join("worker.log");
@@ -38,7 +38,8 @@ fn spawn_worker(workspace: &Workspace, run: RunId) -> Result<u32> {
         .stderr(log)
         .spawn()
         .context("could not start the worker process")?;
-    Ok(child.id())
+    workspace.set_worker_pid(run, Some(child.id()))?;
+    Ok(child)
 }
 
 fn is_terminal_status(s: RunStatus) -> bool {
@@ -48,8 +49,14 @@ fn is_terminal_status(s: RunStatus) -> bool {
     )
 }
 
-/// Follows a run in the workspace until it ends, printing progress; errors if it failed.
-fn follow(workspace: &Workspace, run: RunId, max_steps: u64) -> Result<()> {
+/// Follows a run in the workspace until it ends, printing progress; errors if it failed or if
+/// its worker process died without recording an end (the run can then be resumed).
+fn follow(
+    workspace: &Workspace,
+    run: RunId,
+    max_steps: u64,
+    worker: &mut std::process::Child,
+) -> Result<()> {
     let tty = std::io::stderr().is_terminal();
     let mut last_printed = 0u64;
     loop {
@@ -92,6 +99,24 @@ fn follow(workspace: &Workspace, run: RunId, max_steps: u64) -> Result<()> {
                 }
             };
         }
+        if let Some(exit) = worker.try_wait()? {
+            // The worker records its own end; give the database a moment, then look again.
+            std::thread::sleep(Duration::from_millis(300));
+            let record = workspace.run(run)?;
+            if !is_terminal_status(record.status) {
+                let message =
+                    format!("the worker process exited ({exit}) without finishing the run");
+                workspace.set_status(run, RunStatus::Failed, Some(&message))?;
+                bail!(
+                    "run {run}: {message}; its log is {}; continue it with `studio resume {run}`",
+                    workspace
+                        .run_artifacts_dir(run)
+                        .join("worker.log")
+                        .display()
+                );
+            }
+            continue;
+        }
         std::thread::sleep(Duration::from_millis(300));
     }
 }
@@ -102,16 +127,16 @@ pub fn train(workspace_dir: Option<&Path>, config_path: &Path, detach: bool) -> 
     let config = RunConfig::from_toml(&text, &config_path.display().to_string())?;
     let workspace = open_workspace(workspace_dir)?;
     let run = workspace.create_run(&config.name, &text)?;
-    let pid = spawn_worker(&workspace, run)?;
-    workspace.set_worker_pid(run, Some(pid))?;
+    let mut worker = spawn_worker(&workspace, run)?;
     println!(
-        "run {run} started (worker pid {pid}, workspace {})",
+        "run {run} started (worker pid {}, workspace {})",
+        worker.id(),
         workspace.dir().display()
     );
     if detach {
         return Ok(());
     }
-    follow(&workspace, run, config.sft.max_steps)
+    follow(&workspace, run, config.sft.max_steps, &mut worker)
 }
 
 pub fn resume(workspace_dir: Option<&Path>, run: RunId, detach: bool) -> Result<()> {
@@ -131,13 +156,12 @@ pub fn resume(workspace_dir: Option<&Path>, run: RunId, detach: bool) -> Result<
     let config = RunConfig::from_toml(&record.config_toml, &format!("run {run} config"))?;
     workspace.clear_stop(run)?;
     workspace.set_status(run, RunStatus::Queued, None)?;
-    let pid = spawn_worker(&workspace, run)?;
-    workspace.set_worker_pid(run, Some(pid))?;
-    println!("run {run} resumed (worker pid {pid})");
+    let mut worker = spawn_worker(&workspace, run)?;
+    println!("run {run} resumed (worker pid {})", worker.id());
     if detach {
         return Ok(());
     }
-    follow(&workspace, run, config.sft.max_steps)
+    follow(&workspace, run, config.sft.max_steps, &mut worker)
 }
 
 fn process_alive(pid: u32) -> bool {

@@ -29,12 +29,15 @@ pub enum Outcome {
     Stopped { step: u64 },
 }
 
+/// Called after each step with `(step, max_steps, metrics)`.
+pub type StepCallback<'a> = &'a mut dyn FnMut(u64, u64, &[(&str, f64)]);
+
 /// Progress callbacks of the run loop.
 pub struct Hooks<'a> {
     /// Checked between steps; `true` stops the run after a checkpoint.
     pub should_stop: &'a dyn Fn() -> bool,
     /// Called after each step with its metrics.
-    pub on_step: &'a mut dyn FnMut(u64, u64, &[(&str, f64)]),
+    pub on_step: StepCallback<'a>,
 }
 
 /// Examples in a reproducible shuffled order, epoch after epoch.
@@ -51,7 +54,7 @@ enum Source {
         difficulty: u8,
     },
     File {
-        dataset: Dataset,
+        dataset: Box<Dataset>,
         train_rows: u64,
     },
 }
@@ -172,7 +175,7 @@ pub fn execute(
                 return Err(TrainError::NoExamples(path.clone()));
             }
             Source::File {
-                dataset,
+                dataset: Box::new(dataset),
                 train_rows,
             }
         }
@@ -348,13 +351,13 @@ pub fn execute(
             ("epoch", state.next_example as f64 / stream.len() as f64),
         ];
         let at_end = step == s.max_steps;
-        if (eval_every > 0 && step % eval_every == 0) || at_end {
+        if (eval_every > 0 && step.is_multiple_of(eval_every)) || at_end {
             let accuracy = evaluate(&model, &tokenizer, &stream, &config, chat)?;
             metrics.push(("eval/accuracy", accuracy));
         }
         workspace.log_metrics(run_id, step, &metrics)?;
         (hooks.on_step)(step, s.max_steps, &metrics);
-        if (ckpt_every > 0 && step % ckpt_every == 0) || at_end {
+        if (ckpt_every > 0 && step.is_multiple_of(ckpt_every)) || at_end {
             save_checkpoint(&model, &optimizer, &state)?;
             last_checkpoint = step;
         }

@@ -320,28 +320,15 @@ pub fn forward_backward(
 
 /// Applies the optimizer to the model's transformer.
 pub fn apply_update(
-    model: CausalLm,
+    mut model: CausalLm,
     optimizer: &mut AdamW,
     grads: &GradBuffer,
     lr: f64,
     clip: Option<f64>,
 ) -> (CausalLm, f64) {
-    let CausalLm {
-        config,
-        transformer,
-        device,
-        native_gqa,
-    } = model;
-    let (transformer, norm) = optimizer.step(transformer, grads, lr, clip);
-    (
-        CausalLm {
-            config,
-            transformer,
-            device,
-            native_gqa,
-        },
-        norm,
-    )
+    let (transformer, norm) = optimizer.step(model.transformer, grads, lr, clip);
+    model.transformer = transformer;
+    (model, norm)
 }
 
 /// Greedy completions for `prompts` (token ids), batched.

@@ -20,7 +20,13 @@ import json
 import sys
 
 import torch
+import transformers
+from transformers.utils import logging as transformers_logging
 from transformers import AutoModelForCausalLM, AutoTokenizer
+
+transformers_logging.disable_progress_bar()
+# transformers 5 renamed from_pretrained's `torch_dtype` to `dtype` (the old name still works, with a warning).
+F32 = {("dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"): torch.float32}
 
 
 def main() -> int:
@@ -56,7 +62,7 @@ def main() -> int:
         print(f"  studio       ({len(studio_ids)}): {studio_ids}", file=sys.stderr)
         return 1
 
-    model = AutoModelForCausalLM.from_pretrained(args.model, torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(args.model, **F32)
     if args.adapter:
         import peft
 

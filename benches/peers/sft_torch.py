@@ -22,7 +22,12 @@ import time
 import peft
 import torch
 import transformers
+from transformers.utils import logging as transformers_logging
 from transformers import AutoModelForCausalLM, AutoTokenizer
+
+transformers_logging.disable_progress_bar()
+# transformers 5 renamed from_pretrained's `torch_dtype` to `dtype` (the old name still works, with a warning).
+F32 = {("dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"): torch.float32}
 
 
 def make_batch(batch: int, seq_len: int, vocab: int) -> torch.Tensor:
@@ -31,7 +36,7 @@ def make_batch(batch: int, seq_len: int, vocab: int) -> torch.Tensor:
 
 
 def load(model_dir: str, lora: bool):
-    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, **F32)
     if lora:
         config = peft.LoraConfig(
             r=16,

@@ -111,10 +111,7 @@ impl CsvSource {
 
     pub fn row(&self, path: &Path, i: usize) -> Result<Map<String, Value>, DataError> {
         let span = self.rows[i];
-        let bytes = read_span(&self.file, span).map_err(|source| DataError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = read_span(&self.file, span, path)?;
         let bad = |message: String| DataError::Row {
             path: path.to_path_buf(),
             line: span.line,

@@ -176,10 +176,7 @@ impl JsonlSource {
 
     pub fn row(&self, path: &Path, i: usize) -> Result<Map<String, Value>, DataError> {
         let span = self.rows[i];
-        let bytes = read_span(&self.file, span).map_err(|source| DataError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = read_span(&self.file, span, path)?;
         parse_object(&bytes).map_err(|message| DataError::Row {
             path: path.to_path_buf(),
             line: span.line,
@@ -189,10 +186,21 @@ impl JsonlSource {
 }
 
 /// Reads a span of a shared file.
-pub(crate) fn read_span(file: &Mutex<File>, span: RowSpan) -> std::io::Result<Vec<u8>> {
-    let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    file.seek(SeekFrom::Start(span.offset))?;
-    let mut bytes = Vec::with_capacity(span.len as usize);
-    (&mut *file).take(span.len).read_to_end(&mut bytes)?;
-    Ok(bytes)
+/// The bytes of one indexed row of `path`.
+pub(crate) fn read_span(
+    file: &Mutex<File>,
+    span: RowSpan,
+    path: &Path,
+) -> Result<Vec<u8>, DataError> {
+    let read = || -> std::io::Result<Vec<u8>> {
+        let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        file.seek(SeekFrom::Start(span.offset))?;
+        let mut bytes = Vec::with_capacity(span.len as usize);
+        (&mut *file).take(span.len).read_to_end(&mut bytes)?;
+        Ok(bytes)
+    };
+    read().map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }

@@ -9,26 +9,37 @@ use burn::tensor::{Tensor, TensorData};
 
 use crate::formats::HostTensor;
 
-struct Paths(Vec<String>);
+/// The dotted path of the module a visitor or mapper is in, kept from `enter_module` /
+/// `exit_module` calls.
+#[derive(Debug, Default)]
+pub(crate) struct ModulePath(Vec<String>);
 
-impl Paths {
-    fn current(&self) -> String {
+impl ModulePath {
+    pub(crate) fn enter(&mut self, name: &str) {
+        self.0.push(name.to_string());
+    }
+
+    pub(crate) fn exit(&mut self) {
+        self.0.pop();
+    }
+
+    pub(crate) fn current(&self) -> String {
         self.0.join(".")
     }
 }
 
 struct Gather {
-    paths: Paths,
+    paths: ModulePath,
     trainable_only: bool,
     out: Vec<(String, HostTensor)>,
 }
 
 impl ModuleVisitor for Gather {
     fn enter_module(&mut self, name: &str, _: &str) {
-        self.paths.0.push(name.to_string());
+        self.paths.enter(name);
     }
     fn exit_module(&mut self, _: &str, _: &str) {
-        self.paths.0.pop();
+        self.paths.exit();
     }
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let t = param.val();
@@ -45,7 +56,7 @@ impl ModuleVisitor for Gather {
 /// Parameters of `module` by path (only those requiring gradients when `trainable_only`).
 pub fn module_tensors<M: Module>(module: &M, trainable_only: bool) -> Vec<(String, HostTensor)> {
     let mut g = Gather {
-        paths: Paths(Vec::new()),
+        paths: ModulePath::default(),
         trainable_only,
         out: Vec::new(),
     };
@@ -54,7 +65,7 @@ pub fn module_tensors<M: Module>(module: &M, trainable_only: bool) -> Vec<(Strin
 }
 
 struct Restore<'a> {
-    paths: Paths,
+    paths: ModulePath,
     tensors: &'a BTreeMap<String, HostTensor>,
     restored: usize,
     mismatch: Option<String>,
@@ -62,10 +73,10 @@ struct Restore<'a> {
 
 impl ModuleMapper for Restore<'_> {
     fn enter_module(&mut self, name: &str, _: &str) {
-        self.paths.0.push(name.to_string());
+        self.paths.enter(name);
     }
     fn exit_module(&mut self, _: &str, _: &str) {
-        self.paths.0.pop();
+        self.paths.exit();
     }
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let path = self.paths.current();
@@ -101,7 +112,7 @@ pub fn restore_module<M: Module>(
     tensors: &BTreeMap<String, HostTensor>,
 ) -> Result<M, String> {
     let mut r = Restore {
-        paths: Paths(Vec::new()),
+        paths: ModulePath::default(),
         tensors,
         restored: 0,
         mismatch: None,

@@ -11,6 +11,8 @@ use burn::tensor::Gradients;
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use crate::models::params::ModulePath;
+
 /// AdamW hyperparameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AdamWConfig {
@@ -44,28 +46,18 @@ pub struct GradBuffer {
     pub micro_batches: usize,
 }
 
-struct Paths {
-    stack: Vec<String>,
-}
-
-impl Paths {
-    fn current(&self) -> String {
-        self.stack.join(".")
-    }
-}
-
 struct Collect<'a> {
-    paths: Paths,
+    paths: ModulePath,
     grads: &'a Gradients,
     into: &'a mut GradBuffer,
 }
 
 impl ModuleVisitor for Collect<'_> {
     fn enter_module(&mut self, name: &str, _: &str) {
-        self.paths.stack.push(name.to_string());
+        self.paths.enter(name);
     }
     fn exit_module(&mut self, _: &str, _: &str) {
-        self.paths.stack.pop();
+        self.paths.exit();
     }
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let Some(grad) = param.val().grad(self.grads) else {
@@ -85,16 +77,16 @@ impl ModuleVisitor for Collect<'_> {
 
 /// Paths and sizes of the parameters that require gradients.
 struct Trainable {
-    paths: Paths,
+    paths: ModulePath,
     found: Vec<(String, usize)>,
 }
 
 impl ModuleVisitor for Trainable {
     fn enter_module(&mut self, name: &str, _: &str) {
-        self.paths.stack.push(name.to_string());
+        self.paths.enter(name);
     }
     fn exit_module(&mut self, _: &str, _: &str) {
-        self.paths.stack.pop();
+        self.paths.exit();
     }
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let t = param.val();
@@ -108,7 +100,7 @@ impl ModuleVisitor for Trainable {
 /// `(path, element count)` of every trainable parameter, in module order.
 pub fn trainable_parameters<M: Module>(module: &M) -> Vec<(String, usize)> {
     let mut v = Trainable {
-        paths: Paths { stack: Vec::new() },
+        paths: ModulePath::default(),
         found: Vec::new(),
     };
     module.visit(&mut v);
@@ -119,7 +111,7 @@ impl GradBuffer {
     /// Adds this backward pass's gradients.
     pub fn accumulate<M: Module>(&mut self, module: &M, grads: &Gradients) {
         let mut c = Collect {
-            paths: Paths { stack: Vec::new() },
+            paths: ModulePath::default(),
             grads,
             into: self,
         };
@@ -140,7 +132,7 @@ impl GradBuffer {
 }
 
 struct Update<'a> {
-    paths: Paths,
+    paths: ModulePath,
     optimizer: &'a mut AdamW,
     grads: &'a GradBuffer,
     /// Multiplies every gradient (micro-batch averaging and clipping).
@@ -150,10 +142,10 @@ struct Update<'a> {
 
 impl ModuleMapper for Update<'_> {
     fn enter_module(&mut self, name: &str, _: &str) {
-        self.paths.stack.push(name.to_string());
+        self.paths.enter(name);
     }
     fn exit_module(&mut self, _: &str, _: &str) {
-        self.paths.stack.pop();
+        self.paths.exit();
     }
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let path = self.paths.current();
@@ -222,7 +214,7 @@ impl AdamW {
         }
         self.step += 1;
         let mut update = Update {
-            paths: Paths { stack: Vec::new() },
+            paths: ModulePath::default(),
             optimizer: self,
             grads,
             grad_scale: scale as f32,

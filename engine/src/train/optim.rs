@@ -75,38 +75,6 @@ impl ModuleVisitor for Collect<'_> {
     }
 }
 
-/// Paths and sizes of the parameters that require gradients.
-struct Trainable {
-    paths: ModulePath,
-    found: Vec<(String, usize)>,
-}
-
-impl ModuleVisitor for Trainable {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.paths.enter(name);
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.paths.exit();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let t = param.val();
-        if t.is_require_grad() {
-            self.found
-                .push((self.paths.current(), t.shape().num_elements()));
-        }
-    }
-}
-
-/// `(path, element count)` of every trainable parameter, in module order.
-pub fn trainable_parameters<M: Module>(module: &M) -> Vec<(String, usize)> {
-    let mut v = Trainable {
-        paths: ModulePath::default(),
-        found: Vec::new(),
-    };
-    module.visit(&mut v);
-    v.found
-}
-
 impl GradBuffer {
     /// Adds this backward pass's gradients.
     pub fn accumulate<M: Module>(&mut self, module: &M, grads: &Gradients) {

@@ -2,10 +2,11 @@
 //! log-probability of any token), the entropy of the predictive distribution in nats, and the
 //! top-k tokens, without materializing a softmax copy.
 //!
-//! The row is walked in chunks of [`LANES`]; each lane keeps a running maximum `m`, the sum
-//! `s = Σ e^(x−m)` and `t = Σ e^(x−m)·(x−m)`, rescaled when the maximum grows. Lanes merge at the
-//! end, and `H = ln s − t / s`, `lse = m + ln s`. The inner loops are branch-free f32 arithmetic
-//! with a polynomial `exp`, which the compiler vectorizes (AVX2/AVX-512 where available).
+//! The row is walked in blocks: each block's maximum updates a running maximum `m` (rescaling
+//! the sums once if it grew), then [`LANES`] accumulators gather `s = Σ e^(x−m)` and
+//! `t = Σ e^(x−m)·(x−m)`. Lanes merge at the end: `H = ln s − t / s`, `lse = m + ln s`. The inner
+//! loop is branch-free f32 arithmetic with a polynomial `exp` (one per element), which the
+//! compiler vectorizes (AVX2/AVX-512 where available).
 
 use rayon::prelude::*;
 
@@ -29,7 +30,10 @@ pub const LANES: usize = 16;
 fn exp_nonpositive(x: f32) -> f32 {
     let x = x.clamp(-87.0, 0.0);
     // e^x = 2^n · e^r, n = round(x / ln 2), r = x − n ln 2 ∈ [−ln2/2, ln2/2].
-    let n = (x * std::f32::consts::LOG2_E).round();
+    // Round to nearest with the 1.5·2^23 trick: `f32::round` is a libm call on baseline x86-64
+    // and would keep the loop from vectorizing.
+    const SHIFT: f32 = 12_582_912.0;
+    let n = (x * std::f32::consts::LOG2_E + SHIFT) - SHIFT;
     let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
     // Degree-6 Taylor polynomial of e^r on the reduced range.
     let p = 1.0
@@ -38,55 +42,6 @@ fn exp_nonpositive(x: f32) -> f32 {
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
     let bits = ((n as i32 + 127) as u32) << 23;
     p * f32::from_bits(bits)
-}
-
-#[derive(Clone, Copy)]
-struct Acc {
-    m: [f32; LANES],
-    s: [f32; LANES],
-    t: [f32; LANES],
-}
-
-impl Acc {
-    fn new() -> Self {
-        Self {
-            m: [f32::NEG_INFINITY; LANES],
-            s: [0.0; LANES],
-            t: [0.0; LANES],
-        }
-    }
-
-    #[inline(always)]
-    fn push(&mut self, x: &[f32; LANES]) {
-        for l in 0..LANES {
-            let m_new = self.m[l].max(x[l]);
-            // Rescale what was accumulated under the old maximum (d ≤ 0). Clamping at −87
-            // (where e^d underflows) also turns −∞ − −∞ = NaN into a harmless weight.
-            let d = (self.m[l] - m_new).max(-87.0);
-            let scale = exp_nonpositive(d);
-            let dx = (x[l] - m_new).max(-87.0);
-            let e = exp_nonpositive(dx);
-            self.t[l] = scale * (self.t[l] + d * self.s[l]) + e * dx;
-            self.s[l] = scale * self.s[l] + e;
-            self.m[l] = m_new;
-        }
-    }
-
-    /// Merges the lanes into `(m, s, t)`.
-    fn reduce(&self) -> (f32, f64, f64) {
-        let m = self.m.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let (mut s, mut t) = (0.0f64, 0.0f64);
-        for l in 0..LANES {
-            if self.s[l] == 0.0 || !self.m[l].is_finite() {
-                continue;
-            }
-            let d = f64::from(self.m[l] - m);
-            let scale = d.exp();
-            s += scale * f64::from(self.s[l]);
-            t += scale * (f64::from(self.t[l]) + d * f64::from(self.s[l]));
-        }
-        (m, s, t)
-    }
 }
 
 /// Keeps the `k` largest `(value, id)` pairs, sorted descending.
@@ -131,26 +86,56 @@ impl TopK {
     }
 }
 
+/// Elements per block: the block's maximum is found first (a vectorized pass over data in L1),
+/// so the running sums are rescaled at most once per block and every element costs one `exp`.
+const BLOCK: usize = 512;
+
 /// Statistics of one row of logits, with the `k` most likely tokens.
 pub fn row_stats(logits: &[f32], k: usize) -> RowStats {
-    let mut acc = Acc::new();
+    // Running maximum `m` shared by all lanes; per lane `s = Σ e^(x−m)`, `t = Σ e^(x−m)·(x−m)`.
+    let mut m = f32::NEG_INFINITY;
+    let mut s = [0.0f32; LANES];
+    let mut t = [0.0f32; LANES];
     let mut top = TopK::new(k.min(logits.len()));
-    let chunks = logits.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for (c, chunk) in chunks.enumerate() {
-        let lanes: &[f32; LANES] = chunk.try_into().unwrap_or(&[f32::NEG_INFINITY; LANES]);
-        acc.push(lanes);
-        top.offer_chunk(chunk, c * LANES);
+    for (b, block) in logits.chunks(BLOCK).enumerate() {
+        let block_max = block.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if block_max > m {
+            if m.is_finite() {
+                // Re-express the sums relative to the new maximum (d < 0).
+                let d = (m - block_max).max(-87.0);
+                let scale = exp_nonpositive(d);
+                for l in 0..LANES {
+                    t[l] = scale * (t[l] + d * s[l]);
+                    s[l] *= scale;
+                }
+            }
+            m = block_max;
+        }
+        if m.is_finite() {
+            let chunks = block.chunks_exact(LANES);
+            let tail = chunks.remainder();
+            for chunk in chunks {
+                for l in 0..LANES {
+                    // Clamping keeps −∞ logits (masked tokens) finite and negligible.
+                    let dx = (chunk[l] - m).max(-87.0);
+                    let e = exp_nonpositive(dx);
+                    s[l] += e;
+                    t[l] += e * dx;
+                }
+            }
+            for &x in tail {
+                let dx = (x - m).max(-87.0);
+                let e = exp_nonpositive(dx);
+                s[0] += e;
+                t[0] += e * dx;
+            }
+        }
+        top.offer_chunk(block, b * BLOCK);
     }
-    if !tail.is_empty() {
-        let mut lanes = [f32::NEG_INFINITY; LANES];
-        lanes[..tail.len()].copy_from_slice(tail);
-        acc.push(&lanes);
-        top.offer_chunk(tail, logits.len() - tail.len());
-    }
-    let (m, s, t) = acc.reduce();
-    let log_sum_exp = (f64::from(m) + s.ln()) as f32;
-    let entropy = (s.ln() - t / s).max(0.0) as f32;
+    let s_total: f64 = s.iter().map(|&v| f64::from(v)).sum();
+    let t_total: f64 = t.iter().map(|&v| f64::from(v)).sum();
+    let log_sum_exp = (f64::from(m) + s_total.ln()) as f32;
+    let entropy = (s_total.ln() - t_total / s_total).max(0.0) as f32;
     RowStats {
         log_sum_exp,
         entropy,

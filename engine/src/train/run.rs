@@ -3,7 +3,6 @@
 //! stop requests between steps. A non-finite loss stops the run and keeps everything up to the
 //! last good step.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use rand::SeedableRng;
@@ -230,11 +229,7 @@ pub fn execute(
         )?;
     }
 
-    let mut tokenize_cache: HashMap<u64, TokenizedExample> = HashMap::new();
-    let mut tokenize = |stream: &mut Stream, index: u64| -> Result<TokenizedExample, TrainError> {
-        if let Some(t) = tokenize_cache.remove(&index) {
-            return Ok(t);
-        }
+    let tokenize = |stream: &mut Stream, index: u64| -> Result<TokenizedExample, TrainError> {
         let ex = stream.example(index)?;
         sft::tokenize_example(&tokenizer, &ex, chat, eos)
     };

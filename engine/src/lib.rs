@@ -9,6 +9,7 @@ pub mod data;
 pub mod discovery;
 pub mod formats;
 pub mod infer;
+pub mod kernels;
 pub mod models;
 pub mod store;
 pub mod train;

@@ -654,10 +654,14 @@ impl CausalLm {
             None => {
                 let [batch, seq, h] = hidden.dims();
                 let w = self.transformer.embed_tokens.weight.val(); // [vocab, hidden]
-                hidden
-                    .reshape([batch * seq, h])
-                    .matmul(w.transpose())
-                    .reshape([batch, seq, self.config.vocab_size])
+                let rows = hidden.reshape([batch * seq, h]);
+                let logits =
+                    if batch * seq <= crate::kernels::SMALL_ROWS && !self.device.is_autodiff() {
+                        crate::kernels::matmul_small_nt(rows, w)
+                    } else {
+                        rows.matmul(w.transpose())
+                    };
+                logits.reshape([batch, seq, self.config.vocab_size])
             }
         }
     }

@@ -87,7 +87,7 @@ impl Proj {
     /// `[.., in]` → `[.., out]`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         match &self.lora {
-            None => self.base.forward(x),
+            None => self.base_forward(x),
             Some(l) => {
                 // Dropout only while training (autodiff device), as nn.Dropout in train mode.
                 let input = if l.dropout > 0.0 && x.device().is_autodiff() {
@@ -101,9 +101,28 @@ impl Proj {
                     .matmul(l.a.val().unsqueeze())
                     .matmul(l.b.val().unsqueeze())
                     .mul_scalar(l.scale);
-                self.base.forward(x) + update
+                self.base_forward(x) + update
             }
         }
+    }
+
+    /// The frozen projection `x·W + b`. Inference with a few rows (decode) reads `W` through the
+    /// engine's bandwidth-bound kernel instead of a GEMM.
+    fn base_forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let dims = x.dims();
+        let rows: usize = dims[..D - 1].iter().product();
+        if rows > crate::kernels::SMALL_ROWS || x.device().is_autodiff() {
+            return self.base.forward(x);
+        }
+        let w = self.base.weight.val();
+        let [d_in, d_out] = w.dims();
+        let mut y = crate::kernels::matmul_small(x.reshape([rows, d_in]), w);
+        if let Some(b) = &self.base.bias {
+            y = y + b.val().unsqueeze();
+        }
+        let mut out_dims = dims;
+        out_dims[D - 1] = d_out;
+        y.reshape(out_dims)
     }
 
     /// Attaches a fresh adapter (A Kaiming-uniform, B zero) and freezes the base weights.

@@ -1,0 +1,247 @@
+//! Matrix products with few rows (decode: one to a few tokens per sequence), where a blocked GEMM
+//! spends its time packing and the work is bound by reading the weights once from memory.
+//!
+//! Both kernels stream every weight exactly once, split across the rayon pool so that each
+//! thread reads one contiguous range, and are compiled for the CPU's widest vectors through
+//! `pulp`'s run-time dispatch (AVX-512 / AVX2+FMA / baseline), with the inner loops written so
+//! LLVM vectorizes them.
+
+use pulp::{Arch, Simd, WithSimd};
+use rayon::prelude::*;
+
+/// Runs a kernel body inside a function compiled for the best instruction set this CPU has
+/// (AVX-512, AVX2+FMA or the baseline, chosen once at run time by `pulp`). The body must be
+/// `#[inline(always)]` so it is compiled for those features; a closure is not (it stays a
+/// separate function for the baseline target).
+macro_rules! simd_kernel {
+    ($name:ident { $($field:ident : $ty:ty),* $(,)? } => $body:expr) => {{
+        struct $name<'a> { $($field: $ty,)* _life: std::marker::PhantomData<&'a ()> }
+        impl WithSimd for $name<'_> {
+            type Output = ();
+            #[inline(always)]
+            fn with_simd<S: Simd>(self, _simd: S) {
+                let Self { $($field,)* .. } = self;
+                $body
+            }
+        }
+        Arch::new().dispatch($name { $($field,)* _life: std::marker::PhantomData })
+    }};
+}
+
+/// Weight rows each task reads at least, so tiny matrices are not split into tiny tasks.
+const MIN_ROWS_PER_TASK: usize = 64;
+
+/// `x · w` for `x: [m, k]` and `w: [k, n]`, both row-major; returns `[m, n]`.
+///
+/// The `k` rows of `w` are split into one contiguous band per thread; each thread accumulates a
+/// private `[m, n]` partial sum, and the partials are added at the end (cheap when `m` is small).
+pub fn matmul_nn(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    assert_eq!(x.len(), m * k, "matmul_nn: x is not [m, k]");
+    assert_eq!(w.len(), k * n, "matmul_nn: w is not [k, n]");
+    let tasks = rayon::current_num_threads()
+        .min(k.div_ceil(MIN_ROWS_PER_TASK))
+        .max(1);
+    let band = k.div_ceil(tasks);
+    let partials: Vec<Vec<f32>> = (0..tasks)
+        .into_par_iter()
+        .map(|t| {
+            let (k0, k1) = (t * band, ((t + 1) * band).min(k));
+            let mut acc = vec![0.0f32; m * n];
+            if k0 < k1 {
+                let acc = &mut acc[..];
+                simd_kernel!(Band { x: &'a [f32], w: &'a [f32], k: usize, n: usize, k0: usize, k1: usize, acc: &'a mut [f32] }
+                    => accumulate_band(x, w, k, n, k0, k1, acc));
+            }
+            acc
+        })
+        .collect();
+    let mut partials = partials.into_iter();
+    let mut out = partials.next().unwrap_or_else(|| vec![0.0; m * n]);
+    for p in partials {
+        let (out, p) = (&mut out[..], &p[..]);
+        simd_kernel!(Add { out: &'a mut [f32], p: &'a [f32] } => add_into(out, p));
+    }
+    out
+}
+
+/// `acc[m, n] += x[:, k0..k1] · w[k0..k1, :]`, four weight rows at a time so each pass over a
+/// row of `acc` does four multiply-adds per load and store.
+#[inline(always)]
+fn accumulate_band(
+    x: &[f32],
+    w: &[f32],
+    k: usize,
+    n: usize,
+    k0: usize,
+    k1: usize,
+    acc: &mut [f32],
+) {
+    let mut i = k0;
+    while i + 4 <= k1 {
+        let w0 = &w[i * n..(i + 1) * n];
+        let w1 = &w[(i + 1) * n..(i + 2) * n];
+        let w2 = &w[(i + 2) * n..(i + 3) * n];
+        let w3 = &w[(i + 3) * n..(i + 4) * n];
+        for (b, out) in acc.chunks_exact_mut(n).enumerate() {
+            let xs = &x[b * k + i..b * k + i + 4];
+            let (a0, a1, a2, a3) = (xs[0], xs[1], xs[2], xs[3]);
+            for ((((o, &v0), &v1), &v2), &v3) in out.iter_mut().zip(w0).zip(w1).zip(w2).zip(w3) {
+                *o += a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3;
+            }
+        }
+        i += 4;
+    }
+    for i in i..k1 {
+        let wi = &w[i * n..(i + 1) * n];
+        for (b, out) in acc.chunks_exact_mut(n).enumerate() {
+            let a = x[b * k + i];
+            for (o, &v) in out.iter_mut().zip(wi) {
+                *o += a * v;
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn add_into(out: &mut [f32], other: &[f32]) {
+    for (o, &v) in out.iter_mut().zip(other) {
+        *o += v;
+    }
+}
+
+/// Weight rows per task of [`matmul_nt`]: enough work per task to hide scheduling, small enough
+/// to balance across threads.
+const NT_ROWS_PER_TASK: usize = 512;
+
+/// `x · wᵀ` for `x: [m, k]` and `w: [n, k]` (the layout of an embedding matrix used as the LM
+/// head), both row-major; returns `[m, n]`. Each output is a dot product of two contiguous rows.
+pub fn matmul_nt(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    assert_eq!(x.len(), m * k, "matmul_nt: x is not [m, k]");
+    assert_eq!(w.len(), n * k, "matmul_nt: w is not [n, k]");
+    if k == 0 {
+        return vec![0.0; m * n];
+    }
+    // Computed as [n, m] so each task owns a contiguous range of rows of w and of the output.
+    let mut out_t = vec![0.0f32; n * m];
+    out_t
+        .par_chunks_mut(NT_ROWS_PER_TASK * m.max(1))
+        .zip(w.par_chunks(NT_ROWS_PER_TASK * k))
+        .for_each(|(out, rows)| {
+            simd_kernel!(Dots { x: &'a [f32], rows: &'a [f32], out: &'a mut [f32], m: usize, k: usize }
+                => dot_rows(x, rows, out, m, k))
+        });
+    if m == 1 {
+        return out_t;
+    }
+    let mut out = vec![0.0f32; m * n];
+    for (j, row) in out_t.chunks_exact(m).enumerate() {
+        for (b, &v) in row.iter().enumerate() {
+            out[b * n + j] = v;
+        }
+    }
+    out
+}
+
+/// `out[j * m + b] = x[b] · rows[j]` for each row `j` of `rows` and each row `b` of `x`.
+#[inline(always)]
+fn dot_rows(x: &[f32], rows: &[f32], out: &mut [f32], m: usize, k: usize) {
+    for (o, row) in out.chunks_exact_mut(m).zip(rows.chunks_exact(k)) {
+        for (b, slot) in o.iter_mut().enumerate() {
+            *slot = dot(&x[b * k..(b + 1) * k], row);
+        }
+    }
+}
+
+/// Dot product with 16 independent partial sums (one AVX-512 register, or two AVX2 ones).
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0.0f32; LANES];
+    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (ca, cb) in ac.zip(bc) {
+        for l in 0..LANES {
+            acc[l] += ca[l] * cb[l];
+        }
+    }
+    let mut tail = 0.0f32;
+    for (&p, &q) in ar.iter().zip(br) {
+        tail += p * q;
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        (0..len)
+            .map(|i| {
+                let h = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8;
+                (h % 2000) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// f64 reference for `x · w` with `w` given by an element accessor.
+    fn reference(
+        x: &[f32],
+        m: usize,
+        k: usize,
+        n: usize,
+        w: impl Fn(usize, usize) -> f32,
+    ) -> Vec<f32> {
+        let mut out = vec![0.0f32; m * n];
+        for b in 0..m {
+            for j in 0..n {
+                let s: f64 = (0..k)
+                    .map(|i| f64::from(x[b * k + i]) * f64::from(w(i, j)))
+                    .sum();
+                out[b * n + j] = s as f32;
+            }
+        }
+        out
+    }
+
+    fn assert_close(got: &[f32], want: &[f32], k: usize) {
+        assert_eq!(got.len(), want.len());
+        let tol = 1e-6 * k as f32 + 1e-5;
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!((g - w).abs() <= tol, "element {i}: {g} vs {w} (tol {tol})");
+        }
+    }
+
+    #[test]
+    fn matmul_nn_matches_reference_on_odd_shapes() {
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (1, 7, 5),
+            (1, 576, 1536),
+            (3, 130, 33),
+            (8, 1536, 576),
+            (16, 67, 129),
+        ] {
+            let x = values(m * k, 1);
+            let w = values(k * n, 2);
+            let got = matmul_nn(&x, &w, m, k, n);
+            assert_close(&got, &reference(&x, m, k, n, |i, j| w[i * n + j]), k);
+        }
+    }
+
+    #[test]
+    fn matmul_nt_matches_reference_on_odd_shapes() {
+        for &(m, k, n) in &[(1, 1, 1), (1, 576, 2051), (2, 17, 5), (5, 64, 1030)] {
+            let x = values(m * k, 3);
+            let w = values(n * k, 4);
+            let got = matmul_nt(&x, &w, m, k, n);
+            assert_close(&got, &reference(&x, m, k, n, |i, j| w[j * k + i]), k);
+        }
+    }
+
+    #[test]
+    fn empty_inner_dimension_gives_zeros() {
+        assert_eq!(matmul_nt(&[], &[], 2, 0, 3), vec![0.0; 6]);
+        assert_eq!(matmul_nn(&[], &[], 2, 0, 3), vec![0.0; 6]);
+    }
+}

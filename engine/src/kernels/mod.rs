@@ -1,0 +1,130 @@
+//! Fused and specialised CPU kernels, plugged into burn as a backend extension
+//! (`#[backend_extension]`) so the model code calls one function on every backend:
+//! flex runs the kernels here, autodiff and any other backend run the trait's default body,
+//! which composes ordinary burn ops (and so keeps gradients and GPU paths working).
+//!
+//! - [`gemv`]: matrix products with few rows (decode), bound by reading the weights once.
+
+pub mod gemv;
+
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::flex::{Flex, FlexTensor};
+use burn::backend::ops::FloatTensorOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, backend_extension};
+use burn::tensor::{DType, Tensor, TensorData};
+
+/// Rows up to which a product goes through [`gemv`] instead of the backend's GEMM. Above it,
+/// a blocked GEMM reuses each weight from cache across enough rows to win.
+pub const SMALL_ROWS: usize = 8;
+
+/// The engine's own operations, with a default composed of burn ops.
+#[backend_extension(Flex, Autodiff)]
+pub trait CpuKernels: Backend {
+    /// `x [m, k] · w [k, n]` for small `m`.
+    fn matmul_small(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_matmul(x, w)
+    }
+
+    /// `x [m, k] · w [n, k]ᵀ` for small `m` (the tied LM head reads the embedding this way).
+    fn matmul_small_nt(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_matmul(x, Self::float_transpose(w))
+    }
+}
+
+impl<B: Backend + CpuKernels, C: CheckpointStrategy> CpuKernels for Autodiff<B, C> {}
+
+/// A contiguous f32 `[rows, cols]` view of a flex tensor, copying only when it is strided.
+fn flex_2d(t: FlexTensor) -> Option<(FlexTensor, usize, usize)> {
+    if t.dtype() != DType::F32 {
+        return None;
+    }
+    let dims = t.layout().shape().to_vec();
+    let [rows, cols] = dims[..] else {
+        return None;
+    };
+    let t = if t.is_contiguous() && t.as_slice::<f32>().is_some() {
+        t
+    } else {
+        t.to_contiguous()
+    };
+    Some((t, rows, cols))
+}
+
+fn flex_from(values: Vec<f32>, rows: usize, cols: usize) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, [rows, cols]))
+}
+
+impl CpuKernels for Flex {
+    fn matmul_small(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+        match (flex_2d(x.clone()), flex_2d(w.clone())) {
+            (Some((xt, m, k)), Some((wt, k2, n))) if k == k2 => {
+                let (Some(xs), Some(ws)) = (xt.as_slice::<f32>(), wt.as_slice::<f32>()) else {
+                    return Self::float_matmul(x, w);
+                };
+                flex_from(gemv::matmul_nn(xs, ws, m, k, n), m, n)
+            }
+            _ => Self::float_matmul(x, w),
+        }
+    }
+
+    fn matmul_small_nt(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+        match (flex_2d(x.clone()), flex_2d(w.clone())) {
+            (Some((xt, m, k)), Some((wt, n, k2))) if k == k2 => {
+                let (Some(xs), Some(ws)) = (xt.as_slice::<f32>(), wt.as_slice::<f32>()) else {
+                    return Self::float_matmul(x, Self::float_transpose(w));
+                };
+                flex_from(gemv::matmul_nt(xs, ws, m, k, n), m, n)
+            }
+            _ => Self::float_matmul(x, Self::float_transpose(w)),
+        }
+    }
+}
+
+/// `x [m, k] · w [k, n]`, through [`gemv::matmul_nn`] on flex when `m` is small.
+pub fn matmul_small(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as CpuKernels>::matmul_small(
+        x.into_dispatch(),
+        w.into_dispatch(),
+    ))
+}
+
+/// `x [m, k] · w [n, k]ᵀ`, through [`gemv::matmul_nt`] on flex when `m` is small.
+pub fn matmul_small_nt(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as CpuKernels>::matmul_small_nt(
+        x.into_dispatch(),
+        w.into_dispatch(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, Distribution};
+
+    fn max_diff(a: Tensor<2>, b: Tensor<2>) -> f32 {
+        (a - b).abs().max().into_scalar()
+    }
+
+    #[test]
+    fn extension_matches_burn_matmul_on_flex_and_autodiff() {
+        for device in [Device::flex(), Device::flex().autodiff()] {
+            let x = Tensor::<2>::random([3, 96], Distribution::Uniform(-1.0, 1.0), &device);
+            let w = Tensor::<2>::random([96, 40], Distribution::Uniform(-1.0, 1.0), &device);
+            let e = Tensor::<2>::random([40, 96], Distribution::Uniform(-1.0, 1.0), &device);
+            let nn = matmul_small(x.clone(), w.clone());
+            assert!(max_diff(nn, x.clone().matmul(w)) < 1e-4);
+            let nt = matmul_small_nt(x.clone(), e.clone());
+            assert!(max_diff(nt, x.matmul(e.transpose())) < 1e-4);
+        }
+    }
+
+    #[test]
+    fn extension_reads_strided_inputs() {
+        let device = Device::flex();
+        let x = Tensor::<2>::random([96, 2], Distribution::Uniform(-1.0, 1.0), &device);
+        let w = Tensor::<2>::random([96, 40], Distribution::Uniform(-1.0, 1.0), &device);
+        let got = matmul_small(x.clone().transpose(), w.clone());
+        assert!(max_diff(got, x.transpose().matmul(w)) < 1e-4);
+    }
+}

@@ -6,27 +6,8 @@
 //! `pulp`'s run-time dispatch (AVX-512 / AVX2+FMA / baseline), with the inner loops written so
 //! LLVM vectorizes them.
 
-use pulp::{Arch, Simd, WithSimd};
+use super::simd_kernel;
 use rayon::prelude::*;
-
-/// Runs a kernel body inside a function compiled for the best instruction set this CPU has
-/// (AVX-512, AVX2+FMA or the baseline, chosen once at run time by `pulp`). The body must be
-/// `#[inline(always)]` so it is compiled for those features; a closure is not (it stays a
-/// separate function for the baseline target).
-macro_rules! simd_kernel {
-    ($name:ident { $($field:ident : $ty:ty),* $(,)? } => $body:expr) => {{
-        struct $name<'a> { $($field: $ty,)* _life: std::marker::PhantomData<&'a ()> }
-        impl WithSimd for $name<'_> {
-            type Output = ();
-            #[inline(always)]
-            fn with_simd<S: Simd>(self, _simd: S) {
-                let Self { $($field,)* .. } = self;
-                $body
-            }
-        }
-        Arch::new().dispatch($name { $($field,)* _life: std::marker::PhantomData })
-    }};
-}
 
 /// Weight rows each task reads at least, so tiny matrices are not split into tiny tasks.
 const MIN_ROWS_PER_TASK: usize = 64;

@@ -7,6 +7,29 @@
 
 pub mod gemv;
 
+/// Runs a kernel body inside a function compiled for the best instruction set this CPU has
+/// (AVX-512, AVX2+FMA or the baseline, chosen once at run time by `pulp`). The body must be
+/// `#[inline(always)]` so it is compiled for those features; a closure is not (it stays a
+/// separate function for the baseline target).
+macro_rules! simd_kernel {
+    ($name:ident { $($field:ident : $ty:ty),* $(,)? } => $body:expr) => {
+        $crate::kernels::simd_kernel!($name { $($field: $ty),* } -> () => $body)
+    };
+    ($name:ident { $($field:ident : $ty:ty),* $(,)? } -> $out:ty => $body:expr) => {{
+        struct $name<'a> { $($field: $ty,)* _life: std::marker::PhantomData<&'a ()> }
+        impl pulp::WithSimd for $name<'_> {
+            type Output = $out;
+            #[inline(always)]
+            fn with_simd<S: pulp::Simd>(self, _simd: S) -> $out {
+                let Self { $($field,)* .. } = self;
+                $body
+            }
+        }
+        pulp::Arch::new().dispatch($name { $($field,)* _life: std::marker::PhantomData })
+    }};
+}
+pub(crate) use simd_kernel;
+
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::flex::{Flex, FlexTensor};
 use burn::backend::ops::FloatTensorOps;

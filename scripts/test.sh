@@ -61,7 +61,7 @@ else
 fi
 
 echo "==> benchmarks, quick (figures only, nothing asserted)"
-cargo run --quiet -- bench generate --model "$STUDIO_SMOLLM2_GGUF" --quick
-cargo run --quiet -- bench train --model builtin:tiny-reasoner --steps 1
+cargo run --quiet -- bench --quick --model "$STUDIO_SMOLLM2_GGUF"
+cargo run --quiet -- bench --quick --json > /dev/null
 
 echo "==> all tests passed in $(( $(date +%s) - start )) s"

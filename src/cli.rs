@@ -197,9 +197,24 @@ pub struct ExportArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Without a subcommand, runs every part (prompt processing, decode at batch 1 and 16, \
+SFT LoRA r16 and full, a GRPO-shaped step split, token statistics) and prints each figure with \
+this machine's limit for it, measured first (f32 matrix-product GFLOP/s, memory read GB/s)."
+)]
 pub struct BenchArgs {
     #[command(subcommand)]
-    pub what: BenchWhat,
+    pub what: Option<BenchWhat>,
+    /// The model for the full benchmark: a Hugging Face folder, a .gguf file, or
+    /// `builtin:tiny-reasoner`.
+    #[arg(long, value_name = "PATH", default_value = "builtin:tiny-reasoner")]
+    pub model: String,
+    /// Small sizes, so the whole benchmark runs in seconds (used by the test script).
+    #[arg(long)]
+    pub quick: bool,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

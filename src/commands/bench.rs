@@ -11,36 +11,34 @@ use crate::cli::{BenchArgs, BenchGenerateArgs, BenchTrainArgs, BenchWhat};
 
 pub fn run(args: &BenchArgs) -> Result<()> {
     match &args.what {
-        BenchWhat::Generate(g) => bench_generate(g),
-        BenchWhat::Train(t) => bench_train(t),
+        Some(BenchWhat::Generate(g)) => bench_generate(g),
+        Some(BenchWhat::Train(t)) => bench_train(t),
+        None => bench_all(args),
     }
 }
 
-/// Seconds per SFT step (forward, backward, AdamW) on a fixed synthetic batch, after a warm-up.
-fn time_sft_steps(args: &BenchTrainArgs, lora: bool) -> Result<f64> {
-    use engine::models::lora::LoraConfig;
-    use engine::train::optim::{AdamW, AdamWConfig, GradBuffer};
-    use engine::train::sft::{Batch, apply_update, forward_backward};
+/// The shape of one SFT benchmark step.
+struct SftShape<'a> {
+    model: &'a str,
+    batch: usize,
+    seq_len: usize,
+    steps: usize,
+}
 
-    let backend = engine::backend::Backend::cpu().autodiff();
-    let mut loaded = engine::formats::loader::load_model(&args.model.model, &backend)?;
-    if lora {
-        loaded.model = loaded
-            .model
-            .attach_lora(&LoraConfig::default())
-            .map_err(anyhow::Error::msg)?;
-    }
-    let mut model = loaded.model;
-    let vocab = loaded.tokenizer.vocab_size().min(model.config.vocab_size) as u32;
-    // Deterministic ordinary token ids; the loss is on every position, as in plain causal LM SFT.
-    let ids: Vec<Vec<u32>> = (0..args.batch)
+/// Deterministic ordinary token ids, `rows × len`, below `vocab`.
+fn synthetic_ids(rows: usize, len: usize, vocab: u32) -> Vec<Vec<u32>> {
+    (0..rows)
         .map(|r| {
-            (0..args.seq_len)
+            (0..len)
                 .map(|t| ((r * 7919 + t * 104_729) as u32) % vocab)
                 .collect()
         })
-        .collect();
-    let batch = Batch {
+        .collect()
+}
+
+/// A causal-LM batch over `ids` with the loss on every next token.
+fn lm_batch(ids: Vec<Vec<u32>>) -> engine::train::sft::Batch {
+    engine::train::sft::Batch {
         targets: ids
             .iter()
             .map(|row| row[1..].iter().copied().chain([0]).collect())
@@ -51,9 +49,28 @@ fn time_sft_steps(args: &BenchTrainArgs, lora: bool) -> Result<f64> {
             .collect(),
         positions: ids.iter().map(|row| (0..row.len()).collect()).collect(),
         segments: ids.iter().map(|row| vec![0; row.len()]).collect(),
+        examples: ids.len(),
         ids,
-        examples: args.batch,
-    };
+    }
+}
+
+/// Seconds per SFT step (forward, backward, AdamW) on a fixed synthetic batch, after a warm-up.
+fn time_sft_steps(args: &SftShape<'_>, lora: bool) -> Result<f64> {
+    use engine::models::lora::LoraConfig;
+    use engine::train::optim::{AdamW, AdamWConfig, GradBuffer};
+    use engine::train::sft::{Batch, apply_update, forward_backward};
+
+    let backend = engine::backend::Backend::cpu().autodiff();
+    let mut loaded = engine::formats::loader::load_model(args.model, &backend)?;
+    if lora {
+        loaded.model = loaded
+            .model
+            .attach_lora(&LoraConfig::default())
+            .map_err(anyhow::Error::msg)?;
+    }
+    let mut model = loaded.model;
+    let vocab = loaded.tokenizer.vocab_size().min(model.config.vocab_size) as u32;
+    let batch: Batch = lm_batch(synthetic_ids(args.batch, args.seq_len, vocab));
     let mut optimizer = AdamW::new(AdamWConfig {
         beta1: 0.9,
         beta2: 0.999,
@@ -80,8 +97,14 @@ fn bench_train(args: &BenchTrainArgs) -> Result<()> {
     };
     let tokens = (args.batch * args.seq_len) as f64;
     let mut results = serde_json::Map::new();
+    let shape = SftShape {
+        model: &args.model.model,
+        batch: args.batch,
+        seq_len: args.seq_len,
+        steps: args.steps,
+    };
     for mode in modes {
-        let secs = time_sft_steps(args, mode == "lora")?;
+        let secs = time_sft_steps(&shape, mode == "lora")?;
         results.insert(format!("{mode}_step_s"), secs.into());
         results.insert(format!("{mode}_tokens_per_s"), (tokens / secs).into());
         if !args.json {
@@ -193,5 +216,365 @@ fn bench_generate(args: &BenchGenerateArgs) -> Result<()> {
         println!("decode, batch 1:                  {decode1:>8.1} tokens/s");
         println!("decode, batch {big_batch:<2}:                 {decode_b:>8.1} tokens/s");
     }
+    Ok(())
+}
+
+/// One figure of the full benchmark, with this machine's ceiling for it.
+struct Figure {
+    key: &'static str,
+    label: String,
+    value: f64,
+    unit: &'static str,
+    limit: f64,
+    basis: String,
+}
+
+impl Figure {
+    fn json(&self) -> serde_json::Value {
+        json!({
+            "name": self.key,
+            "label": self.label,
+            "value": self.value,
+            "unit": self.unit,
+            "limit": self.limit,
+            "fraction_of_limit": self.value / self.limit,
+            "limit_basis": self.basis,
+        })
+    }
+}
+
+/// The fastest of `runs` timings of `f` (seconds).
+fn fastest(runs: usize, mut f: impl FnMut() -> Result<f64>) -> Result<f64> {
+    let mut best = f64::INFINITY;
+    for _ in 0..runs.max(1) {
+        best = best.min(f()?);
+    }
+    Ok(best)
+}
+
+/// How fast all cores together read memory, GB/s, over an array of `bytes` (far larger than
+/// the caches for a real figure).
+fn memory_read_gbps(bytes: usize) -> Result<f64> {
+    let xs = vec![1.0f32; bytes / 4];
+    let secs = fastest(3, || {
+        let t = Instant::now();
+        std::hint::black_box(engine::kernels::probe::parallel_sum(&xs));
+        Ok(t.elapsed().as_secs_f64())
+    })?;
+    Ok(bytes as f64 / secs / 1e9)
+}
+
+/// Synthetic logits rows (a fixed xorshift sequence scaled to a plausible logit range).
+fn synthetic_logits(rows: usize, vocab: usize) -> Vec<f32> {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    (0..rows * vocab)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32 * 30.0 - 15.0
+        })
+        .collect()
+}
+
+/// Sizes of the full benchmark and of `--quick`.
+struct Sizes {
+    prompt: usize,
+    decode_steps: usize,
+    big_batch: usize,
+    sft_batch: usize,
+    sft_seq: usize,
+    sft_steps: usize,
+    stats_rows: usize,
+    memory_bytes: usize,
+    /// `[m, k, n]` of the matrix-product probe.
+    matmul: [usize; 3],
+    grpo_group: usize,
+    grpo_new_tokens: usize,
+}
+
+impl Sizes {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                prompt: 64,
+                decode_steps: 8,
+                big_batch: 4,
+                sft_batch: 1,
+                sft_seq: 64,
+                sft_steps: 1,
+                stats_rows: 8,
+                memory_bytes: 64 << 20,
+                matmul: [128, 576, 1536],
+                grpo_group: 2,
+                grpo_new_tokens: 8,
+            }
+        } else {
+            Self {
+                prompt: 512,
+                decode_steps: 64,
+                big_batch: 16,
+                sft_batch: 4,
+                sft_seq: 256,
+                sft_steps: 2,
+                stats_rows: 64,
+                memory_bytes: 1 << 30,
+                matmul: [512, 576, 1536],
+                grpo_group: 8,
+                grpo_new_tokens: 64,
+            }
+        }
+    }
+}
+
+/// Seconds of each part of one GRPO-shaped step: sampling a group of rollouts, scoring them
+/// with a frozen reference, and one LoRA policy update on them. The GRPO trainer itself is not
+/// built yet; these are the engine parts it will spend its time in.
+fn grpo_split(model_spec: &str, prompt: &[u32], sizes: &Sizes) -> Result<[f64; 3]> {
+    use engine::models::lora::LoraConfig;
+    use engine::train::optim::{AdamW, AdamWConfig, GradBuffer};
+    use engine::train::sft::{apply_update, forward_backward};
+
+    let reference =
+        engine::formats::loader::load_model(model_spec, &engine::backend::Backend::cpu())?;
+    let request = GenerateRequest {
+        prompts: vec![prompt.to_vec(); sizes.grpo_group],
+        max_new_tokens: sizes.grpo_new_tokens,
+        sampling: SamplingConfig {
+            temperature: 1.0,
+            seed: 7,
+            ..SamplingConfig::default()
+        },
+        stop_token_ids: Vec::new(),
+        top_k_alternatives: 0,
+    };
+    let t = Instant::now();
+    let rollouts = generate(&reference.model, &request, |_, _| ControlFlow::Continue(()))?;
+    let rollout_s = t.elapsed().as_secs_f64();
+    let sequences: Vec<Vec<u32>> = rollouts
+        .iter()
+        .map(|r| {
+            prompt
+                .iter()
+                .copied()
+                .chain(r.iter().map(|t| t.id))
+                .collect()
+        })
+        .collect();
+    let t = Instant::now();
+    for seq in &sequences {
+        engine::infer::score(&reference.model, seq, 0)?;
+    }
+    let reference_s = t.elapsed().as_secs_f64();
+
+    let policy = engine::formats::loader::load_model(
+        model_spec,
+        &engine::backend::Backend::cpu().autodiff(),
+    )?;
+    let model = policy
+        .model
+        .attach_lora(&LoraConfig::default())
+        .map_err(anyhow::Error::msg)?;
+    let batch = lm_batch(sequences);
+    let mut optimizer = AdamW::new(AdamWConfig {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+    });
+    let t = Instant::now();
+    let mut grads = GradBuffer::default();
+    forward_backward(&model, &batch, &mut grads, false)?;
+    let _ = apply_update(model, &mut optimizer, &grads, 1e-5, Some(1.0));
+    let update_s = t.elapsed().as_secs_f64();
+    Ok([rollout_s, reference_s, update_s])
+}
+
+/// `studio bench`: every figure, each against this machine's limit for it.
+fn bench_all(args: &BenchArgs) -> Result<()> {
+    let sizes = Sizes::new(args.quick);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let say = |what: &str| {
+        if !args.json {
+            eprintln!("… {what}");
+        }
+    };
+
+    say("machine limits: f32 matrix product, memory read");
+    let gflops = engine::kernels::probe::matmul_gflops(sizes.matmul, 3);
+    let gbps = memory_read_gbps(sizes.memory_bytes)?;
+
+    say(&format!("loading {}", args.model));
+    let loaded = engine::formats::loader::load_model(&args.model, &engine::backend::Backend::cpu())
+        .map_err(|e| anyhow::anyhow!("could not load model `{}`: {e}", args.model))?;
+    let model = &loaded.model;
+    let config = &model.config;
+    let context = config.max_position_embeddings;
+    let prompt_len = sizes
+        .prompt
+        .min(context.saturating_sub(sizes.decode_steps + 2));
+    if prompt_len < 8 {
+        bail!("the model's context ({context}) is too short for this benchmark");
+    }
+    let text =
+        "The quick brown fox jumps over the lazy dog while counting 1, 2, 3. ".repeat(prompt_len);
+    let mut prompt = loaded.tokenizer.encode(&text, false)?;
+    prompt.truncate(prompt_len);
+
+    // What one token costs: weights read per decoded token, FLOPs per prompt and training token.
+    let embed = (config.vocab_size * config.hidden_size) as f64;
+    let params = config.num_parameters() as f64;
+    let head_params = if config.tie_word_embeddings {
+        params
+    } else {
+        params - embed
+    }; // every weight a decode step reads (the LM head, not the embedding table)
+    let body_params = head_params - embed; // without the LM head
+    let q_dim = (config.num_attention_heads * config.head_dim) as f64;
+    let attn_flops = |ctx: f64| 4.0 * config.num_hidden_layers as f64 * q_dim * ctx;
+    let prompt_flops = 2.0 * body_params + attn_flops(prompt_len as f64 / 2.0);
+    let decode_bytes = 4.0 * head_params;
+    let train_ctx = sizes.sft_seq as f64 / 2.0;
+
+    say("prompt processing and decode");
+    measure(model, &prompt[..prompt_len.min(16)], 1, 2)?; // warm-up
+    let (pp, decode1) = measure(model, &prompt, 1, sizes.decode_steps)?;
+    let short = &prompt[..prompt_len.min(64)];
+    let (_, decode_b) = measure(model, short, sizes.big_batch, sizes.decode_steps)?;
+
+    say("token statistics");
+    let vocab = config.vocab_size;
+    let logits = synthetic_logits(sizes.stats_rows, vocab);
+    std::hint::black_box(engine::infer::token_stats::rows_stats(&logits, vocab, 5));
+    let stats_s = fastest(3, || {
+        let t = Instant::now();
+        std::hint::black_box(engine::infer::token_stats::rows_stats(&logits, vocab, 5));
+        Ok(t.elapsed().as_secs_f64())
+    })?;
+    let stats_gbps = (logits.len() * 4) as f64 / stats_s / 1e9;
+
+    say("SFT steps (LoRA r16, full)");
+    let shape = SftShape {
+        model: &args.model,
+        batch: sizes.sft_batch,
+        seq_len: sizes.sft_seq,
+        steps: sizes.sft_steps,
+    };
+    let sft_tokens = (sizes.sft_batch * sizes.sft_seq) as f64;
+    let lora = sft_tokens / time_sft_steps(&shape, true)?;
+    let full = sft_tokens / time_sft_steps(&shape, false)?;
+
+    say("GRPO-shaped step");
+    let grpo_prompt = &prompt[..prompt_len.min(64)];
+    let [rollout_s, reference_s, update_s] = grpo_split(&args.model, grpo_prompt, &sizes)?;
+
+    let gf = |x: f64| gflops * 1e9 / x;
+    let figures = [
+        Figure {
+            key: "prompt_tokens_per_s",
+            label: format!("prompt processing ({prompt_len} tokens)"),
+            value: pp,
+            unit: "tokens/s",
+            limit: gf(prompt_flops),
+            basis: format!("{:.1} MFLOP/token at the matmul limit", prompt_flops / 1e6),
+        },
+        Figure {
+            key: "decode_batch1_tokens_per_s",
+            label: "decode, batch 1".into(),
+            value: decode1,
+            unit: "tokens/s",
+            limit: gbps * 1e9 / decode_bytes,
+            basis: format!("{:.1} MB of f32 weights read per token", decode_bytes / 1e6),
+        },
+        Figure {
+            key: "decode_batched_tokens_per_s",
+            label: format!("decode, batch {}", sizes.big_batch),
+            value: decode_b,
+            unit: "tokens/s",
+            limit: (gbps * 1e9 * sizes.big_batch as f64 / decode_bytes).min(gf(2.0 * head_params)),
+            basis: "weights read once per step, or the matmul limit".into(),
+        },
+        Figure {
+            key: "sft_lora_tokens_per_s",
+            label: format!("SFT LoRA r16, {} × {}", sizes.sft_batch, sizes.sft_seq),
+            value: lora,
+            unit: "tokens/s",
+            limit: gf(4.0 * head_params + 2.0 * attn_flops(train_ctx)),
+            basis: "4 FLOP/weight/token (forward, input gradients)".into(),
+        },
+        Figure {
+            key: "sft_full_tokens_per_s",
+            label: format!("SFT full, {} × {}", sizes.sft_batch, sizes.sft_seq),
+            value: full,
+            unit: "tokens/s",
+            limit: gf(6.0 * head_params + 3.0 * attn_flops(train_ctx)),
+            basis: "6 FLOP/weight/token (forward, input and weight gradients)".into(),
+        },
+        Figure {
+            key: "token_stats_gb_per_s",
+            label: format!("token statistics ({} × {vocab} logits)", sizes.stats_rows),
+            value: stats_gbps,
+            unit: "GB/s",
+            limit: gbps,
+            basis: "memory read".into(),
+        },
+    ];
+    let grpo_total = rollout_s + reference_s + update_s;
+    if args.json {
+        let report = json!({
+            "model": loaded.name,
+            "quick": args.quick,
+            "backend": "cpu",
+            "threads": threads,
+            "machine": { "matmul_gflops": gflops, "memory_read_gb_per_s": gbps },
+            "figures": figures.iter().map(Figure::json).collect::<Vec<_>>(),
+            "grpo_step": {
+                "group": sizes.grpo_group,
+                "prompt_tokens": grpo_prompt.len(),
+                "new_tokens": sizes.grpo_new_tokens,
+                "rollout_s": rollout_s,
+                "reference_s": reference_s,
+                "update_s": update_s,
+            },
+        });
+        println!("{report}");
+        return Ok(());
+    }
+    println!(
+        "model {} on cpu, {threads} threads{}",
+        loaded.name,
+        if args.quick { " (quick sizes)" } else { "" }
+    );
+    println!(
+        "machine: f32 matrix product {gflops:.0} GFLOP/s ({}×{}·{}×{}), memory read {gbps:.1} GB/s",
+        sizes.matmul[0], sizes.matmul[1], sizes.matmul[1], sizes.matmul[2]
+    );
+    println!(
+        "\n{:<36} {:>10} {:>10} {:>8}  {:<9} limit basis",
+        "", "measured", "limit", "share", "unit"
+    );
+    for f in &figures {
+        println!(
+            "{:<36} {:>10.1} {:>10.1} {:>7.0}%  {:<9} {}",
+            f.label,
+            f.value,
+            f.limit,
+            100.0 * f.value / f.limit,
+            f.unit,
+            f.basis
+        );
+    }
+    println!(
+        "\nGRPO-shaped step ({} rollouts × {} new tokens): rollouts {:.2} s ({:.0}%), \
+         reference scoring {:.2} s ({:.0}%), LoRA update {:.2} s ({:.0}%)",
+        sizes.grpo_group,
+        sizes.grpo_new_tokens,
+        rollout_s,
+        100.0 * rollout_s / grpo_total,
+        reference_s,
+        100.0 * reference_s / grpo_total,
+        update_s,
+        100.0 * update_s / grpo_total
+    );
     Ok(())
 }

@@ -4,8 +4,10 @@
 //! which composes ordinary burn ops (and so keeps gradients and GPU paths working).
 //!
 //! - [`gemv`]: matrix products with few rows (decode), bound by reading the weights once.
+//! - [`probe`]: the memory-read probe `studio bench` measures the machine with.
 
 pub mod gemv;
+pub mod probe;
 
 /// Runs a kernel body inside a function compiled for the best instruction set this CPU has
 /// (AVX-512, AVX2+FMA or the baseline, chosen once at run time by `pulp`). The body must be

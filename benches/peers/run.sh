@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
-# Reasoning Studio against its peers (PyTorch + transformers + PEFT), on CPU, in one command:
+# Reasoning Studio against its peers on CPU, same machine, one command:
 #   bash benches/peers/run.sh
 #
-#  1. a virtual environment at .venv-peers with torch, transformers, peft and safetensors
-#     (the default index serves the CUDA build of torch: ~2.8 GB to download, ~5.6 GB installed;
-#      set PEERS_PIP_ARGS, e.g. to an extra index with a CPU-only torch, where one is reachable);
-#  2. SmolLM2-135M-Instruct exported by the studio as a Hugging Face folder;
-#  3. the SFT step, `studio bench train` and sft_torch.py on that same folder, one after the other,
-#     and the ratios studio/torch for LoRA r16 and full fine-tuning;
+#  1. a virtual environment at .venv-peers with torch, transformers, peft, safetensors, gguf and
+#     llama-cpp-python (built from source by pip; the default index serves the CUDA build of
+#     torch: ~2.8 GB to download, ~5.6 GB installed; set PEERS_PIP_ARGS, e.g. to an extra index
+#     with a CPU-only torch, where one is reachable);
+#  2. SmolLM2-135M-Instruct exported by the studio as a Hugging Face folder, and an all-f32 GGUF
+#     of it (gguf_f32.py), so every engine computes in f32 from the same weights;
+#  3. `studio bench` (every figure with the machine's limits), then, one after the other, the
+#     peers on the same work: PyTorch (infer_torch.py: prompt, decode b1/b16, token statistics,
+#     and torch's own matmul GFLOP/s and memory read GB/s; sft_torch.py: the SFT steps with PEFT),
+#     llama.cpp (infer_llama_cpp.py: prompt and decode b1) and candle (the bench crate in
+#     benches/peers/candle, built here: prompt and decode b1); then one table of ratios;
 #  4. a 2-step LoRA run with the studio, its checkpoint exported as a PEFT adapter and as a merged
 #     Hugging Face folder, and check_hf_export.py: transformers/PEFT load what the studio wrote and
 #     score a text as the studio does (max |delta log-prob| <= 1e-4), for the base export too.
 #
 # Environment: STUDIO (default target/release/studio, not built here), PEERS_GGUF, PEERS_DATA,
-# PEERS_STEPS (timed steps, default 3), PEERS_THREADS (default 2), PEERS_PIP_ARGS.
+# PEERS_STEPS (timed SFT steps, default 3), PEERS_THREADS (default 2), PEERS_PIP_ARGS,
+# PEERS_SKIP_EXPORT_CHECK=1 to stop after the table.
 # Writes under .cache/peers/. Exits non-zero when a check fails.
 set -euo pipefail
 
@@ -41,13 +47,16 @@ say "python environment ($VENV)"
 if [ ! -x "$PY" ]; then
     python3 -m venv "$VENV"
 fi
-if ! "$PY" -c 'import torch, transformers, peft, safetensors' 2>/dev/null; then
+if ! "$PY" -c 'import torch, transformers, peft, safetensors, gguf, llama_cpp' 2>/dev/null; then
     t=$(date +%s)
     # shellcheck disable=SC2086
-    "$PY" -m pip install ${PEERS_PIP_ARGS:-} torch transformers peft safetensors
+    "$PY" -m pip install ${PEERS_PIP_ARGS:-} torch transformers peft safetensors gguf llama-cpp-python==0.3.36
     echo "installed in $(( $(date +%s) - t )) s"
 fi
-"$PY" -c 'import torch, transformers, peft, safetensors; print(f"torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}, safetensors {safetensors.__version__}")'
+"$PY" -c 'import torch, transformers, peft, safetensors, llama_cpp; print(f"torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}, safetensors {safetensors.__version__}, llama-cpp-python {llama_cpp.__version__}")'
+say "candle bench crate (benches/peers/candle, its own workspace)"
+cargo build --release --quiet --manifest-path "$HERE/candle/Cargo.toml"
+CANDLE="$HERE/candle/target/release/candle-peer"
 
 # ---- 2. the base model as a Hugging Face folder -------------------------------------------------
 say "export $(basename "$GGUF") as a Hugging Face folder"
@@ -55,22 +64,25 @@ mkdir -p "$OUT"
 rm -rf "$OUT/smollm2-hf"
 "$STUDIO" export --model "$GGUF" --format hf --out "$OUT/smollm2-hf"
 
-# ---- 3. the SFT step: studio vs torch -----------------------------------------------------------
-say "SFT step, batch 4 x 256, $STEPS timed steps after one warm-up (load before: $(load))"
-"$STUDIO" bench train --model "$OUT/smollm2-hf" --steps "$STEPS" --json | tee "$OUT/bench-studio.json"
-echo "load after studio: $(load)"
+say "all-f32 GGUF for llama.cpp"
+[ -f "$OUT/smollm2-f32.gguf" ] || "$PY" "$HERE/gguf_f32.py" "$GGUF" "$OUT/smollm2-f32.gguf"
+
+# ---- 3. the figures: studio, then each peer on the same work, one after the other -----------
+say "studio bench (load before: $(load))"
+"$STUDIO" bench --model "$OUT/smollm2-hf" --json > "$OUT/bench-studio.json"
+say "PyTorch: inference and machine ceilings (load before: $(load))"
+"$PY" "$HERE/infer_torch.py" "$OUT/smollm2-hf" --threads "$THREADS" 2>/dev/null | tail -n 1 | tee "$OUT/bench-torch-infer.json"
+say "PyTorch + PEFT: SFT step, batch 4 x 256, $STEPS timed steps after one warm-up (load before: $(load))"
 "$PY" "$HERE/sft_torch.py" "$OUT/smollm2-hf" --steps "$STEPS" --threads "$THREADS" | tee "$OUT/bench-torch.txt"
-echo "load after torch: $(load)"
 tail -n 1 "$OUT/bench-torch.txt" > "$OUT/bench-torch.json"
-"$PY" - "$OUT/bench-studio.json" "$OUT/bench-torch.json" <<'EOF'
-import json, sys
-s = json.load(open(sys.argv[1])); t = json.load(open(sys.argv[2]))
-print(f"\n{'tokens/s':<10} {'studio':>10} {'torch':>10} {'studio/torch':>13}")
-for mode, name in (("lora", "LoRA r16"), ("full", "full")):
-    a, b = s[f"{mode}_tokens_per_s"], t[f"{mode}_tokens_per_s"]
-    print(f"{name:<10} {a:>10.1f} {b:>10.1f} {a / b:>12.2f}x")
-print(f"(torch {t['torch']}, transformers {t['transformers']}, peft {t['peft']}, {t['threads']} threads)")
-EOF
+say "llama.cpp (load before: $(load))"
+"$PY" "$HERE/infer_llama_cpp.py" "$OUT/smollm2-f32.gguf" --threads "$THREADS" | tee "$OUT/bench-llama-cpp.json"
+say "candle (load before: $(load))"
+RAYON_NUM_THREADS="$THREADS" "$CANDLE" "$OUT/smollm2-hf" | tee "$OUT/bench-candle.json"
+echo "load after: $(load)"
+
+"$PY" "$HERE/compare.py" "$OUT" | tee "$OUT/compare.txt"
+[ "${PEERS_SKIP_EXPORT_CHECK:-0}" = 1 ] && { say "done in $(( $(date +%s) - T0 )) s"; exit 0; }
 
 # ---- 4. what the studio exports loads in transformers and PEFT ---------------------------------
 say "2-step LoRA run with the studio"

@@ -69,9 +69,11 @@ fn gemm_f32(a: &[f32], b: &[f32], c: &mut [f32], [m, k, n]: [usize; 3]) {
     }
 }
 
+/// Four independent 16-lane accumulators, so the adds never wait on each other and the loop
+/// is limited by loads alone.
 #[inline(always)]
 fn sum_lanes(xs: &[f32]) -> f32 {
-    const LANES: usize = 16;
+    const LANES: usize = 64;
     let mut acc = [0.0f32; LANES];
     let chunks = xs.chunks_exact(LANES);
     let tail: f32 = chunks.remainder().iter().sum();

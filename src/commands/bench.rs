@@ -549,6 +549,12 @@ fn bench_all(args: &BenchArgs) -> Result<()> {
         "machine: f32 matrix product {gflops:.0} GFLOP/s ({}×{}·{}×{}), memory read {gbps:.1} GB/s",
         sizes.matmul[0], sizes.matmul[1], sizes.matmul[1], sizes.matmul[2]
     );
+    if args.quick || cfg!(debug_assertions) {
+        println!(
+            "(quick sizes or a debug build: shapes are small or the engine unoptimized, so the \
+             limits and shares below are indicative only)"
+        );
+    }
     println!(
         "\n{:<36} {:>10} {:>10} {:>8}  {:<9} limit basis",
         "", "measured", "limit", "share", "unit"

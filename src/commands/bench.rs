@@ -132,33 +132,43 @@ fn bench_train(args: &BenchTrainArgs) -> Result<()> {
 }
 
 /// Tokens per second for generating `new_tokens` after `prompt_len`-token prompts at `batch`;
-/// returns (prompt tokens/s, decode tokens/s).
+/// returns (prompt tokens/s, decode tokens/s). Prompt time is until the first token; decode
+/// speed is from the median interval between steps, so a burst of load from another process
+/// on the machine moves it less than a mean would.
 fn measure(
     model: &engine::models::CausalLm,
     prompt: &[u32],
     batch: usize,
     new_tokens: usize,
 ) -> Result<(f64, f64)> {
-    let mut request = GenerateRequest {
+    let request = GenerateRequest {
         prompts: vec![prompt.to_vec(); batch],
-        max_new_tokens: 1,
+        max_new_tokens: new_tokens + 1,
         sampling: SamplingConfig::greedy(),
         stop_token_ids: Vec::new(),
         top_k_alternatives: 0,
     };
-    // Prefill alone (one new token), then the full run; decode time is the difference.
-    let t0 = Instant::now();
-    generate(model, &request, |_, _| ControlFlow::Continue(()))?;
-    let prefill = t0.elapsed().as_secs_f64();
-    request.max_new_tokens = new_tokens + 1;
-    let t1 = Instant::now();
-    generate(model, &request, |_, _| ControlFlow::Continue(()))?;
-    let total = t1.elapsed().as_secs_f64();
-    let decode = (total - prefill).max(1e-9);
-    Ok((
-        (batch * prompt.len()) as f64 / prefill,
-        (batch * new_tokens) as f64 / decode,
-    ))
+    let start = Instant::now();
+    let mut stamps = Vec::with_capacity(new_tokens + 1);
+    let mut run = || {
+        generate(model, &request, |row, _| {
+            if row == 0 {
+                stamps.push(Instant::now());
+            }
+            ControlFlow::Continue(())
+        })
+    };
+    run()?;
+    let first = stamps
+        .first()
+        .map_or(1e-9, |t| t.duration_since(start).as_secs_f64());
+    let mut steps: Vec<f64> = stamps
+        .windows(2)
+        .map(|w| w[1].duration_since(w[0]).as_secs_f64())
+        .collect();
+    steps.sort_by(f64::total_cmp);
+    let median = steps.get(steps.len() / 2).copied().unwrap_or(f64::INFINITY);
+    Ok(((batch * prompt.len()) as f64 / first, batch as f64 / median))
 }
 
 fn bench_generate(args: &BenchGenerateArgs) -> Result<()> {

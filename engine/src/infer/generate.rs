@@ -5,11 +5,10 @@
 
 use std::ops::ControlFlow;
 
-use burn::tensor::{Bool, Tensor, TensorData};
-
 use super::sampling::{Sampler, SamplingConfig};
 use super::token_stats::row_stats;
 use super::{InferError, host_values};
+use crate::kernels::in_pool;
 use crate::models::CausalLm;
 use crate::models::decoder::AttentionMask;
 
@@ -35,35 +34,6 @@ pub struct GeneratedToken {
     pub top: Vec<(u32, f32)>,
 }
 
-/// `[batch, 1, queries, keys]` mask (`true` = hidden) for left-padded rows: a query slot sees key
-/// slots at or before it that are not padding; a padding query sees only itself.
-fn padding_mask(
-    pads: &[usize],
-    first_query_slot: usize,
-    queries: usize,
-    keys: usize,
-    device: &burn::tensor::Device,
-) -> Tensor<4, Bool> {
-    let mut hidden = Vec::with_capacity(pads.len() * queries * keys);
-    for &pad in pads {
-        for q in 0..queries {
-            let slot = first_query_slot + q;
-            for k in 0..keys {
-                let visible = if slot < pad {
-                    k == slot
-                } else {
-                    k <= slot && k >= pad
-                };
-                hidden.push(!visible);
-            }
-        }
-    }
-    Tensor::from_data(
-        TensorData::new(hidden, [pads.len(), 1, queries, keys]),
-        device,
-    )
-}
-
 /// Generates for every prompt. `on_token(row, token)` is called as each token is produced;
 /// returning `ControlFlow::Break` stops the whole generation (tokens so far are returned).
 pub fn generate(
@@ -86,7 +56,6 @@ pub fn generate(
     }
     let max_new = request.max_new_tokens.min(context - longest);
     let pads: Vec<usize> = request.prompts.iter().map(|p| longest - p.len()).collect();
-    let padded = pads.iter().any(|&p| p > 0);
     let pad_id = request.stop_token_ids.first().copied().unwrap_or(0);
     let ids: Vec<Vec<u32>> = request
         .prompts
@@ -102,18 +71,6 @@ pub fn generate(
         .iter()
         .map(|&pad| (0..longest).map(|s| s.saturating_sub(pad)).collect())
         .collect();
-    let mask = if padded {
-        AttentionMask::Explicit(Box::new(padding_mask(
-            &pads,
-            0,
-            longest,
-            longest,
-            &model.device,
-        )))
-    } else {
-        AttentionMask::Causal
-    };
-
     let mut samplers: Vec<Sampler> = (0..batch)
         .map(|row| {
             Sampler::new(SamplingConfig {
@@ -125,13 +82,15 @@ pub fn generate(
     let mut histories: Vec<Vec<u32>> = request.prompts.clone();
     let mut outputs: Vec<Vec<GeneratedToken>> = vec![Vec::new(); batch];
     let mut finished = vec![false; batch];
-    let mut cache = model.new_cache();
+    let mut cache = model.new_cache(longest + max_new);
+    let mask = AttentionMask::LeftPadded(pads.clone());
     let vocab = model.config.vocab_size;
 
-    let hidden = model.forward_hidden(&ids, &positions, mask, &mut cache);
-    let mut last_hidden = hidden.narrow(1, longest - 1, 1);
+    let mut logits = in_pool(|| {
+        let hidden = model.forward_hidden(&ids, &positions, mask, &mut cache);
+        host_values(model.logits(hidden.narrow(1, longest - 1, 1)))
+    })?;
     for step in 0..max_new {
-        let logits = host_values(model.logits(last_hidden))?;
         let mut next = Vec::with_capacity(batch);
         let mut stop_all = false;
         for row in 0..batch {
@@ -165,40 +124,10 @@ pub fn generate(
         let slot = longest + step;
         let step_ids: Vec<Vec<u32>> = next.iter().map(|&id| vec![id]).collect();
         let step_pos: Vec<Vec<usize>> = pads.iter().map(|&pad| vec![slot - pad]).collect();
-        let mask = if padded {
-            AttentionMask::Explicit(Box::new(padding_mask(
-                &pads,
-                slot,
-                1,
-                slot + 1,
-                &model.device,
-            )))
-        } else {
-            AttentionMask::Causal
-        };
-        last_hidden = model.forward_hidden(&step_ids, &step_pos, mask, &mut cache);
+        let mask = AttentionMask::LeftPadded(pads.clone());
+        logits = in_pool(|| {
+            host_values(model.logits(model.forward_hidden(&step_ids, &step_pos, mask, &mut cache)))
+        })?;
     }
     Ok(outputs)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn padding_mask_hides_padding_and_future() {
-        let device = burn::tensor::Device::flex();
-        let m = padding_mask(&[0, 2], 0, 3, 3, &device);
-        let v: Vec<bool> = m.into_data().try_into_vec().expect("bools");
-        // row 0: plain causal
-        assert_eq!(
-            &v[0..9],
-            &[false, true, true, false, false, true, false, false, false]
-        );
-        // row 1: slots 0,1 are padding; each sees only itself; slot 2 sees only itself (pad=2)
-        assert_eq!(
-            &v[9..18],
-            &[false, true, true, true, false, true, true, true, false]
-        );
-    }
 }

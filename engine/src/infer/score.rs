@@ -29,23 +29,24 @@ pub fn score(model: &CausalLm, ids: &[u32], top_k: usize) -> Result<Vec<ScoredTo
             context,
         });
     }
-    let mut cache = model.no_cache();
-    let positions: Vec<usize> = (0..ids.len()).collect();
-    let hidden = model.forward_hidden(
-        &[ids.to_vec()],
-        &[positions],
-        AttentionMask::Causal,
-        &mut cache,
-    );
-    // Only positions 0..n-1 predict a token of the text.
     let n = ids.len();
-    let predicting = hidden.narrow(1, 0, n - 1);
     let vocab = model.config.vocab_size;
-    let logits = if n > 1 {
-        host_values(model.logits(predicting))?
-    } else {
-        Vec::new()
-    };
+    let logits = crate::kernels::in_pool(|| {
+        let mut cache = model.no_cache();
+        let positions: Vec<usize> = (0..n).collect();
+        let hidden = model.forward_hidden(
+            &[ids.to_vec()],
+            &[positions],
+            AttentionMask::Causal,
+            &mut cache,
+        );
+        // Only positions 0..n-1 predict a token of the text.
+        if n > 1 {
+            host_values(model.logits(hidden.narrow(1, 0, n - 1)))
+        } else {
+            Ok(Vec::new())
+        }
+    })?;
     let stats = rows_stats(&logits, vocab, top_k);
     let mut out = Vec::with_capacity(n);
     out.push(ScoredToken {

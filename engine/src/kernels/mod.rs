@@ -4,8 +4,10 @@
 //! which composes ordinary burn ops (and so keeps gradients and GPU paths working).
 //!
 //! - [`gemv`]: matrix products with few rows (decode), bound by reading the weights once.
+//! - [`attention`]: one new query per sequence against the KV cache, read in place (decode).
 //! - [`probe`]: the memory-read probe `studio bench` measures the machine with.
 
+pub mod attention;
 pub mod gemv;
 pub mod probe;
 
@@ -39,6 +41,14 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, backend_extension};
 use burn::tensor::{DType, Tensor, TensorData};
 
+/// Runs `f` on a thread of rayon's pool (inline when already on one). A model pass issues
+/// hundreds of parallel kernels; started from an outside thread, each of them parks that thread
+/// and wakes the pool (≈ 10 % of a decode step here), while from a pool thread they are pushed
+/// on its own queue and the other workers are still spinning from the previous one.
+pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
+}
+
 /// Rows up to which a product goes through [`gemv`] instead of the backend's GEMM. Above it,
 /// a blocked GEMM reuses each weight from cache across enough rows to win.
 pub const SMALL_ROWS: usize = 8;
@@ -58,6 +68,90 @@ pub trait CpuKernels: Backend {
 }
 
 impl<B: Backend + CpuKernels, C: CheckpointStrategy> CpuKernels for Autodiff<B, C> {}
+
+/// Inference-only kernels with no composed equivalent worth keeping: flex only. Callers check
+/// that the model runs on flex without autodiff (`CausalLm::native_gqa`).
+#[backend_extension(Flex)]
+pub trait DecodeKernels: Backend {
+    /// [`attention::decode_attention`] over tensors: `q [batch, heads, 1, head_dim]`, the cache
+    /// buffers `[batch, kv_heads, capacity, head_dim]`, `len` valid positions, `pads[b]` hidden
+    /// leading positions of sequence `b`.
+    fn decode_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        len: usize,
+        pads: Vec<usize>,
+    ) -> FloatTensor<Self>;
+}
+
+/// The f32 values of a flex tensor in row-major order, with its shape. The engine builds every
+/// float tensor in f32, so another dtype is a bug, not an input error.
+fn flex_f32(t: FlexTensor) -> (FlexTensor, Vec<usize>) {
+    assert_eq!(t.dtype(), DType::F32, "engine kernels take f32 tensors");
+    let shape = t.layout().shape().to_vec();
+    let t = if t.as_slice::<f32>().is_some() {
+        t
+    } else {
+        t.to_contiguous()
+    };
+    (t, shape)
+}
+
+impl DecodeKernels for Flex {
+    fn decode_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        len: usize,
+        pads: Vec<usize>,
+    ) -> FloatTensor<Self> {
+        let (q, q_shape) = flex_f32(q);
+        let (k, k_shape) = flex_f32(k);
+        let (v, _) = flex_f32(v);
+        let [batch, heads, one, head_dim] = q_shape[..] else {
+            panic!("decode_attention: q must be 4-d")
+        };
+        let [_, kv_heads, capacity, _] = k_shape[..] else {
+            panic!("decode_attention: k must be 4-d")
+        };
+        assert_eq!(one, 1, "decode_attention takes one query per sequence");
+        let shape = attention::DecodeShape {
+            batch,
+            heads,
+            kv_heads,
+            head_dim,
+            capacity,
+            len,
+        };
+        let (Some(qs), Some(ks), Some(vs)) = (
+            q.as_slice::<f32>(),
+            k.as_slice::<f32>(),
+            v.as_slice::<f32>(),
+        ) else {
+            unreachable!("flex_f32 returns contiguous tensors")
+        };
+        let out = attention::decode_attention(qs, ks, vs, &pads, shape);
+        FlexTensor::from_data(TensorData::new(out, [batch, heads, 1, head_dim]))
+    }
+}
+
+/// Decode attention over the KV cache buffers, read in place (see [`DecodeKernels`]).
+pub fn decode_attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    len: usize,
+    pads: &[usize],
+) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as DecodeKernels>::decode_attention(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        len,
+        pads.to_vec(),
+    ))
+}
 
 /// A contiguous f32 `[rows, cols]` view of a flex tensor, copying only when it is strided.
 fn flex_2d(t: FlexTensor) -> Option<(FlexTensor, usize, usize)> {

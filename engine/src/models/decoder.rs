@@ -206,11 +206,16 @@ pub struct Transformer {
     pub lm_head: Option<Linear>,
 }
 
-/// Keys and values of the positions already processed, per layer: `[batch, kv_heads, seq, head_dim]`.
+/// Keys and values of the positions already processed, per layer, in buffers
+/// `[batch, kv_heads, capacity, head_dim]` written in place as positions arrive (a buffer held
+/// by the cache alone is updated without a copy). A pass that needs more room reallocates
+/// once, doubling.
 #[derive(Debug, Clone)]
 pub struct KvCache {
     layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
     len: usize,
+    /// Positions the buffers are allocated for.
+    capacity: usize,
     /// `false` for training passes, which never reuse keys and values.
     enabled: bool,
 }
@@ -231,8 +236,40 @@ impl KvCache {
 pub enum AttentionMask {
     /// Causal over the whole cached sequence; every row is real tokens.
     Causal,
-    /// Explicit `[batch, 1, query, key]` mask, `true` = hidden (left padding, packing).
+    /// Causal, and in row `b` the first `pads[b]` cache positions are left padding: hidden from
+    /// every real query (a padding query sees only itself, so its row stays finite).
+    LeftPadded(Vec<usize>),
+    /// Explicit `[batch, 1, query, key]` mask, `true` = hidden (packing).
     Explicit(Box<Tensor<4, Bool>>),
+}
+
+/// `[batch, 1, queries, keys]` mask (`true` = hidden) for left-padded rows: a query slot sees key
+/// slots at or before it that are not padding; a padding query sees only itself.
+pub fn padding_mask(
+    pads: &[usize],
+    first_query_slot: usize,
+    queries: usize,
+    keys: usize,
+    device: &Device,
+) -> Tensor<4, Bool> {
+    let mut hidden = Vec::with_capacity(pads.len() * queries * keys);
+    for &pad in pads {
+        for q in 0..queries {
+            let slot = first_query_slot + q;
+            for k in 0..keys {
+                let visible = if slot < pad {
+                    k == slot
+                } else {
+                    k <= slot && k >= pad
+                };
+                hidden.push(!visible);
+            }
+        }
+    }
+    Tensor::from_data(
+        TensorData::new(hidden, [pads.len(), 1, queries, keys]),
+        device,
+    )
 }
 
 /// A loaded model: parameters plus the runtime facts needed to run them.
@@ -530,11 +567,12 @@ impl CausalLm {
         }
     }
 
-    /// A fresh cache for this model.
-    pub fn new_cache(&self) -> KvCache {
+    /// A fresh cache for this model, with room for `capacity` positions before it grows.
+    pub fn new_cache(&self, capacity: usize) -> KvCache {
         KvCache {
             layers: vec![None; self.config.num_hidden_layers],
             len: 0,
+            capacity,
             enabled: true,
         }
     }
@@ -543,7 +581,7 @@ impl CausalLm {
     pub fn no_cache(&self) -> KvCache {
         KvCache {
             enabled: false,
-            ..self.new_cache()
+            ..self.new_cache(0)
         }
     }
 
@@ -632,11 +670,36 @@ impl CausalLm {
         let sin = Tensor::<4>::from_data(TensorData::new(sin, [batch, 1, seq, hd]), &self.device);
 
         let mut x = self.transformer.embed_tokens.forward(ids); // [batch, seq, hidden]
-        let enabled = cache.enabled;
+        let start = cache.len;
+        if cache.enabled && start + seq > cache.capacity {
+            cache.capacity = (2 * cache.capacity).max(start + seq);
+        }
+        let slots = SlotInfo {
+            enabled: cache.enabled,
+            start,
+            capacity: cache.capacity,
+        };
+        // The left-padding mask as a tensor, for the passes that go through burn's attention.
+        let mask = match mask {
+            AttentionMask::LeftPadded(pads) if seq > 1 || !self.native_gqa || !slots.enabled => {
+                if pads.iter().all(|&p| p == 0) {
+                    AttentionMask::Causal
+                } else {
+                    AttentionMask::Explicit(Box::new(padding_mask(
+                        &pads,
+                        start,
+                        seq,
+                        start + seq,
+                        &self.device,
+                    )))
+                }
+            }
+            other => other,
+        };
         for (layer, slot) in self.transformer.layers.iter().zip(cache.layers.iter_mut()) {
             let attn_in = layer.input_layernorm.forward(x.clone());
             let attn_out =
-                self.attention(&layer.self_attn, attn_in, &cos, &sin, &mask, slot, enabled);
+                self.attention(&layer.self_attn, attn_in, &cos, &sin, &mask, slot, slots);
             let h = x + attn_out;
             let mlp_in = layer.post_attention_layernorm.forward(h.clone());
             let mlp = &layer.mlp;
@@ -674,7 +737,7 @@ impl CausalLm {
         sin: &Tensor<4>,
         mask: &AttentionMask,
         slot: &mut Option<(Tensor<4>, Tensor<4>)>,
-        enabled: bool,
+        slots: SlotInfo,
     ) -> Tensor<3> {
         let [batch, seq, _] = x.dims();
         let (nh, nkv, hd) = (attn.num_heads, attn.num_kv_heads, attn.head_dim);
@@ -695,20 +758,30 @@ impl CausalLm {
         }
         let q = apply_rope(q.swap_dims(1, 2), cos, sin);
         let k = apply_rope(k.swap_dims(1, 2), cos, sin);
-        let (k, v) = match slot.take() {
-            Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
-            None => (k, v),
+        let (k, v) = if slots.enabled {
+            let (kb, vb) = self.cache_write(slot.take(), k, v, slots);
+            let len = slots.start + seq;
+            if let (AttentionMask::LeftPadded(pads), 1, true) = (mask, seq, self.native_gqa) {
+                // Decode on flex: the kernel reads the buffers in place.
+                let out = crate::kernels::decode_attention(q, kb.clone(), vb.clone(), len, pads);
+                *slot = Some((kb, vb));
+                return attn
+                    .o_proj
+                    .forward(out.swap_dims(1, 2).reshape([batch, 1, nh * hd]));
+            }
+            let views = (kb.clone().narrow(2, 0, len), vb.clone().narrow(2, 0, len));
+            *slot = Some((kb, vb));
+            views
+        } else {
+            (k, v)
         };
-        if enabled {
-            *slot = Some((k.clone(), v.clone()));
-        }
         let (k, v) = if self.native_gqa || nh == nkv {
             (k, v)
         } else {
             (repeat_kv(k, nh / nkv), repeat_kv(v, nh / nkv))
         };
         let (mask, is_causal) = match mask {
-            AttentionMask::Causal => (None, true),
+            AttentionMask::Causal | AttentionMask::LeftPadded(_) => (None, true),
             AttentionMask::Explicit(m) => (Some(m.as_ref().clone()), false),
         };
         let options = AttentionModuleOptions {
@@ -720,6 +793,44 @@ impl CausalLm {
         let out = out.swap_dims(1, 2).reshape([batch, seq, nh * hd]);
         attn.o_proj.forward(out)
     }
+
+    /// Writes the new keys and values `[batch, kv_heads, seq, head_dim]` at `slots.start` into
+    /// this layer's buffers (allocated, or grown to `slots.capacity`, first) and returns them.
+    fn cache_write(
+        &self,
+        buffers: Option<(Tensor<4>, Tensor<4>)>,
+        k: Tensor<4>,
+        v: Tensor<4>,
+        slots: SlotInfo,
+    ) -> (Tensor<4>, Tensor<4>) {
+        let [batch, nkv, seq, hd] = k.dims();
+        let fresh = || Tensor::<4>::zeros([batch, nkv, slots.capacity, hd], &self.device);
+        let (kb, vb) = match buffers {
+            Some((kb, vb)) if kb.dims()[2] == slots.capacity => (kb, vb),
+            Some((kb, vb)) => {
+                // Grow: copy the cached prefix into larger buffers.
+                let keep = slots.start;
+                let kn =
+                    fresh().slice_assign([0..batch, 0..nkv, 0..keep, 0..hd], kb.narrow(2, 0, keep));
+                let vn =
+                    fresh().slice_assign([0..batch, 0..nkv, 0..keep, 0..hd], vb.narrow(2, 0, keep));
+                (kn, vn)
+            }
+            None => (fresh(), fresh()),
+        };
+        let at = [0..batch, 0..nkv, slots.start..slots.start + seq, 0..hd];
+        (kb.slice_assign(at.clone(), k), vb.slice_assign(at, v))
+    }
+}
+
+/// Where a pass writes into the KV cache.
+#[derive(Debug, Clone, Copy)]
+struct SlotInfo {
+    enabled: bool,
+    /// Positions already cached (the pass writes from here).
+    start: usize,
+    /// Positions the buffers must hold.
+    capacity: usize,
 }
 
 /// `x * cos + rotate_half(x) * sin` over `[batch, heads, seq, head_dim]`.
@@ -743,6 +854,74 @@ fn repeat_kv(x: Tensor<4>, n: usize) -> Tensor<4> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::tiny;
+
+    fn last_logits(model: &CausalLm, hidden: Tensor<3>) -> Vec<f32> {
+        let seq = hidden.dims()[1];
+        model
+            .logits(hidden.narrow(1, seq - 1, 1))
+            .into_data()
+            .try_into_vec::<f32>()
+            .expect("f32")
+    }
+
+    /// Token by token through a cache that starts too small (so it grows twice), with left
+    /// padding in one row: the same last logits as one pass over the whole sequence.
+    #[test]
+    fn cached_decode_matches_a_full_pass() {
+        let config = tiny::config();
+        let device = Device::flex();
+        let model = CausalLm::from_weights(
+            config.clone(),
+            &tiny::RandomInit::new(&config, 3),
+            &device,
+            true,
+        )
+        .expect("tiny model");
+        let ids: Vec<u32> = vec![5, 17, 42, 9, 77, 31, 8];
+        let n = ids.len();
+        let full = model.forward_hidden(
+            std::slice::from_ref(&ids),
+            &[(0..n).collect()],
+            AttentionMask::Causal,
+            &mut model.no_cache(),
+        );
+        let want = last_logits(&model, full);
+
+        let pad = 2;
+        let rows = [
+            ids.clone(),
+            [vec![0; pad], ids[..n - pad].to_vec()].concat(),
+        ];
+        let mut cache = model.new_cache(1);
+        let mut got = Vec::new();
+        for t in 0..n {
+            let step: Vec<Vec<u32>> = rows.iter().map(|r| vec![r[t]]).collect();
+            let pos = vec![vec![t], vec![t.saturating_sub(pad)]];
+            let hidden = model.forward_hidden(
+                &step,
+                &pos,
+                AttentionMask::LeftPadded(vec![0, pad]),
+                &mut cache,
+            );
+            got = last_logits(&model, hidden);
+        }
+        let vocab = config.vocab_size;
+        for (a, b) in got[..vocab].iter().zip(&want) {
+            assert!((a - b).abs() < 1e-4, "row 0: {a} vs {b}");
+        }
+        // Row 1 saw the same tokens minus the last `pad`, after its padding.
+        let short = model.forward_hidden(
+            &[ids[..n - pad].to_vec()],
+            &[(0..n - pad).collect()],
+            AttentionMask::Causal,
+            &mut model.no_cache(),
+        );
+        for (a, b) in got[vocab..].iter().zip(&last_logits(&model, short)) {
+            assert!((a - b).abs() < 1e-4, "row 1: {a} vs {b}");
+        }
+        assert_eq!(cache.len(), n);
+    }
 
     #[test]
     fn transpose_host_matches_definition() {
@@ -753,5 +932,22 @@ mod tests {
                 assert_eq!(t[c * 5 + r], v[r * 7 + c]);
             }
         }
+    }
+
+    #[test]
+    fn padding_mask_hides_padding_and_future() {
+        let device = Device::flex();
+        let m = padding_mask(&[0, 2], 0, 3, 3, &device);
+        let v: Vec<bool> = m.into_data().try_into_vec().expect("bools");
+        // row 0: plain causal
+        assert_eq!(
+            &v[0..9],
+            &[false, true, true, false, false, true, false, false, false]
+        );
+        // row 1: slots 0,1 are padding; each sees only itself; slot 2 sees only itself (pad=2)
+        assert_eq!(
+            &v[9..18],
+            &[false, true, true, true, false, true, true, true, false]
+        );
     }
 }

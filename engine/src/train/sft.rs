@@ -236,8 +236,18 @@ pub struct MicroStats {
 }
 
 /// Forward and backward of one micro-batch; gradients are added to `grads`. `force_nan`
-/// replaces the loss by NaN (a test hook for the NaN guard).
+/// replaces the loss by NaN (a test hook for the NaN guard). Runs on rayon's pool, where the
+/// backend's parallel kernels start without waking a parked caller each time.
 pub fn forward_backward(
+    model: &CausalLm,
+    batch: &Batch,
+    grads: &mut GradBuffer,
+    force_nan: bool,
+) -> Result<MicroStats, TrainError> {
+    crate::kernels::in_pool(|| forward_backward_here(model, batch, grads, force_nan))
+}
+
+fn forward_backward_here(
     model: &CausalLm,
     batch: &Batch,
     grads: &mut GradBuffer,

@@ -104,7 +104,7 @@ impl Backend {
     /// without the model repeating them.
     pub fn native_gqa(&self) -> bool {
         // flex's own attention kernel takes GQA; under autodiff the decomposed attention does not.
-        self.kind == BackendKind::Cpu && !self.device.is_autodiff()
+        is_flex_inference(&self.device)
     }
 
     /// One line per backend saying whether it can be used here and why not.
@@ -114,4 +114,10 @@ impl Backend {
             .map(|k| (k, Self::new(k).map(|_| ()).map_err(|e| e.to_string())))
             .collect()
     }
+}
+
+/// Whether `device` is burn's flex backend without autodiff: where the engine's own inference
+/// kernels (`crate::kernels::InferenceKernels`) run.
+pub fn is_flex_inference(device: &Device) -> bool {
+    matches!(device.as_dispatch(), burn::backend::DispatchDevice::Flex(_))
 }

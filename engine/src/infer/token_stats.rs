@@ -10,6 +10,8 @@
 
 use rayon::prelude::*;
 
+use crate::kernels::elementwise::exp_nonpositive;
+
 /// Statistics of one predictive distribution.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowStats {
@@ -23,33 +25,6 @@ pub struct RowStats {
 
 /// Width of the lane accumulators.
 pub const LANES: usize = 16;
-
-/// `e^x` for `x` in `[-87, 0]` (callers clamp), relative error below 2e-7; written so that
-/// loops over it vectorize, with fused multiply-adds where the CPU has them (the kernels run
-/// under `pulp`'s dispatch, which enables FMA together with AVX2 and AVX-512).
-#[inline(always)]
-fn exp_nonpositive(x: f32) -> f32 {
-    // e^x = 2^n · e^r, n = round(x / ln 2), r = x − n ln 2 ∈ [−ln2/2, ln2/2].
-    // Round to nearest with the 1.5·2^23 trick: `f32::round` is a libm call on baseline x86-64
-    // and would keep the loop from vectorizing.
-    const SHIFT: f32 = 12_582_912.0;
-    let shifted = x.mul_add(std::f32::consts::LOG2_E, SHIFT);
-    let n = shifted - SHIFT;
-    let r = n.mul_add(-1.428_606_8e-6, n.mul_add(-0.693_145_75, x));
-    // Degree-6 Taylor polynomial of e^r on the reduced range, in Horner form.
-    let mut p: f32 = 1.0 / 720.0;
-    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
-        p = p.mul_add(r, c);
-    }
-    // 2^n from the integer already sitting in `shifted`'s mantissa (its bits are
-    // 0x4B40_0000 + n): an `as i32` cast would be a scalar, saturating conversion per element.
-    let bits = shifted
-        .to_bits()
-        .wrapping_sub(0x4B40_0000)
-        .wrapping_add(127)
-        << 23;
-    p * f32::from_bits(bits)
-}
 
 /// Keeps the `k` largest `(value, id)` pairs, sorted descending.
 struct TopK {

@@ -4,10 +4,13 @@
 //! which composes ordinary burn ops (and so keeps gradients and GPU paths working).
 //!
 //! - [`gemv`]: matrix products with few rows (decode), bound by reading the weights once.
+//! - [`elementwise`]: SwiGLU's `silu(gate) · up` and RoPE in one pass each (inference), and the
+//!   vectorizable `exp` they and the token statistics share.
 //! - [`attention`]: one new query per sequence against the KV cache, read in place (decode).
 //! - [`probe`]: the memory-read probe `studio bench` measures the machine with.
 
 pub mod attention;
+pub mod elementwise;
 pub mod gemv;
 pub mod probe;
 
@@ -72,7 +75,7 @@ impl<B: Backend + CpuKernels, C: CheckpointStrategy> CpuKernels for Autodiff<B, 
 /// Inference-only kernels with no composed equivalent worth keeping: flex only. Callers check
 /// that the model runs on flex without autodiff (`CausalLm::native_gqa`).
 #[backend_extension(Flex)]
-pub trait DecodeKernels: Backend {
+pub trait InferenceKernels: Backend {
     /// [`attention::decode_attention`] over tensors: `q [batch, heads, 1, head_dim]`, the cache
     /// buffers `[batch, kv_heads, capacity, head_dim]`, `len` valid positions, `pads[b]` hidden
     /// leading positions of sequence `b`.
@@ -82,6 +85,17 @@ pub trait DecodeKernels: Backend {
         v: FloatTensor<Self>,
         len: usize,
         pads: Vec<usize>,
+    ) -> FloatTensor<Self>;
+
+    /// [`elementwise::silu_mul`]: `silu(gate) · up`, same shapes.
+    fn silu_mul(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// [`elementwise::rope`]: `x [batch, heads, seq, head_dim]` rotated with the
+    /// `[batch, 1, seq, head_dim]` cos and sin tables.
+    fn rope(
+        x: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
 }
 
@@ -98,7 +112,7 @@ fn flex_f32(t: FlexTensor) -> (FlexTensor, Vec<usize>) {
     (t, shape)
 }
 
-impl DecodeKernels for Flex {
+impl InferenceKernels for Flex {
     fn decode_attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
@@ -134,9 +148,60 @@ impl DecodeKernels for Flex {
         let out = attention::decode_attention(qs, ks, vs, &pads, shape);
         FlexTensor::from_data(TensorData::new(out, [batch, heads, 1, head_dim]))
     }
+
+    fn silu_mul(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        let (gate, shape) = flex_f32(gate);
+        let (up, up_shape) = flex_f32(up);
+        assert_eq!(shape, up_shape, "silu_mul: shapes differ");
+        let (Some(g), Some(u)) = (gate.as_slice::<f32>(), up.as_slice::<f32>()) else {
+            unreachable!("flex_f32 returns contiguous tensors")
+        };
+        FlexTensor::from_data(TensorData::new(elementwise::silu_mul(g, u), shape))
+    }
+
+    fn rope(
+        x: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let (x, shape) = flex_f32(x);
+        let (cos, _) = flex_f32(cos);
+        let (sin, _) = flex_f32(sin);
+        let [_, heads, seq, hd] = shape[..] else {
+            panic!("rope: x must be 4-d")
+        };
+        let (Some(xs), Some(c), Some(s)) = (
+            x.as_slice::<f32>(),
+            cos.as_slice::<f32>(),
+            sin.as_slice::<f32>(),
+        ) else {
+            unreachable!("flex_f32 returns contiguous tensors")
+        };
+        FlexTensor::from_data(TensorData::new(
+            elementwise::rope(xs, c, s, heads, seq, hd),
+            shape,
+        ))
+    }
 }
 
-/// Decode attention over the KV cache buffers, read in place (see [`DecodeKernels`]).
+/// `silu(gate) · up` in one pass (see [`InferenceKernels`]).
+pub fn silu_mul<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as InferenceKernels>::silu_mul(
+        gate.into_dispatch(),
+        up.into_dispatch(),
+    ))
+}
+
+/// RoPE's half rotation in one pass (see [`InferenceKernels`]).
+pub fn rope(x: Tensor<4>, cos: Tensor<4>, sin: Tensor<4>) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as InferenceKernels>::rope(
+        x.into_dispatch(),
+        cos.into_dispatch(),
+        sin.into_dispatch(),
+    ))
+}
+
+/// Decode attention over the KV cache buffers, read in place (see [`InferenceKernels`]).
 pub fn decode_attention(
     q: Tensor<4>,
     k: Tensor<4>,
@@ -144,7 +209,7 @@ pub fn decode_attention(
     len: usize,
     pads: &[usize],
 ) -> Tensor<4> {
-    Tensor::from_dispatch(<Dispatch as DecodeKernels>::decode_attention(
+    Tensor::from_dispatch(<Dispatch as InferenceKernels>::decode_attention(
         q.into_dispatch(),
         k.into_dispatch(),
         v.into_dispatch(),

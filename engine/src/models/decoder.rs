@@ -559,12 +559,18 @@ impl CausalLm {
 
     /// The same weights on the plain (non-autodiff) device, for generation during training.
     pub fn for_inference(&self) -> Self {
+        let device = self.device.clone().without_autodiff();
         Self {
             config: self.config.clone(),
             transformer: self.transformer.valid(),
-            device: self.device.clone().without_autodiff(),
-            native_gqa: self.native_gqa,
+            native_gqa: self.native_gqa || crate::backend::is_flex_inference(&device),
+            device,
         }
+    }
+
+    /// Runs on flex without autodiff, where the engine's fused inference kernels apply.
+    fn flex_inference(&self) -> bool {
+        crate::backend::is_flex_inference(&self.device)
     }
 
     /// A fresh cache for this model, with room for `capacity` positions before it grows.
@@ -681,7 +687,9 @@ impl CausalLm {
         };
         // The left-padding mask as a tensor, for the passes that go through burn's attention.
         let mask = match mask {
-            AttentionMask::LeftPadded(pads) if seq > 1 || !self.native_gqa || !slots.enabled => {
+            AttentionMask::LeftPadded(pads)
+                if seq > 1 || !self.flex_inference() || !slots.enabled =>
+            {
                 if pads.iter().all(|&p| p == 0) {
                     AttentionMask::Causal
                 } else {
@@ -703,7 +711,15 @@ impl CausalLm {
             let h = x + attn_out;
             let mlp_in = layer.post_attention_layernorm.forward(h.clone());
             let mlp = &layer.mlp;
-            let gated = silu(mlp.gate_proj.forward(mlp_in.clone())) * mlp.up_proj.forward(mlp_in);
+            let (gate, up) = (
+                mlp.gate_proj.forward(mlp_in.clone()),
+                mlp.up_proj.forward(mlp_in),
+            );
+            let gated = if self.flex_inference() {
+                crate::kernels::silu_mul(gate, up) // flex inference: one fused pass
+            } else {
+                silu(gate) * up
+            };
             x = h + mlp.down_proj.forward(gated);
         }
         cache.len += seq;
@@ -756,12 +772,22 @@ impl CausalLm {
             q = qn.forward(q);
             k = kn.forward(k);
         }
-        let q = apply_rope(q.swap_dims(1, 2), cos, sin);
-        let k = apply_rope(k.swap_dims(1, 2), cos, sin);
+        let (q, k) = if self.flex_inference() {
+            // one fused pass each
+            (
+                crate::kernels::rope(q.swap_dims(1, 2), cos.clone(), sin.clone()),
+                crate::kernels::rope(k.swap_dims(1, 2), cos.clone(), sin.clone()),
+            )
+        } else {
+            (
+                apply_rope(q.swap_dims(1, 2), cos, sin),
+                apply_rope(k.swap_dims(1, 2), cos, sin),
+            )
+        };
         let (k, v) = if slots.enabled {
             let (kb, vb) = self.cache_write(slot.take(), k, v, slots);
             let len = slots.start + seq;
-            if let (AttentionMask::LeftPadded(pads), 1, true) = (mask, seq, self.native_gqa) {
+            if let (AttentionMask::LeftPadded(pads), 1, true) = (mask, seq, self.flex_inference()) {
                 // Decode on flex: the kernel reads the buffers in place.
                 let out = crate::kernels::decode_attention(q, kb.clone(), vb.clone(), len, pads);
                 *slot = Some((kb, vb));

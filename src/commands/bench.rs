@@ -266,7 +266,7 @@ fn fastest(runs: usize, mut f: impl FnMut() -> Result<f64>) -> Result<f64> {
 /// the caches for a real figure).
 fn memory_read_gbps(bytes: usize) -> Result<f64> {
     let xs = vec![1.0f32; bytes / 4];
-    let secs = fastest(3, || {
+    let secs = fastest(6, || {
         let t = Instant::now();
         std::hint::black_box(engine::kernels::probe::parallel_sum(&xs));
         Ok(t.elapsed().as_secs_f64())
@@ -411,7 +411,7 @@ fn bench_all(args: &BenchArgs) -> Result<()> {
     };
 
     say("machine limits: f32 matrix product, memory read");
-    let gflops = engine::kernels::probe::matmul_gflops(sizes.matmul, 3);
+    let gflops = engine::kernels::probe::matmul_gflops(sizes.matmul, 10);
     let gbps = memory_read_gbps(sizes.memory_bytes)?;
 
     say(&format!("loading {}", args.model));

@@ -67,7 +67,10 @@ fn silu_mul_into(out: &mut [f32], gate: &[f32], up: &[f32]) {
 /// are `[batch, seq, head_dim]` (shared by the heads).
 pub fn rope(x: &[f32], cos: &[f32], sin: &[f32], heads: usize, seq: usize, hd: usize) -> Vec<f32> {
     assert_eq!(cos.len(), sin.len(), "rope: cos and sin differ");
-    assert!(hd % 2 == 0 && seq > 0 && heads > 0, "rope: bad shape");
+    assert!(
+        hd.is_multiple_of(2) && seq > 0 && heads > 0,
+        "rope: bad shape"
+    );
     assert_eq!(
         x.len() / (heads * seq * hd) * seq * hd,
         cos.len(),

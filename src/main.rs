@@ -5,7 +5,12 @@ mod commands;
 
 use clap::Parser;
 
+/// Freed large blocks are reused instead of page-faulted afresh: see `engine::alloc`.
+#[global_allocator]
+static ALLOC: engine::alloc::BlockCache = engine::alloc::BlockCache;
+
 fn main() -> std::process::ExitCode {
+    engine::alloc::set_limit(engine::alloc::suggested_limit());
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

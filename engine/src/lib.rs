@@ -4,6 +4,7 @@
 //! Layers, top to bottom (nothing points back up): `infer` → `models` → `kernels`;
 //! `formats` builds `models`. The engine knows nothing of the GUI.
 
+pub mod alloc;
 pub mod backend;
 pub mod data;
 pub mod discovery;

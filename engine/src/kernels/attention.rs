@@ -81,15 +81,7 @@ fn attend(q: &[f32], keys: &[f32], values: &[f32], out: &mut [f32], scale: f32) 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        (0..len)
-            .map(|i| {
-                let h = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8;
-                (h % 2000) as f32 / 1000.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::kernels::test_values as values;
 
     #[test]
     fn matches_a_plain_reference_with_gqa_and_padding() {

@@ -112,6 +112,25 @@ fn flex_f32(t: FlexTensor) -> (FlexTensor, Vec<usize>) {
     (t, shape)
 }
 
+/// The values of a tensor [`flex_f32`] returned.
+fn values(t: &FlexTensor) -> &[f32] {
+    match t.as_slice::<f32>() {
+        Some(v) => v,
+        None => unreachable!("flex_f32 returns contiguous f32 tensors"),
+    }
+}
+
+/// Deterministic test values in [-1, 1) (a multiplicative hash of the index).
+#[cfg(test)]
+pub(crate) fn test_values(len: usize, seed: u32) -> Vec<f32> {
+    (0..len)
+        .map(|i| {
+            let h = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8;
+            (h % 2000) as f32 / 1000.0 - 1.0
+        })
+        .collect()
+}
+
 impl InferenceKernels for Flex {
     fn decode_attention(
         q: FloatTensor<Self>,
@@ -138,14 +157,7 @@ impl InferenceKernels for Flex {
             capacity,
             len,
         };
-        let (Some(qs), Some(ks), Some(vs)) = (
-            q.as_slice::<f32>(),
-            k.as_slice::<f32>(),
-            v.as_slice::<f32>(),
-        ) else {
-            unreachable!("flex_f32 returns contiguous tensors")
-        };
-        let out = attention::decode_attention(qs, ks, vs, &pads, shape);
+        let out = attention::decode_attention(values(&q), values(&k), values(&v), &pads, shape);
         FlexTensor::from_data(TensorData::new(out, [batch, heads, 1, head_dim]))
     }
 
@@ -153,10 +165,8 @@ impl InferenceKernels for Flex {
         let (gate, shape) = flex_f32(gate);
         let (up, up_shape) = flex_f32(up);
         assert_eq!(shape, up_shape, "silu_mul: shapes differ");
-        let (Some(g), Some(u)) = (gate.as_slice::<f32>(), up.as_slice::<f32>()) else {
-            unreachable!("flex_f32 returns contiguous tensors")
-        };
-        FlexTensor::from_data(TensorData::new(elementwise::silu_mul(g, u), shape))
+        let out = elementwise::silu_mul(values(&gate), values(&up));
+        FlexTensor::from_data(TensorData::new(out, shape))
     }
 
     fn rope(
@@ -170,17 +180,8 @@ impl InferenceKernels for Flex {
         let [_, heads, seq, hd] = shape[..] else {
             panic!("rope: x must be 4-d")
         };
-        let (Some(xs), Some(c), Some(s)) = (
-            x.as_slice::<f32>(),
-            cos.as_slice::<f32>(),
-            sin.as_slice::<f32>(),
-        ) else {
-            unreachable!("flex_f32 returns contiguous tensors")
-        };
-        FlexTensor::from_data(TensorData::new(
-            elementwise::rope(xs, c, s, heads, seq, hd),
-            shape,
-        ))
+        let out = elementwise::rope(values(&x), values(&cos), values(&sin), heads, seq, hd);
+        FlexTensor::from_data(TensorData::new(out, shape))
     }
 }
 

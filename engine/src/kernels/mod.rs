@@ -73,7 +73,7 @@ pub trait CpuKernels: Backend {
 impl<B: Backend + CpuKernels, C: CheckpointStrategy> CpuKernels for Autodiff<B, C> {}
 
 /// Inference-only kernels with no composed equivalent worth keeping: flex only. Callers check
-/// that the model runs on flex without autodiff (`CausalLm::native_gqa`).
+/// that the model runs on flex without autodiff (`backend::is_flex_inference`).
 #[backend_extension(Flex)]
 pub trait InferenceKernels: Backend {
     /// [`attention::decode_attention`] over tensors: `q [batch, heads, 1, head_dim]`, the cache
@@ -221,19 +221,11 @@ pub fn decode_attention(
 
 /// A contiguous f32 `[rows, cols]` view of a flex tensor, copying only when it is strided.
 fn flex_2d(t: FlexTensor) -> Option<(FlexTensor, usize, usize)> {
-    if t.dtype() != DType::F32 {
+    if t.dtype() != DType::F32 || t.layout().shape().num_dims() != 2 {
         return None;
     }
-    let dims = t.layout().shape().to_vec();
-    let [rows, cols] = dims[..] else {
-        return None;
-    };
-    let t = if t.is_contiguous() && t.as_slice::<f32>().is_some() {
-        t
-    } else {
-        t.to_contiguous()
-    };
-    Some((t, rows, cols))
+    let (t, shape) = flex_f32(t);
+    Some((t, shape[0], shape[1]))
 }
 
 fn flex_from(values: Vec<f32>, rows: usize, cols: usize) -> FlexTensor {
@@ -244,10 +236,7 @@ impl CpuKernels for Flex {
     fn matmul_small(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
         match (flex_2d(x.clone()), flex_2d(w.clone())) {
             (Some((xt, m, k)), Some((wt, k2, n))) if k == k2 => {
-                let (Some(xs), Some(ws)) = (xt.as_slice::<f32>(), wt.as_slice::<f32>()) else {
-                    return Self::float_matmul(x, w);
-                };
-                flex_from(gemv::matmul_nn(xs, ws, m, k, n), m, n)
+                flex_from(gemv::matmul_nn(values(&xt), values(&wt), m, k, n), m, n)
             }
             _ => Self::float_matmul(x, w),
         }
@@ -256,10 +245,7 @@ impl CpuKernels for Flex {
     fn matmul_small_nt(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
         match (flex_2d(x.clone()), flex_2d(w.clone())) {
             (Some((xt, m, k)), Some((wt, n, k2))) if k == k2 => {
-                let (Some(xs), Some(ws)) = (xt.as_slice::<f32>(), wt.as_slice::<f32>()) else {
-                    return Self::float_matmul(x, Self::float_transpose(w));
-                };
-                flex_from(gemv::matmul_nt(xs, ws, m, k, n), m, n)
+                flex_from(gemv::matmul_nt(values(&xt), values(&wt), m, k, n), m, n)
             }
             _ => Self::float_matmul(x, Self::float_transpose(w)),
         }

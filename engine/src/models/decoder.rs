@@ -734,12 +734,11 @@ impl CausalLm {
                 let [batch, seq, h] = hidden.dims();
                 let w = self.transformer.embed_tokens.weight.val(); // [vocab, hidden]
                 let rows = hidden.reshape([batch * seq, h]);
-                let logits =
-                    if batch * seq <= crate::kernels::SMALL_ROWS && !self.device.is_autodiff() {
-                        crate::kernels::matmul_small_nt(rows, w)
-                    } else {
-                        rows.matmul(w.transpose())
-                    };
+                let logits = if batch * seq <= crate::kernels::SMALL_ROWS && self.flex_inference() {
+                    crate::kernels::matmul_small_nt(rows, w)
+                } else {
+                    rows.matmul(w.transpose())
+                };
                 logits.reshape([batch, seq, self.config.vocab_size])
             }
         }

@@ -111,7 +111,7 @@ impl Proj {
     fn base_forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let dims = x.dims();
         let rows: usize = dims[..D - 1].iter().product();
-        if rows > crate::kernels::SMALL_ROWS || x.device().is_autodiff() {
+        if rows > crate::kernels::SMALL_ROWS || !crate::backend::is_flex_inference(&x.device()) {
             return self.base.forward(x);
         }
         let w = self.base.weight.val();

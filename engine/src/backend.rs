@@ -121,3 +121,15 @@ impl Backend {
 pub fn is_flex_inference(device: &Device) -> bool {
     matches!(device.as_dispatch(), burn::backend::DispatchDevice::Flex(_))
 }
+
+/// Whether `device` is burn's flex backend, with or without autodiff: where the engine's fused
+/// kernels with hand-written backward passes (`crate::kernels::CpuKernels`) run.
+pub fn is_flex(device: &Device) -> bool {
+    use burn::backend::DispatchDevice;
+    match device.as_dispatch() {
+        DispatchDevice::Flex(_) => true,
+        DispatchDevice::Autodiff(inner) => matches!(**inner, DispatchDevice::Flex(_)),
+        #[allow(unreachable_patterns)]
+        _ => false,
+    }
+}

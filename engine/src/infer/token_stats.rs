@@ -72,7 +72,7 @@ impl TopK {
 /// The largest element (`-∞` for an empty slice), over [`LANES`] independent lanes: a single
 /// running `f32::max` is a serial dependency chain the compiler cannot vectorize.
 #[inline(always)]
-fn max_of(xs: &[f32]) -> f32 {
+pub(crate) fn max_of(xs: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; LANES];
     let chunks = xs.chunks_exact(LANES);
     let tail = chunks.remainder();

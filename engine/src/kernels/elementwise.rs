@@ -51,14 +51,60 @@ pub fn silu_mul(gate: &[f32], up: &[f32]) -> Vec<f32> {
 #[inline(always)]
 fn silu_mul_into(out: &mut [f32], gate: &[f32], up: &[f32]) {
     for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-        // σ(g) from e^(−|g|) ≤ 1, so the exponential never overflows.
-        let e = exp_nonpositive((-g.abs()).max(-87.0));
-        let sigmoid = if g >= 0.0 {
-            1.0 / (1.0 + e)
-        } else {
-            e / (1.0 + e)
-        };
-        *o = g * sigmoid * u;
+        *o = g * sigmoid(g) * u;
+    }
+}
+
+/// The gradients of [`silu_mul`] with respect to `gate` and `up`, given the output gradient:
+/// `∂up = g·silu(gate)` and `∂gate = g·up·σ(gate)·(1 + gate·(1 − σ(gate)))`.
+pub fn silu_mul_backward(gate: &[f32], up: &[f32], grad: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    assert!(
+        gate.len() == up.len() && up.len() == grad.len(),
+        "silu_mul_backward: shapes differ"
+    );
+    let mut d_gate = vec![0.0f32; gate.len()];
+    let mut d_up = vec![0.0f32; gate.len()];
+    d_gate
+        .par_chunks_mut(CHUNK)
+        .zip(d_up.par_chunks_mut(CHUNK))
+        .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)))
+        .zip(grad.par_chunks(CHUNK))
+        .for_each(|(((dg, du), (g, u)), d)| {
+            simd_kernel!(SiluMulGrad { dg: &'a mut [f32], du: &'a mut [f32], g: &'a [f32], u: &'a [f32], d: &'a [f32] }
+                => silu_mul_backward_into(dg, du, g, u, d))
+        });
+    (d_gate, d_up)
+}
+
+#[inline(always)]
+fn silu_mul_backward_into(
+    d_gate: &mut [f32],
+    d_up: &mut [f32],
+    gate: &[f32],
+    up: &[f32],
+    grad: &[f32],
+) {
+    for ((((dg, du), &g), &u), &d) in d_gate
+        .iter_mut()
+        .zip(d_up.iter_mut())
+        .zip(gate)
+        .zip(up)
+        .zip(grad)
+    {
+        let sigmoid = sigmoid(g);
+        *du = d * g * sigmoid;
+        *dg = d * u * sigmoid * (1.0 + g * (1.0 - sigmoid));
+    }
+}
+
+/// `σ(g)` from `e^(−|g|) ≤ 1`, so the exponential never overflows.
+#[inline(always)]
+fn sigmoid(g: f32) -> f32 {
+    let e = exp_nonpositive((-g.abs()).max(-87.0));
+    if g >= 0.0 {
+        1.0 / (1.0 + e)
+    } else {
+        e / (1.0 + e)
     }
 }
 
@@ -66,6 +112,29 @@ fn silu_mul_into(out: &mut [f32], gate: &[f32], up: &[f32]) {
 /// values, `x · cos + [−x₂, x₁] · sin`. `x` is `[batch, heads, seq, head_dim]`; `cos` and `sin`
 /// are `[batch, seq, head_dim]` (shared by the heads).
 pub fn rope(x: &[f32], cos: &[f32], sin: &[f32], heads: usize, seq: usize, hd: usize) -> Vec<f32> {
+    rope_pass(x, cos, sin, [heads, seq, hd], false)
+}
+
+/// The gradient of [`rope`] with respect to `x`, given the output gradient `grad` (RoPE is
+/// linear, so this is its transpose: `∂x₁ = g₁·cos₁ + g₂·sin₂`, `∂x₂ = g₂·cos₂ − g₁·sin₁`).
+pub fn rope_backward(
+    grad: &[f32],
+    cos: &[f32],
+    sin: &[f32],
+    heads: usize,
+    seq: usize,
+    hd: usize,
+) -> Vec<f32> {
+    rope_pass(grad, cos, sin, [heads, seq, hd], true)
+}
+
+fn rope_pass(
+    x: &[f32],
+    cos: &[f32],
+    sin: &[f32],
+    [heads, seq, hd]: [usize; 3],
+    transpose: bool,
+) -> Vec<f32> {
     assert_eq!(cos.len(), sin.len(), "rope: cos and sin differ");
     assert!(
         hd.is_multiple_of(2) && seq > 0 && heads > 0,
@@ -84,8 +153,13 @@ pub fn rope(x: &[f32], cos: &[f32], sin: &[f32], heads: usize, seq: usize, hd: u
         .for_each(|(bh, (o, xs))| {
             let b = bh / heads;
             let (c, s) = (&cos[b * seq * hd..][..seq * hd], &sin[b * seq * hd..][..seq * hd]);
-            simd_kernel!(Rope { o: &'a mut [f32], xs: &'a [f32], c: &'a [f32], s: &'a [f32], hd: usize }
-                => rope_rows(o, xs, c, s, hd))
+            if transpose {
+                simd_kernel!(RopeT { o: &'a mut [f32], xs: &'a [f32], c: &'a [f32], s: &'a [f32], hd: usize }
+                    => rope_rows_transposed(o, xs, c, s, hd))
+            } else {
+                simd_kernel!(Rope { o: &'a mut [f32], xs: &'a [f32], c: &'a [f32], s: &'a [f32], hd: usize }
+                    => rope_rows(o, xs, c, s, hd))
+            }
         });
     out
 }
@@ -104,6 +178,24 @@ fn rope_rows(out: &mut [f32], x: &[f32], cos: &[f32], sin: &[f32], hd: usize) {
         for i in 0..half {
             o1[i] = x1[i] * c[i] - x2[i] * s[i];
             o2[i] = x2[i] * c[half + i] + x1[i] * s[half + i];
+        }
+    }
+}
+
+#[inline(always)]
+fn rope_rows_transposed(out: &mut [f32], g: &[f32], cos: &[f32], sin: &[f32], hd: usize) {
+    let half = hd / 2;
+    for (((o, g), c), s) in out
+        .chunks_exact_mut(hd)
+        .zip(g.chunks_exact(hd))
+        .zip(cos.chunks_exact(hd))
+        .zip(sin.chunks_exact(hd))
+    {
+        let (g1, g2) = g.split_at(half);
+        let (o1, o2) = o.split_at_mut(half);
+        for i in 0..half {
+            o1[i] = g1[i] * c[i] + g2[i] * s[half + i];
+            o2[i] = g2[i] * c[half + i] - g1[i] * s[i];
         }
     }
 }

@@ -7,11 +7,17 @@
 //! - [`elementwise`]: SwiGLU's `silu(gate) · up` and RoPE in one pass each (inference), and the
 //!   vectorizable `exp` they and the token statistics share.
 //! - [`attention`]: one new query per sequence against the KV cache, read in place (decode).
+//! - [`loss`]: the language-model loss over the vocabulary and its gradient, fused.
+//!
+//! The fused kernels used in training (silu·up, RoPE, the loss) have hand-written backward
+//! passes: `autodiff` registers them as single nodes of burn's autodiff graph.
 //! - [`probe`]: the memory-read probe `studio bench` measures the machine with.
 
 pub mod attention;
+mod autodiff;
 pub mod elementwise;
 pub mod gemv;
+pub mod loss;
 pub mod probe;
 
 /// Runs a kernel body inside a function compiled for the best instruction set this CPU has
@@ -37,11 +43,10 @@ macro_rules! simd_kernel {
 }
 pub(crate) use simd_kernel;
 
-use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::flex::{Flex, FlexTensor};
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, Dispatch, backend_extension};
+use burn::backend::{Backend, Dispatch, backend_extension};
 use burn::tensor::{DType, Tensor, TensorData};
 
 /// Runs `f` on a thread of rayon's pool (inline when already on one). A model pass issues
@@ -68,9 +73,22 @@ pub trait CpuKernels: Backend {
     fn matmul_small_nt(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::float_matmul(x, Self::float_transpose(w))
     }
-}
 
-impl<B: Backend + CpuKernels, C: CheckpointStrategy> CpuKernels for Autodiff<B, C> {}
+    /// [`elementwise::silu_mul`]: `silu(gate) · up`, same shapes.
+    fn silu_mul(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// [`elementwise::rope`]: `x [batch, heads, seq, head_dim]` rotated with the
+    /// `[batch, 1, seq, head_dim]` cos and sin tables (differentiable with respect to `x`).
+    fn rope(
+        x: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// [`loss::token_nll`]: the negative log-likelihood `[rows]` of `targets` under
+    /// `logits [rows, vocab]`, without a log-softmax copy.
+    fn token_nll(logits: FloatTensor<Self>, targets: Vec<u32>) -> FloatTensor<Self>;
+}
 
 /// Inference-only kernels with no composed equivalent worth keeping: flex only. Callers check
 /// that the model runs on flex without autodiff (`backend::is_flex_inference`).
@@ -85,17 +103,6 @@ pub trait InferenceKernels: Backend {
         v: FloatTensor<Self>,
         len: usize,
         pads: Vec<usize>,
-    ) -> FloatTensor<Self>;
-
-    /// [`elementwise::silu_mul`]: `silu(gate) · up`, same shapes.
-    fn silu_mul(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
-
-    /// [`elementwise::rope`]: `x [batch, heads, seq, head_dim]` rotated with the
-    /// `[batch, 1, seq, head_dim]` cos and sin tables.
-    fn rope(
-        x: FloatTensor<Self>,
-        cos: FloatTensor<Self>,
-        sin: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
 }
 
@@ -160,42 +167,19 @@ impl InferenceKernels for Flex {
         let out = attention::decode_attention(values(&q), values(&k), values(&v), &pads, shape);
         FlexTensor::from_data(TensorData::new(out, [batch, heads, 1, head_dim]))
     }
-
-    fn silu_mul(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
-        let (gate, shape) = flex_f32(gate);
-        let (up, up_shape) = flex_f32(up);
-        assert_eq!(shape, up_shape, "silu_mul: shapes differ");
-        let out = elementwise::silu_mul(values(&gate), values(&up));
-        FlexTensor::from_data(TensorData::new(out, shape))
-    }
-
-    fn rope(
-        x: FloatTensor<Self>,
-        cos: FloatTensor<Self>,
-        sin: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        let (x, shape) = flex_f32(x);
-        let (cos, _) = flex_f32(cos);
-        let (sin, _) = flex_f32(sin);
-        let [_, heads, seq, hd] = shape[..] else {
-            panic!("rope: x must be 4-d")
-        };
-        let out = elementwise::rope(values(&x), values(&cos), values(&sin), heads, seq, hd);
-        FlexTensor::from_data(TensorData::new(out, shape))
-    }
 }
 
-/// `silu(gate) · up` in one pass (see [`InferenceKernels`]).
+/// `silu(gate) · up` in one pass, differentiable (see [`CpuKernels`]).
 pub fn silu_mul<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
-    Tensor::from_dispatch(<Dispatch as InferenceKernels>::silu_mul(
+    Tensor::from_dispatch(<Dispatch as CpuKernels>::silu_mul(
         gate.into_dispatch(),
         up.into_dispatch(),
     ))
 }
 
-/// RoPE's half rotation in one pass (see [`InferenceKernels`]).
+/// RoPE's half rotation in one pass, differentiable with respect to `x` (see [`CpuKernels`]).
 pub fn rope(x: Tensor<4>, cos: Tensor<4>, sin: Tensor<4>) -> Tensor<4> {
-    Tensor::from_dispatch(<Dispatch as InferenceKernels>::rope(
+    Tensor::from_dispatch(<Dispatch as CpuKernels>::rope(
         x.into_dispatch(),
         cos.into_dispatch(),
         sin.into_dispatch(),
@@ -250,6 +234,47 @@ impl CpuKernels for Flex {
             _ => Self::float_matmul(x, Self::float_transpose(w)),
         }
     }
+
+    fn silu_mul(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        let (gate, shape) = flex_f32(gate);
+        let (up, up_shape) = flex_f32(up);
+        assert_eq!(shape, up_shape, "silu_mul: shapes differ");
+        let out = elementwise::silu_mul(values(&gate), values(&up));
+        FlexTensor::from_data(TensorData::new(out, shape))
+    }
+
+    fn rope(
+        x: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let (x, shape) = flex_f32(x);
+        let (cos, _) = flex_f32(cos);
+        let (sin, _) = flex_f32(sin);
+        let [_, heads, seq, hd] = shape[..] else {
+            panic!("rope: x must be 4-d")
+        };
+        let out = elementwise::rope(values(&x), values(&cos), values(&sin), heads, seq, hd);
+        FlexTensor::from_data(TensorData::new(out, shape))
+    }
+
+    fn token_nll(logits: FloatTensor<Self>, targets: Vec<u32>) -> FloatTensor<Self> {
+        let (logits, shape) = flex_f32(logits);
+        let [rows, vocab] = shape[..] else {
+            panic!("token_nll: logits must be [rows, vocab]")
+        };
+        let (nll, _) = loss::token_nll(values(&logits), vocab, &targets);
+        FlexTensor::from_data(TensorData::new(nll, [rows]))
+    }
+}
+
+/// The negative log-likelihood `[rows]` of `targets` under `logits [rows, vocab]`,
+/// differentiable with respect to the logits (see [`CpuKernels`]).
+pub fn token_nll(logits: Tensor<2>, targets: Vec<u32>) -> Tensor<1> {
+    Tensor::from_dispatch(<Dispatch as CpuKernels>::token_nll(
+        logits.into_dispatch(),
+        targets,
+    ))
 }
 
 /// `x [m, k] · w [k, n]`, through [`gemv::matmul_nn`] on flex when `m` is small.

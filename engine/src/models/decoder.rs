@@ -573,6 +573,11 @@ impl CausalLm {
         crate::backend::is_flex_inference(&self.device)
     }
 
+    /// Runs on flex, with or without autodiff: the fused kernels with backward passes apply.
+    pub fn flex(&self) -> bool {
+        crate::backend::is_flex(&self.device)
+    }
+
     /// A fresh cache for this model, with room for `capacity` positions before it grows.
     pub fn new_cache(&self, capacity: usize) -> KvCache {
         KvCache {
@@ -715,8 +720,8 @@ impl CausalLm {
                 mlp.gate_proj.forward(mlp_in.clone()),
                 mlp.up_proj.forward(mlp_in),
             );
-            let gated = if self.flex_inference() {
-                crate::kernels::silu_mul(gate, up) // flex inference: one fused pass
+            let gated = if self.flex() {
+                crate::kernels::silu_mul(gate, up) // flex: one fused pass each way
             } else {
                 silu(gate) * up
             };
@@ -771,8 +776,8 @@ impl CausalLm {
             q = qn.forward(q);
             k = kn.forward(k);
         }
-        let (q, k) = if self.flex_inference() {
-            // one fused pass each
+        let (q, k) = if self.flex() {
+            // one fused pass each way
             (
                 crate::kernels::rope(q.swap_dims(1, 2), cos.clone(), sin.clone()),
                 crate::kernels::rope(k.swap_dims(1, 2), cos.clone(), sin.clone()),

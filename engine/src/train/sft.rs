@@ -255,24 +255,15 @@ fn forward_backward_here(
 ) -> Result<MicroStats, TrainError> {
     let device = &model.device;
     let (rows, seq) = (batch.ids.len(), batch.ids[0].len());
-    let mask = AttentionMask::Explicit(Box::new(segment_mask(batch, device)));
-    let mut cache = model.no_cache();
-    let hidden = model.forward_hidden(&batch.ids, &batch.positions, mask, &mut cache);
-    let logits = model.logits(hidden); // [rows, seq, vocab]
-    let targets: Vec<i64> = batch
-        .targets
-        .iter()
-        .flatten()
-        .map(|&t| i64::from(t))
-        .collect();
-    let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [rows, seq, 1]), device);
-    let weights: Vec<f32> = batch
+    // Only positions with a loss reach the LM head: prompt tokens cost no vocabulary product.
+    let counted_at: Vec<usize> = batch
         .loss_mask
         .iter()
         .flatten()
-        .map(|&m| f32::from(u8::from(m)))
+        .enumerate()
+        .filter_map(|(i, &m)| m.then_some(i))
         .collect();
-    let counted = weights.iter().filter(|&&w| w > 0.0).count();
+    let counted = counted_at.len();
     if counted == 0 {
         return Ok(MicroStats {
             loss: 0.0,
@@ -280,27 +271,53 @@ fn forward_backward_here(
             counted: 0,
         });
     }
-    let weights = Tensor::<2>::from_data(TensorData::new(weights, [rows, seq]), device);
+    let targets: Vec<u32> = {
+        let flat: Vec<u32> = batch.targets.iter().flatten().copied().collect();
+        counted_at.iter().map(|&i| flat[i]).collect()
+    };
+    let mask = AttentionMask::Explicit(Box::new(segment_mask(batch, device)));
+    let mut cache = model.no_cache();
+    let hidden = model.forward_hidden(&batch.ids, &batch.positions, mask, &mut cache);
+    let [_, _, width] = hidden.dims();
+    let hidden = hidden.reshape([rows * seq, width]);
+    let hidden = if counted < rows * seq {
+        let at: Vec<i64> = counted_at.iter().map(|&i| i as i64).collect();
+        hidden.select(
+            0,
+            Tensor::<1, Int>::from_data(TensorData::new(at, [counted]), device),
+        )
+    } else {
+        hidden
+    };
+    let vocab = model.config.vocab_size;
+    let logits = model
+        .logits(hidden.reshape([1, counted, width]))
+        .reshape([counted, vocab]);
 
-    let predicted = logits.clone().argmax(2); // [rows, seq, 1]
-    let hits: Vec<bool> = predicted
-        .equal(targets.clone())
+    let predicted: Vec<i64> = logits
+        .clone()
+        .argmax(1)
         .into_data()
-        .try_into_vec::<bool>()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
         .map_err(|e| TrainError::Backend(format!("{e:?}").into()))?;
-    let correct = hits
+    let correct = predicted
         .iter()
-        .zip(batch.loss_mask.iter().flatten())
-        .filter(|(h, m)| **h && **m)
+        .zip(&targets)
+        .filter(|(p, t)| **p == i64::from(**t))
         .count();
 
-    let token_logprob = log_softmax(logits, 2)
-        .gather(2, targets)
-        .reshape([rows, seq]);
-    let mut loss = (token_logprob * weights)
-        .sum()
-        .neg()
-        .div_scalar(counted as f64);
+    let nll = if model.flex() {
+        crate::kernels::token_nll(logits, targets) // one fused pass each way
+    } else {
+        let at: Vec<i64> = targets.iter().map(|&t| i64::from(t)).collect();
+        let at = Tensor::<2, Int>::from_data(TensorData::new(at, [counted, 1]), device);
+        log_softmax(logits, 1)
+            .gather(1, at)
+            .reshape([counted])
+            .neg()
+    };
+    let mut loss = nll.sum().div_scalar(counted as f64);
     if force_nan {
         loss = loss.mul_scalar(f64::NAN);
     }

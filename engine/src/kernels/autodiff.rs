@@ -1,0 +1,289 @@
+//! Hand-written backward passes for the fused kernels, so training runs them as single nodes of
+//! burn's autodiff graph instead of the chain of element-wise ops (and their saved temporaries)
+//! the composed forms would record.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::{Flex, FlexTensor};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend};
+use burn::tensor::TensorData;
+
+use super::{CpuKernels, elementwise, flex_f32, loss, values};
+
+/// The gradients of the fused kernels, on the backend that runs them.
+pub trait KernelGrads: Backend {
+    /// `(∂gate, ∂up)` of `silu(gate) · up` given the output gradient.
+    fn silu_mul_backward(
+        gate: FloatTensor<Self>,
+        up: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `∂x` of RoPE given the output gradient.
+    fn rope_backward(
+        grad: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// The negative log-likelihoods `[rows]` with each row's log-sum-exp.
+    fn token_nll_with_lse(
+        logits: FloatTensor<Self>,
+        targets: &[u32],
+    ) -> (FloatTensor<Self>, Vec<f32>);
+
+    /// `∂logits` of `Σ grad[i] · nll[i]`.
+    fn token_nll_backward(
+        logits: FloatTensor<Self>,
+        lse: &[f32],
+        targets: &[u32],
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+}
+
+impl KernelGrads for Flex {
+    fn silu_mul_backward(
+        gate: FloatTensor<Self>,
+        up: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (gate, shape) = flex_f32(gate);
+        let (up, _) = flex_f32(up);
+        let (grad, _) = flex_f32(grad);
+        let (dg, du) = elementwise::silu_mul_backward(values(&gate), values(&up), values(&grad));
+        (
+            FlexTensor::from_data(TensorData::new(dg, shape.clone())),
+            FlexTensor::from_data(TensorData::new(du, shape)),
+        )
+    }
+
+    fn rope_backward(
+        grad: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let (grad, shape) = flex_f32(grad);
+        let (cos, _) = flex_f32(cos);
+        let (sin, _) = flex_f32(sin);
+        let [_, heads, seq, hd] = shape[..] else {
+            panic!("rope_backward: the gradient must be 4-d")
+        };
+        let out =
+            elementwise::rope_backward(values(&grad), values(&cos), values(&sin), heads, seq, hd);
+        FlexTensor::from_data(TensorData::new(out, shape))
+    }
+
+    fn token_nll_with_lse(
+        logits: FloatTensor<Self>,
+        targets: &[u32],
+    ) -> (FloatTensor<Self>, Vec<f32>) {
+        let (logits, shape) = flex_f32(logits);
+        let [rows, vocab] = shape[..] else {
+            panic!("token_nll: logits must be [rows, vocab]")
+        };
+        let (nll, lse) = loss::token_nll(values(&logits), vocab, targets);
+        (FlexTensor::from_data(TensorData::new(nll, [rows])), lse)
+    }
+
+    fn token_nll_backward(
+        logits: FloatTensor<Self>,
+        lse: &[f32],
+        targets: &[u32],
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let (logits, shape) = flex_f32(logits);
+        let (grad, _) = flex_f32(grad);
+        let [rows, vocab] = shape[..] else {
+            panic!("token_nll: logits must be [rows, vocab]")
+        };
+        let out = loss::token_nll_backward(values(&logits), vocab, lse, targets, values(&grad));
+        FlexTensor::from_data(TensorData::new(out, [rows, vocab]))
+    }
+}
+
+#[derive(Debug)]
+struct SiluMulBackward;
+
+impl<B: KernelGrads> Backward<B, 2> for SiluMulBackward {
+    /// The inputs, `(gate, up)`.
+    type State = (FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (gate, up) = ops.state;
+        let grad = grads.consume::<B>(&ops.node);
+        let (d_gate, d_up) = B::silu_mul_backward(gate, up, grad);
+        let [gate_node, up_node] = ops.parents;
+        if let Some(node) = gate_node {
+            grads.register::<B>(node.id, d_gate);
+        }
+        if let Some(node) = up_node {
+            grads.register::<B>(node.id, d_up);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct RopeBackward;
+
+impl<B: KernelGrads> Backward<B, 1> for RopeBackward {
+    /// The tables, `(cos, sin)`.
+    type State = (FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (cos, sin) = ops.state;
+        let grad = grads.consume::<B>(&ops.node);
+        let [x_node] = ops.parents;
+        if let Some(node) = x_node {
+            grads.register::<B>(node.id, B::rope_backward(grad, cos, sin));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct TokenNllBackward;
+
+impl<B: KernelGrads> Backward<B, 1> for TokenNllBackward {
+    /// The logits, each row's log-sum-exp, and the targets.
+    type State = (FloatTensor<B>, Vec<f32>, Vec<u32>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (logits, lse, targets) = ops.state;
+        let grad = grads.consume::<B>(&ops.node);
+        let [logits_node] = ops.parents;
+        if let Some(node) = logits_node {
+            let d = B::token_nll_backward(logits, &lse, &targets, grad);
+            grads.register::<B>(node.id, d);
+        }
+    }
+}
+
+impl<B: CpuKernels + KernelGrads, C: CheckpointStrategy> CpuKernels for Autodiff<B, C> {
+    fn silu_mul(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        match SiluMulBackward
+            .prepare::<C>([gate.node(), up.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (gate, up) = (gate.into_primitive(), up.into_primitive());
+                let out = B::silu_mul(gate.clone(), up.clone());
+                prep.finish((gate, up), out)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::silu_mul(gate.into_primitive(), up.into_primitive()))
+            }
+        }
+    }
+
+    fn rope(
+        x: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let (cos, sin) = (cos.into_primitive(), sin.into_primitive());
+        match RopeBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let out = B::rope(x.into_primitive(), cos.clone(), sin.clone());
+                prep.finish((cos, sin), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::rope(x.into_primitive(), cos, sin)),
+        }
+    }
+
+    fn token_nll(logits: FloatTensor<Self>, targets: Vec<u32>) -> FloatTensor<Self> {
+        match TokenNllBackward
+            .prepare::<C>([logits.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let logits = logits.into_primitive();
+                let (nll, lse) = B::token_nll_with_lse(logits.clone(), &targets);
+                prep.finish((logits, lse, targets), nll)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::token_nll(logits.into_primitive(), targets)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::activation::{log_softmax, silu};
+    use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+
+    fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        (a - b).abs().max().into_scalar()
+    }
+
+    fn uniform<const D: usize>(shape: [usize; D], range: f64, device: &Device) -> Tensor<D> {
+        Tensor::random(shape, Distribution::Uniform(-range, range), device)
+    }
+
+    #[test]
+    fn silu_mul_gradients_match_the_composed_ops() {
+        let device = Device::flex().autodiff();
+        let gate = uniform([7, 33], 6.0, &device).require_grad();
+        let up = uniform([7, 33], 2.0, &device).require_grad();
+        let upstream = uniform([7, 33], 1.0, &device);
+        let fused = (super::super::silu_mul(gate.clone(), up.clone()) * upstream.clone()).sum();
+        let composed = (silu(gate.clone()) * up.clone() * upstream).sum();
+        assert!(max_diff(fused.clone(), composed.clone()) < 1e-4);
+        let (gf, gc) = (fused.backward(), composed.backward());
+        assert!(max_diff(gate.grad(&gf).unwrap(), gate.grad(&gc).unwrap()) < 1e-5);
+        assert!(max_diff(up.grad(&gf).unwrap(), up.grad(&gc).unwrap()) < 1e-5);
+    }
+
+    #[test]
+    fn rope_gradient_matches_the_composed_ops() {
+        let device = Device::flex().autodiff();
+        let (batch, heads, seq, hd) = (2, 3, 5, 8);
+        let x = uniform([batch, heads, seq, hd], 1.0, &device).require_grad();
+        // Tables with different halves, so the test also checks which half each term reads.
+        let cos = uniform([batch, 1, seq, hd], 1.0, &device);
+        let sin = uniform([batch, 1, seq, hd], 1.0, &device);
+        let upstream = uniform([batch, heads, seq, hd], 1.0, &device);
+        let fused =
+            (super::super::rope(x.clone(), cos.clone(), sin.clone()) * upstream.clone()).sum();
+        let half = hd / 2;
+        let rotated = Tensor::cat(
+            vec![
+                x.clone().narrow(3, half, half).neg(),
+                x.clone().narrow(3, 0, half),
+            ],
+            3,
+        );
+        let composed = ((x.clone() * cos + rotated * sin) * upstream).sum();
+        assert!(max_diff(fused.clone(), composed.clone()) < 1e-4);
+        let (gf, gc) = (fused.backward(), composed.backward());
+        assert!(max_diff(x.grad(&gf).unwrap(), x.grad(&gc).unwrap()) < 1e-5);
+    }
+
+    #[test]
+    fn token_nll_gradient_matches_log_softmax() {
+        let device = Device::flex().autodiff();
+        let (rows, vocab) = (6, 517);
+        let logits = uniform([rows, vocab], 8.0, &device).require_grad();
+        let targets: Vec<u32> = vec![0, 516, 3, 200, 200, 77];
+        let weights = uniform([rows], 1.0, &device);
+        let fused =
+            (super::super::token_nll(logits.clone(), targets.clone()) * weights.clone()).sum();
+        let at: Vec<i64> = targets.iter().map(|&t| i64::from(t)).collect();
+        let at = Tensor::<2, Int>::from_data(TensorData::new(at, [rows, 1]), &device);
+        let composed = (log_softmax(logits.clone(), 1)
+            .gather(1, at)
+            .reshape([rows])
+            .neg()
+            * weights)
+            .sum();
+        assert!(max_diff(fused.clone(), composed.clone()) < 1e-4);
+        let (gf, gc) = (fused.backward(), composed.backward());
+        assert!(max_diff(logits.grad(&gf).unwrap(), logits.grad(&gc).unwrap()) < 1e-6);
+    }
+}

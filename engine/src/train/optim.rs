@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::Gradients;
 use burn::tensor::{Tensor, TensorData};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::models::params::ModulePath;
@@ -64,13 +65,16 @@ impl ModuleVisitor for Collect<'_> {
             return;
         };
         let values: Vec<f32> = grad.into_data().try_into_vec::<f32>().unwrap_or_default();
-        let slot = self
-            .into
-            .grads
-            .entry(self.paths.current())
-            .or_insert_with(|| vec![0.0; values.len()]);
-        for (s, g) in slot.iter_mut().zip(values) {
-            *s += g;
+        match self.into.grads.entry(self.paths.current()) {
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(values);
+            }
+            std::collections::btree_map::Entry::Occupied(mut slot) => {
+                slot.get_mut()
+                    .par_chunks_mut(CHUNK)
+                    .zip(values.par_chunks(CHUNK))
+                    .for_each(|(s, g)| s.iter_mut().zip(g).for_each(|(s, g)| *s += g));
+            }
         }
     }
 }
@@ -90,12 +94,19 @@ impl GradBuffer {
     /// L2 norm over all accumulated gradients (averaged over micro-batches).
     pub fn global_norm(&self) -> f64 {
         let scale = 1.0 / self.micro_batches.max(1) as f64;
-        self.grads
+        let squares: f64 = self
+            .grads
             .values()
-            .flat_map(|g| g.iter())
-            .map(|&g| (f64::from(g) * scale).powi(2))
-            .sum::<f64>()
-            .sqrt()
+            .map(|g| {
+                // Chunk sums collected in order, so the total does not depend on scheduling.
+                let partial: Vec<f64> = g
+                    .par_chunks(CHUNK)
+                    .map(|c| c.iter().map(|&g| f64::from(g).powi(2)).sum::<f64>())
+                    .collect();
+                partial.iter().sum::<f64>()
+            })
+            .sum();
+        squares.sqrt() * scale
     }
 }
 
@@ -122,11 +133,16 @@ impl ModuleMapper for Update<'_> {
         };
         let c = &self.optimizer.config;
         let t = self.optimizer.step as f64;
-        let (b1, b2) = (c.beta1, c.beta2);
-        let bc1 = 1.0 - b1.powf(t);
-        let bc2 = 1.0 - b2.powf(t);
-        let (lr, wd, eps) = (self.lr, c.weight_decay, c.eps);
-        let grad_scale = self.grad_scale;
+        let hyper = Hyper {
+            b1: c.beta1 as f32,
+            b2: c.beta2 as f32,
+            bc1: (1.0 - c.beta1.powf(t)) as f32,
+            bc2: (1.0 - c.beta2.powf(t)) as f32,
+            lr: self.lr as f32,
+            decay: (1.0 - self.lr * c.weight_decay) as f32,
+            eps: c.eps as f32,
+            grad_scale: self.grad_scale,
+        };
         let moments = self.optimizer.state.entry(path).or_insert_with(|| Moments {
             m: vec![0.0; grad.len()],
             v: vec![0.0; grad.len()],
@@ -135,23 +151,51 @@ impl ModuleMapper for Update<'_> {
             let device = tensor.device();
             let dims = tensor.dims();
             let mut values: Vec<f32> = tensor
-                .clone()
                 .inner()
                 .into_data()
                 .try_into_vec::<f32>()
                 .unwrap_or_default();
-            for i in 0..values.len() {
-                let g = f64::from(grad[i] * grad_scale);
-                let m = b1 * f64::from(moments.m[i]) + (1.0 - b1) * g;
-                let v = b2 * f64::from(moments.v[i]) + (1.0 - b2) * g * g;
-                moments.m[i] = m as f32;
-                moments.v[i] = v as f32;
-                let p = f64::from(values[i]) * (1.0 - lr * wd);
-                let update = (m / bc1) / ((v / bc2).sqrt() + eps);
-                values[i] = (p - lr * update) as f32;
-            }
+            values
+                .par_chunks_mut(CHUNK)
+                .zip(grad.par_chunks(CHUNK))
+                .zip(moments.m.par_chunks_mut(CHUNK))
+                .zip(moments.v.par_chunks_mut(CHUNK))
+                .for_each(|(((p, g), m), v)| {
+                    crate::kernels::simd_kernel!(Step { p: &'a mut [f32], g: &'a [f32], m: &'a mut [f32], v: &'a mut [f32], hyper: Hyper }
+                        => adamw_step(p, g, m, v, hyper))
+                });
             Tensor::<D>::from_data(TensorData::new(values, dims), &device).require_grad()
         })
+    }
+}
+
+/// Elements per parallel task of the optimizer's passes.
+const CHUNK: usize = 1 << 15;
+
+/// One step's constants, in f32 as `torch.optim.AdamW` computes.
+#[derive(Clone, Copy)]
+struct Hyper {
+    b1: f32,
+    b2: f32,
+    /// Bias corrections `1 − βᵗ`.
+    bc1: f32,
+    bc2: f32,
+    lr: f32,
+    /// `1 − lr · weight_decay`.
+    decay: f32,
+    eps: f32,
+    grad_scale: f32,
+}
+
+/// AdamW on one slice of a parameter, with its gradient and moments.
+#[inline(always)]
+fn adamw_step(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: Hyper) {
+    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        let g = g * h.grad_scale;
+        *m = h.b1 * *m + (1.0 - h.b1) * g;
+        *v = h.b2 * *v + (1.0 - h.b2) * g * g;
+        let update = (*m / h.bc1) / ((*v / h.bc2).sqrt() + h.eps);
+        *p = *p * h.decay - h.lr * update;
     }
 }
 

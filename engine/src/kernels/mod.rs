@@ -104,6 +104,21 @@ pub trait InferenceKernels: Backend {
         len: usize,
         pads: Vec<usize>,
     ) -> FloatTensor<Self>;
+
+    /// [`gemv::matmul_nn_many`] over two weights (a SwiGLU's gate and up).
+    fn matmul_small_pair(
+        x: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// [`gemv::matmul_nn_many`] over three weights (attention's q, k and v).
+    fn matmul_small_triple(
+        x: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        c: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
 /// The f32 values of a flex tensor in row-major order, with its shape. The engine builds every
@@ -167,6 +182,56 @@ impl InferenceKernels for Flex {
         let out = attention::decode_attention(values(&q), values(&k), values(&v), &pads, shape);
         FlexTensor::from_data(TensorData::new(out, [batch, heads, 1, head_dim]))
     }
+
+    fn matmul_small_pair(
+        x: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let mut outs = flex_matmul_many(x, vec![a, b]).into_iter();
+        match (outs.next(), outs.next()) {
+            (Some(a), Some(b)) => (a, b),
+            _ => unreachable!("one product per weight"),
+        }
+    }
+
+    fn matmul_small_triple(
+        x: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        c: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let mut outs = flex_matmul_many(x, vec![a, b, c]).into_iter();
+        match (outs.next(), outs.next(), outs.next()) {
+            (Some(a), Some(b), Some(c)) => (a, b, c),
+            _ => unreachable!("one product per weight"),
+        }
+    }
+}
+
+/// [`gemv::matmul_nn_many`] on flex tensors.
+fn flex_matmul_many(x: FlexTensor, ws: Vec<FlexTensor>) -> Vec<FlexTensor> {
+    let (x, x_shape) = flex_f32(x);
+    let [m, k] = x_shape[..] else {
+        panic!("matmul_small_many: x must be 2-d")
+    };
+    let ws: Vec<(FlexTensor, usize)> = ws
+        .into_iter()
+        .map(|w| {
+            let (w, shape) = flex_f32(w);
+            assert!(
+                shape.len() == 2 && shape[0] == k,
+                "matmul_small_many: a weight is not [k, n]"
+            );
+            (w, shape[1])
+        })
+        .collect();
+    let views: Vec<(&[f32], usize)> = ws.iter().map(|(w, n)| (values(w), *n)).collect();
+    gemv::matmul_nn_many(values(&x), &views, m, k)
+        .into_iter()
+        .zip(&views)
+        .map(|(out, &(_, n))| flex_from(out, m, n))
+        .collect()
 }
 
 /// `silu(gate) · up` in one pass, differentiable (see [`CpuKernels`]).
@@ -275,6 +340,25 @@ pub fn token_nll(logits: Tensor<2>, targets: Vec<u32>) -> Tensor<1> {
         logits.into_dispatch(),
         targets,
     ))
+}
+
+/// `x [m, k] · wᵢ [k, nᵢ]` for several weights in one pass (flex inference only; see
+/// [`InferenceKernels`]).
+pub fn matmul_small_many(x: Tensor<2>, ws: Vec<Tensor<2>>) -> Vec<Tensor<2>> {
+    let x = x.into_dispatch();
+    let mut ws = ws.into_iter().map(Tensor::into_dispatch);
+    let outs = match (ws.next(), ws.next(), ws.next(), ws.next()) {
+        (Some(a), Some(b), None, None) => {
+            let (a, b) = <Dispatch as InferenceKernels>::matmul_small_pair(x, a, b);
+            vec![a, b]
+        }
+        (Some(a), Some(b), Some(c), None) => {
+            let (a, b, c) = <Dispatch as InferenceKernels>::matmul_small_triple(x, a, b, c);
+            vec![a, b, c]
+        }
+        _ => panic!("matmul_small_many takes two or three weights"),
+    };
+    outs.into_iter().map(Tensor::from_dispatch).collect()
 }
 
 /// `x [m, k] · w [k, n]`, through [`gemv::matmul_nn`] on flex when `m` is small.

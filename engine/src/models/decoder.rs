@@ -716,10 +716,7 @@ impl CausalLm {
             let h = x + attn_out;
             let mlp_in = layer.post_attention_layernorm.forward(h.clone());
             let mlp = &layer.mlp;
-            let (gate, up) = (
-                mlp.gate_proj.forward(mlp_in.clone()),
-                mlp.up_proj.forward(mlp_in),
-            );
+            let [gate, up] = Proj::forward_many([&mlp.gate_proj, &mlp.up_proj], mlp_in);
             let gated = if self.flex() {
                 crate::kernels::silu_mul(gate, up) // flex: one fused pass each way
             } else {
@@ -762,16 +759,10 @@ impl CausalLm {
         let [batch, seq, _] = x.dims();
         let (nh, nkv, hd) = (attn.num_heads, attn.num_kv_heads, attn.head_dim);
         // [batch, seq, heads * head_dim] → [batch, heads, seq, head_dim]
-        let mut q = attn.q_proj.forward(x.clone()).reshape([batch, seq, nh, hd]);
-        let mut k = attn
-            .k_proj
-            .forward(x.clone())
-            .reshape([batch, seq, nkv, hd]);
-        let v = attn
-            .v_proj
-            .forward(x)
-            .reshape([batch, seq, nkv, hd])
-            .swap_dims(1, 2);
+        let [q, k, v] = Proj::forward_many([&attn.q_proj, &attn.k_proj, &attn.v_proj], x);
+        let mut q = q.reshape([batch, seq, nh, hd]);
+        let mut k = k.reshape([batch, seq, nkv, hd]);
+        let v = v.reshape([batch, seq, nkv, hd]).swap_dims(1, 2);
         if let (Some(qn), Some(kn)) = (&attn.q_norm, &attn.k_norm) {
             q = qn.forward(q);
             k = kn.forward(k);

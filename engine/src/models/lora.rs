@@ -88,22 +88,62 @@ impl Proj {
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         match &self.lora {
             None => self.base_forward(x),
-            Some(l) => {
-                // Dropout only while training (autodiff device), as nn.Dropout in train mode.
-                let input = if l.dropout > 0.0 && x.device().is_autodiff() {
-                    let keep = 1.0 - l.dropout;
-                    let mask = x.random_like(Distribution::Bernoulli(keep));
-                    (x.clone() * mask).div_scalar(keep)
-                } else {
-                    x.clone()
-                };
-                let update = input
-                    .matmul(l.a.val().unsqueeze())
-                    .matmul(l.b.val().unsqueeze())
-                    .mul_scalar(l.scale);
-                self.base_forward(x) + update
+            Some(_) => {
+                let y = self.base_forward(x.clone());
+                self.add_adapter(x, y)
             }
         }
+    }
+
+    /// Several projections of the same input (q/k/v, or gate/up). For a few rows on flex
+    /// inference (decode), their weights are read in one parallel pass
+    /// ([`crate::kernels::matmul_small_many`]) instead of one pass each.
+    pub fn forward_many<const D: usize, const N: usize>(
+        projs: [&Proj; N],
+        x: Tensor<D>,
+    ) -> [Tensor<D>; N] {
+        let dims = x.dims();
+        let rows: usize = dims[..D - 1].iter().product();
+        if !(2..=3).contains(&N)
+            || rows > crate::kernels::SMALL_ROWS
+            || !crate::backend::is_flex_inference(&x.device())
+        {
+            return projs.map(|p| p.forward(x.clone()));
+        }
+        let weights = projs.iter().map(|p| p.base.weight.val()).collect();
+        let flat = x.clone().reshape([rows, dims[D - 1]]);
+        let mut products = crate::kernels::matmul_small_many(flat, weights).into_iter();
+        projs.map(|p| {
+            let Some(mut y) = products.next() else {
+                unreachable!("one product per projection")
+            };
+            if let Some(b) = &p.base.bias {
+                y = y + b.val().unsqueeze();
+            }
+            let mut out_dims = dims;
+            out_dims[D - 1] = y.dims()[1];
+            p.add_adapter(x.clone(), y.reshape(out_dims))
+        })
+    }
+
+    /// `y` plus the adapter's update of `x`, if there is an adapter.
+    fn add_adapter<const D: usize>(&self, x: Tensor<D>, y: Tensor<D>) -> Tensor<D> {
+        let Some(l) = &self.lora else {
+            return y;
+        };
+        // Dropout only while training (autodiff device), as nn.Dropout in train mode.
+        let input = if l.dropout > 0.0 && x.device().is_autodiff() {
+            let keep = 1.0 - l.dropout;
+            let mask = x.random_like(Distribution::Bernoulli(keep));
+            (x * mask).div_scalar(keep)
+        } else {
+            x
+        };
+        let update = input
+            .matmul(l.a.val().unsqueeze())
+            .matmul(l.b.val().unsqueeze())
+            .mul_scalar(l.scale);
+        y + update
     }
 
     /// The frozen projection `x·W + b`. Inference with a few rows (decode) reads `W` through the

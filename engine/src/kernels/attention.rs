@@ -3,6 +3,8 @@
 
 use rayon::prelude::*;
 
+use super::elementwise::exp_nonpositive;
+use super::gemv::dot;
 use super::simd_kernel;
 
 /// Shapes of one decode-attention call.
@@ -58,16 +60,13 @@ fn attend(q: &[f32], keys: &[f32], values: &[f32], out: &mut [f32], scale: f32) 
     let hd = q.len();
     let scores: Vec<f32> = keys
         .chunks_exact(hd)
-        .map(|key| {
-            let mut acc = 0.0f32;
-            for (a, b) in q.iter().zip(key) {
-                acc += a * b;
-            }
-            acc * scale
-        })
+        .map(|key| dot(q, key) * scale)
         .collect();
     let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let weights: Vec<f32> = scores.iter().map(|&x| (x - max).exp()).collect();
+    let weights: Vec<f32> = scores
+        .iter()
+        .map(|&x| exp_nonpositive((x - max).max(-87.0)))
+        .collect();
     let total: f32 = weights.iter().sum();
     out.fill(0.0);
     for (w, value) in weights.iter().zip(values.chunks_exact(hd)) {

@@ -179,7 +179,7 @@ fn dot_rows(x: &[f32], rows: &[f32], out: &mut [f32], m: usize, k: usize) {
 
 /// Dot product with 16 independent partial sums (one AVX-512 register, or two AVX2 ones).
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     const LANES: usize = 16;
     let mut acc = [0.0f32; LANES];
     let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));

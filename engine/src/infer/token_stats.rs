@@ -10,7 +10,9 @@
 
 use rayon::prelude::*;
 
-use crate::kernels::elementwise::exp_nonpositive;
+use std::f32::consts::LOG2_E;
+
+use crate::kernels::elementwise::exp2_nonpositive;
 
 /// Statistics of one predictive distribution.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,8 +65,22 @@ impl TopK {
         if self.items.len() == self.k && max <= self.threshold {
             return;
         }
-        for (i, &v) in chunk.iter().enumerate() {
-            self.offer(v, (base + i) as u32);
+        for (j, part) in chunk.chunks(LANES).enumerate() {
+            // A branch-free vector compare finds the few parts holding a candidate.
+            let threshold = if self.items.len() == self.k {
+                self.threshold
+            } else {
+                f32::NEG_INFINITY
+            };
+            let mut hit = false;
+            for &v in part {
+                hit |= v > threshold;
+            }
+            if hit || self.items.len() < self.k {
+                for (i, &v) in part.iter().enumerate() {
+                    self.offer(v, (base + j * LANES + i) as u32);
+                }
+            }
         }
     }
 }
@@ -100,7 +116,8 @@ pub fn row_stats(logits: &[f32], k: usize) -> RowStats {
 /// [`row_stats`]' body, inlined into a function compiled for the CPU's widest vectors.
 #[inline(always)]
 fn row_stats_inline(logits: &[f32], k: usize) -> RowStats {
-    // Running maximum `m` shared by all lanes; per lane `s = Σ e^(x−m)`, `t = Σ e^(x−m)·(x−m)`.
+    // Running maximum `m` shared by all lanes; per lane `s = Σ e^(x−m)` and, in base 2 (which
+    // saves the exponential's range-reduction multiplications), `t = Σ e^(x−m)·(x−m)·log₂e`.
     let mut m = f32::NEG_INFINITY;
     let mut s = [0.0f32; LANES];
     let mut t = [0.0f32; LANES];
@@ -109,39 +126,40 @@ fn row_stats_inline(logits: &[f32], k: usize) -> RowStats {
         let block_max = max_of(block);
         if block_max > m {
             if m.is_finite() {
-                // Re-express the sums relative to the new maximum (d < 0).
-                let d = (m - block_max).max(-87.0);
-                let scale = exp_nonpositive(d);
+                // Re-express the sums relative to the new maximum (d < 0, in base 2).
+                let d = ((m - block_max) * LOG2_E).max(-126.0);
+                let scale = exp2_nonpositive(d);
                 for l in 0..LANES {
-                    t[l] = scale * (t[l] + d * s[l]);
+                    t[l] = scale * d.mul_add(s[l], t[l]);
                     s[l] *= scale;
                 }
             }
             m = block_max;
         }
         if m.is_finite() {
+            let m2 = m * LOG2_E;
             let chunks = block.chunks_exact(LANES);
             let tail = chunks.remainder();
             for chunk in chunks {
                 for l in 0..LANES {
                     // Clamping keeps −∞ logits (masked tokens) finite and negligible.
-                    let dx = (chunk[l] - m).max(-87.0);
-                    let e = exp_nonpositive(dx);
+                    let y = chunk[l].mul_add(LOG2_E, -m2).min(0.0).max(-126.0);
+                    let e = exp2_nonpositive(y);
                     s[l] += e;
-                    t[l] = e.mul_add(dx, t[l]);
+                    t[l] = e.mul_add(y, t[l]);
                 }
             }
             for &x in tail {
-                let dx = (x - m).max(-87.0);
-                let e = exp_nonpositive(dx);
+                let y = x.mul_add(LOG2_E, -m2).min(0.0).max(-126.0);
+                let e = exp2_nonpositive(y);
                 s[0] += e;
-                t[0] += e * dx;
+                t[0] += e * y;
             }
         }
         top.offer_chunk(block, block_max, b * BLOCK);
     }
     let s_total: f64 = s.iter().map(|&v| f64::from(v)).sum();
-    let t_total: f64 = t.iter().map(|&v| f64::from(v)).sum();
+    let t_total: f64 = t.iter().map(|&v| f64::from(v)).sum::<f64>() * std::f64::consts::LN_2;
     let log_sum_exp = (f64::from(m) + s_total.ln()) as f32;
     let entropy = (s_total.ln() - t_total / s_total).max(0.0) as f32;
     RowStats {
@@ -193,6 +211,7 @@ pub fn reference_row_stats(logits: &[f32], k: usize) -> (f64, f64, Vec<(u32, f64
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::elementwise::exp_nonpositive;
     use rand::{Rng, SeedableRng, rngs::StdRng};
 
     #[test]

@@ -139,11 +139,15 @@ impl Proj {
         } else {
             x
         };
+        let dims = input.dims();
+        let rows: usize = dims[..D - 1].iter().product();
         let update = input
-            .matmul(l.a.val().unsqueeze())
-            .matmul(l.b.val().unsqueeze())
+            .reshape([rows, dims[D - 1]])
+            .matmul(l.a.val())
+            .matmul(l.b.val())
             .mul_scalar(l.scale);
-        y + update
+        let out_dims = y.dims();
+        y + update.reshape(out_dims)
     }
 
     /// The frozen projection `x·W + b`. Inference with a few rows (decode) reads `W` through the
@@ -151,12 +155,19 @@ impl Proj {
     fn base_forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let dims = x.dims();
         let rows: usize = dims[..D - 1].iter().product();
-        if rows > crate::kernels::SMALL_ROWS || !crate::backend::is_flex_inference(&x.device()) {
-            return self.base.forward(x);
-        }
         let w = self.base.weight.val();
         let [d_in, d_out] = w.dims();
-        let mut y = crate::kernels::matmul_small(x.reshape([rows, d_in]), w);
+        let x = x.reshape([rows, d_in]);
+        // Rows flattened into one 2-d product: a `[batch, seq, in]` input would run as `batch`
+        // separate GEMMs (each packing the weight again) and, in training, reduce a
+        // `[batch, in, out]` weight gradient afterwards.
+        let mut y = if rows <= crate::kernels::SMALL_ROWS
+            && crate::backend::is_flex_inference(&x.device())
+        {
+            crate::kernels::matmul_small(x, w)
+        } else {
+            x.matmul(w)
+        };
         if let Some(b) = &self.base.bias {
             y = y + b.val().unsqueeze();
         }

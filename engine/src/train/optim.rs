@@ -49,7 +49,7 @@ pub struct GradBuffer {
 
 struct Collect<'a> {
     paths: ModulePath,
-    grads: &'a Gradients,
+    grads: &'a mut Gradients,
     into: &'a mut GradBuffer,
 }
 
@@ -61,7 +61,8 @@ impl ModuleVisitor for Collect<'_> {
         self.paths.exit();
     }
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let Some(grad) = param.val().grad(self.grads) else {
+        // Removed rather than read, so the gradient's buffer is moved out without a copy.
+        let Some(grad) = param.val().grad_remove(self.grads) else {
             return;
         };
         let values: Vec<f32> = grad.into_data().try_into_vec::<f32>().unwrap_or_default();
@@ -81,7 +82,7 @@ impl ModuleVisitor for Collect<'_> {
 
 impl GradBuffer {
     /// Adds this backward pass's gradients.
-    pub fn accumulate<M: Module>(&mut self, module: &M, grads: &Gradients) {
+    pub fn accumulate<M: Module>(&mut self, module: &M, grads: &mut Gradients) {
         let mut c = Collect {
             paths: ModulePath::default(),
             grads,

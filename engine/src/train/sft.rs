@@ -336,8 +336,8 @@ fn forward_backward_here(
             counted,
         });
     }
-    let g = loss.backward();
-    grads.accumulate(&model.transformer, &g);
+    let mut g = loss.backward();
+    grads.accumulate(&model.transformer, &mut g);
     Ok(MicroStats {
         loss: f64::from(loss_value),
         correct,

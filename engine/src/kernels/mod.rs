@@ -1,17 +1,16 @@
-//! Fused and specialised CPU kernels, plugged into burn as a backend extension
-//! (`#[backend_extension]`) so the model code calls one function on every backend:
-//! flex runs the kernels here, autodiff and any other backend run the trait's default body,
-//! which composes ordinary burn ops (and so keeps gradients and GPU paths working).
+//! Fused and specialised CPU kernels, plugged into burn as backend extensions
+//! (`#[backend_extension]`) so the model code calls one function: flex runs the kernels here on
+//! the raw f32 data; under autodiff the fused kernels (silu·up, RoPE, the token loss) are single
+//! graph nodes with hand-written backward passes (`autodiff`), and the small-row products run
+//! the trait's default body of ordinary burn ops. Callers use them where the device is flex
+//! (`backend::is_flex`, `backend::is_flex_inference`); other backends take the composed burn ops.
 //!
 //! - [`gemv`]: matrix products with few rows (decode), bound by reading the weights once.
-//! - [`elementwise`]: SwiGLU's `silu(gate) · up` and RoPE in one pass each (inference), and the
-//!   vectorizable `exp` they and the token statistics share.
+//! - [`elementwise`]: SwiGLU's `silu(gate) · up` and RoPE in one pass each way, and the
+//!   vectorizable `exp` and `exp2` they, the loss and the token statistics share.
 //! - [`attention`]: one new query per sequence against the KV cache, read in place (decode).
 //! - [`loss`]: the language-model loss over the vocabulary and its gradient, fused.
-//!
-//! The fused kernels used in training (silu·up, RoPE, the loss) have hand-written backward
-//! passes: `autodiff` registers them as single nodes of burn's autodiff graph.
-//! - [`probe`]: the memory-read probe `studio bench` measures the machine with.
+//! - [`probe`]: the machine ceilings `studio bench` measures (memory read, gemm GFLOP/s).
 
 pub mod attention;
 mod autodiff;
@@ -61,7 +60,7 @@ pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 /// a blocked GEMM reuses each weight from cache across enough rows to win.
 pub const SMALL_ROWS: usize = 8;
 
-/// The engine's own operations, with a default composed of burn ops.
+/// The engine's own operations, on flex and under autodiff (see the module docs).
 #[backend_extension(Flex, Autodiff)]
 pub trait CpuKernels: Backend {
     /// `x [m, k] · w [k, n]` for small `m`.

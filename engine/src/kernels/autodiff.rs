@@ -11,7 +11,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend};
 use burn::tensor::TensorData;
 
-use super::{CpuKernels, elementwise, flex_f32, loss, values};
+use super::{CpuKernels, elementwise, flex_f32, loss, softmax, values};
 
 /// The gradients of the fused kernels, on the backend that runs them.
 pub trait KernelGrads: Backend {
@@ -34,6 +34,13 @@ pub trait KernelGrads: Backend {
         logits: FloatTensor<Self>,
         targets: &[u32],
     ) -> (FloatTensor<Self>, Vec<f32>);
+
+    /// `∂scores` of the attention probabilities `probs` given their gradient.
+    fn attention_softmax_backward(
+        probs: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self>;
 
     /// `∂logits` of `Σ grad[i] · nll[i]`.
     fn token_nll_backward(
@@ -86,6 +93,18 @@ impl KernelGrads for Flex {
         };
         let (nll, lse) = loss::token_nll(values(&logits), vocab, targets);
         (FlexTensor::from_data(TensorData::new(nll, [rows])), lse)
+    }
+
+    fn attention_softmax_backward(
+        probs: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self> {
+        let (probs, shape) = flex_f32(probs);
+        let (grad, _) = flex_f32(grad);
+        let k = shape.last().copied().unwrap_or(0);
+        let out = softmax::masked_softmax_backward(values(&probs), values(&grad), k, scale);
+        FlexTensor::from_data(TensorData::new(out, shape))
     }
 
     fn token_nll_backward(
@@ -143,6 +162,23 @@ impl<B: KernelGrads> Backward<B, 1> for RopeBackward {
 }
 
 #[derive(Debug)]
+struct SoftmaxBackward;
+
+impl<B: KernelGrads> Backward<B, 1> for SoftmaxBackward {
+    /// The probabilities and the scale.
+    type State = (FloatTensor<B>, f32);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (probs, scale) = ops.state;
+        let grad = grads.consume::<B>(&ops.node);
+        let [scores_node] = ops.parents;
+        if let Some(node) = scores_node {
+            grads.register::<B>(node.id, B::attention_softmax_backward(probs, grad, scale));
+        }
+    }
+}
+
+#[derive(Debug)]
 struct TokenNllBackward;
 
 impl<B: KernelGrads> Backward<B, 1> for TokenNllBackward {
@@ -194,6 +230,26 @@ impl<B: CpuKernels + KernelGrads, C: CheckpointStrategy> CpuKernels for Autodiff
                 prep.finish((cos, sin), out)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::rope(x.into_primitive(), cos, sin)),
+        }
+    }
+
+    fn attention_softmax(
+        scores: FloatTensor<Self>,
+        hidden: Vec<bool>,
+        scale: f32,
+    ) -> FloatTensor<Self> {
+        match SoftmaxBackward
+            .prepare::<C>([scores.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let probs = B::attention_softmax(scores.into_primitive(), hidden, scale);
+                prep.finish((probs.clone(), scale), probs)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::attention_softmax(scores.into_primitive(), hidden, scale))
+            }
         }
     }
 
@@ -263,6 +319,37 @@ mod tests {
         assert!(max_diff(fused.clone(), composed.clone()) < 1e-4);
         let (gf, gc) = (fused.backward(), composed.backward());
         assert!(max_diff(x.grad(&gf).unwrap(), x.grad(&gc).unwrap()) < 1e-5);
+    }
+
+    #[test]
+    fn attention_softmax_gradient_matches_the_composed_ops() {
+        let device = Device::flex().autodiff();
+        let (b, h, q, k) = (2, 3, 4, 6);
+        let scores = uniform([b, h, q, k], 4.0, &device).require_grad();
+        let hidden: Vec<bool> = (0..b * q * k).map(|i| i % 4 == 1).collect();
+        let upstream = uniform([b, h, q, k], 1.0, &device);
+        let scale = 0.125f32;
+        for (name, mask) in [("causal", Vec::new()), ("explicit", hidden)] {
+            let fused = (super::super::attention_softmax(scores.clone(), mask.clone(), scale)
+                * upstream.clone())
+            .sum();
+            let hide: Tensor<4, burn::tensor::Bool> = if mask.is_empty() {
+                Tensor::<2, burn::tensor::Bool>::tril_mask([q, k], (k - q) as i64, &device)
+                    .unsqueeze::<4>()
+                    .expand([b, 1, q, k])
+            } else {
+                Tensor::from_data(TensorData::new(mask, [b, 1, q, k]), &device)
+            };
+            let masked = scores
+                .clone()
+                .mul_scalar(scale)
+                .mask_fill(hide.expand([b, h, q, k]), f32::NEG_INFINITY);
+            let composed = (burn::tensor::activation::softmax(masked, 3) * upstream.clone()).sum();
+            assert!(max_diff(fused.clone(), composed.clone()) < 1e-4, "{name}");
+            let (gf, gc) = (fused.backward(), composed.backward());
+            let d = max_diff(scores.grad(&gf).unwrap(), scores.grad(&gc).unwrap());
+            assert!(d < 1e-5, "{name}: {d}");
+        }
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //!   vectorizable `exp` and `exp2` they, the loss and the token statistics share.
 //! - [`attention`]: one new query per sequence against the KV cache, read in place (decode).
 //! - [`loss`]: the language-model loss over the vocabulary and its gradient, fused.
+//! - [`softmax`]: attention probabilities of training passes (scale, mask, softmax) and their
+//!   gradient, one pass each.
 //! - [`probe`]: the machine ceilings `studio bench` measures (memory read, gemm GFLOP/s).
 
 pub mod attention;
@@ -18,6 +20,7 @@ pub mod elementwise;
 pub mod gemv;
 pub mod loss;
 pub mod probe;
+pub mod softmax;
 
 /// Runs a kernel body inside a function compiled for the best instruction set this CPU has
 /// (AVX-512, AVX2+FMA or the baseline, chosen once at run time by `pulp`). The body must be
@@ -87,6 +90,15 @@ pub trait CpuKernels: Backend {
     /// [`loss::token_nll`]: the negative log-likelihood `[rows]` of `targets` under
     /// `logits [rows, vocab]`, without a log-softmax copy.
     fn token_nll(logits: FloatTensor<Self>, targets: Vec<u32>) -> FloatTensor<Self>;
+
+    /// [`softmax::masked_softmax`]: `softmax(scale · scores)` over the last axis of
+    /// `scores [batch, heads, q, k]`, with `hidden` a `[batch, q, k]` mask (`true` = hidden,
+    /// shared by the heads) or empty for causal.
+    fn attention_softmax(
+        scores: FloatTensor<Self>,
+        hidden: Vec<bool>,
+        scale: f32,
+    ) -> FloatTensor<Self>;
 }
 
 /// Inference-only kernels with no composed equivalent worth keeping: flex only. Callers check
@@ -330,6 +342,24 @@ impl CpuKernels for Flex {
         let (nll, _) = loss::token_nll(values(&logits), vocab, &targets);
         FlexTensor::from_data(TensorData::new(nll, [rows]))
     }
+
+    fn attention_softmax(
+        scores: FloatTensor<Self>,
+        hidden: Vec<bool>,
+        scale: f32,
+    ) -> FloatTensor<Self> {
+        let (scores, shape) = flex_f32(scores);
+        let [b, h, q, k] = shape[..] else {
+            panic!("attention_softmax: scores must be 4-d")
+        };
+        let visible = if hidden.is_empty() {
+            softmax::Visible::Causal
+        } else {
+            softmax::Visible::Mask(&hidden)
+        };
+        let out = softmax::masked_softmax(values(&scores), [b, h, q, k], visible, scale);
+        FlexTensor::from_data(TensorData::new(out, shape))
+    }
 }
 
 /// The negative log-likelihood `[rows]` of `targets` under `logits [rows, vocab]`,
@@ -338,6 +368,17 @@ pub fn token_nll(logits: Tensor<2>, targets: Vec<u32>) -> Tensor<1> {
     Tensor::from_dispatch(<Dispatch as CpuKernels>::token_nll(
         logits.into_dispatch(),
         targets,
+    ))
+}
+
+/// Attention probabilities `softmax(scale · scores)` over `scores [batch, heads, q, k]`, keys
+/// hidden by `hidden` (`[batch, q, k]`, shared by the heads; empty for causal) at 0;
+/// differentiable (see [`CpuKernels`]).
+pub fn attention_softmax(scores: Tensor<4>, hidden: Vec<bool>, scale: f32) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as CpuKernels>::attention_softmax(
+        scores.into_dispatch(),
+        hidden,
+        scale,
     ))
 }
 

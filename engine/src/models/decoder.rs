@@ -801,6 +801,19 @@ impl CausalLm {
         } else {
             (repeat_kv(k, nh / nkv), repeat_kv(v, nh / nkv))
         };
+        if self.flex() && !self.flex_inference() {
+            // Training on flex: scale, mask and softmax in one pass each way.
+            if let Some(hidden) = host_mask(mask) {
+                let scores = q.matmul(k.swap_dims(2, 3));
+                let probs =
+                    crate::kernels::attention_softmax(scores, hidden, 1.0 / (hd as f32).sqrt());
+                let out = probs
+                    .matmul(v)
+                    .swap_dims(1, 2)
+                    .reshape([batch, seq, nh * hd]);
+                return attn.o_proj.forward(out);
+            }
+        }
         let (mask, is_causal) = match mask {
             AttentionMask::Causal | AttentionMask::LeftPadded(_) => (None, true),
             AttentionMask::Explicit(m) => (Some(m.as_ref().clone()), false),
@@ -841,6 +854,18 @@ impl CausalLm {
         };
         let at = [0..batch, 0..nkv, slots.start..slots.start + seq, 0..hd];
         (kb.slice_assign(at.clone(), k), vb.slice_assign(at, v))
+    }
+}
+
+/// The keys each query may not see, on the host for `kernels::attention_softmax`: empty for
+/// causal, else `[batch, queries, keys]`. `None` when a mask cannot be read (the caller then
+/// takes burn's attention).
+fn host_mask(mask: &AttentionMask) -> Option<Vec<bool>> {
+    match mask {
+        AttentionMask::Causal => Some(Vec::new()),
+        AttentionMask::Explicit(m) => m.as_ref().clone().into_data().try_into_vec::<bool>().ok(),
+        // Turned into `Explicit` before the layers run, except for flex-inference decode.
+        AttentionMask::LeftPadded(_) => None,
     }
 }
 

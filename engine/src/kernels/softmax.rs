@@ -1,0 +1,222 @@
+//! The attention probabilities of training passes in one pass each way: `softmax(scale · s)`
+//! over each row of scores with hidden keys left out, and its gradient. burn's composed
+//! attention records a scale, two mask fills and a five-op softmax, each a full pass over the
+//! `[batch, heads, queries, keys]` scores with libm's scalar `exp`.
+
+use rayon::prelude::*;
+
+use super::elementwise::exp_nonpositive;
+use super::simd_kernel;
+
+/// Which keys each query row may see.
+#[derive(Debug, Clone, Copy)]
+pub enum Visible<'a> {
+    /// Causal: query `i` of `q` sees keys `0..=i + (k − q)`.
+    Causal,
+    /// `hidden[(b · q + i) · k + j]` hides key `j` from query `i` of sequence `b` (shared by the
+    /// heads).
+    Mask(&'a [bool]),
+}
+
+/// `softmax(scale · scores)` over the last axis of `scores [batch, heads, q, k]`, hidden keys at
+/// probability 0 (a row with every key hidden is all 0).
+pub fn masked_softmax(
+    scores: &[f32],
+    [batch, heads, q, k]: [usize; 4],
+    visible: Visible<'_>,
+    scale: f32,
+) -> Vec<f32> {
+    assert_eq!(
+        scores.len(),
+        batch * heads * q * k,
+        "masked_softmax: scores"
+    );
+    if let Visible::Mask(hidden) = visible {
+        assert_eq!(hidden.len(), batch * q * k, "masked_softmax: mask");
+    }
+    let mut out = vec![0.0f32; scores.len()];
+    if k == 0 {
+        return out;
+    }
+    out.par_chunks_mut(k)
+        .zip(scores.par_chunks(k))
+        .with_min_len(16)
+        .enumerate()
+        .for_each(|(row, (o, s))| {
+            let (b, i) = (row / (heads * q), row % q);
+            match visible {
+                Visible::Causal => {
+                    let seen = (i + 1 + k.saturating_sub(q)).min(k);
+                    simd_kernel!(Prefix { o: &'a mut [f32], s: &'a [f32], seen: usize, scale: f32 }
+                        => softmax_prefix(o, s, seen, scale))
+                }
+                Visible::Mask(hidden) => {
+                    let h = &hidden[(b * q + i) * k..][..k];
+                    simd_kernel!(Masked { o: &'a mut [f32], s: &'a [f32], h: &'a [bool], scale: f32 }
+                        => softmax_masked(o, s, h, scale))
+                }
+            }
+        });
+    out
+}
+
+/// The gradient with respect to the scores, given the probabilities `probs` that
+/// [`masked_softmax`] returned and their gradient: `scale · p ⊙ (g − Σ g ⊙ p)` per row (hidden
+/// keys have `p = 0`, so their gradient is 0).
+pub fn masked_softmax_backward(probs: &[f32], grad: &[f32], k: usize, scale: f32) -> Vec<f32> {
+    assert_eq!(
+        probs.len(),
+        grad.len(),
+        "masked_softmax_backward: shapes differ"
+    );
+    let mut out = vec![0.0f32; probs.len()];
+    if k == 0 {
+        return out;
+    }
+    out.par_chunks_mut(k)
+        .zip(probs.par_chunks(k).zip(grad.par_chunks(k)))
+        .with_min_len(16)
+        .for_each(|(o, (p, g))| {
+            simd_kernel!(Grad { o: &'a mut [f32], p: &'a [f32], g: &'a [f32], scale: f32 }
+                => softmax_grad(o, p, g, scale))
+        });
+    out
+}
+
+/// Softmax of `scale · s[..seen]`; keys from `seen` on stay 0.
+#[inline(always)]
+fn softmax_prefix(out: &mut [f32], s: &[f32], seen: usize, scale: f32) {
+    let (s, out) = (&s[..seen], &mut out[..seen]);
+    let max = lane_max(s) * scale;
+    if !max.is_finite() {
+        return;
+    }
+    let mut total = 0.0f32;
+    for (o, &x) in out.iter_mut().zip(s) {
+        let e = exp_nonpositive(x.mul_add(scale, -max).max(-87.0));
+        *o = e;
+        total += e;
+    }
+    let inv = 1.0 / total;
+    for o in out.iter_mut() {
+        *o *= inv;
+    }
+}
+
+/// Softmax of `scale · s` over the keys `hidden` does not hide; hidden keys get 0.
+#[inline(always)]
+fn softmax_masked(out: &mut [f32], s: &[f32], hidden: &[bool], scale: f32) {
+    let mut max = f32::NEG_INFINITY;
+    for (&x, &h) in s.iter().zip(hidden) {
+        let v = if h { f32::NEG_INFINITY } else { x };
+        max = if v > max { v } else { max };
+    }
+    let max = max * scale;
+    if !max.is_finite() {
+        return;
+    }
+    let mut total = 0.0f32;
+    for ((o, &x), &h) in out.iter_mut().zip(s).zip(hidden) {
+        let e = exp_nonpositive(x.mul_add(scale, -max).max(-87.0));
+        let e = if h { 0.0 } else { e };
+        *o = e;
+        total += e;
+    }
+    let inv = 1.0 / total;
+    for o in out.iter_mut() {
+        *o *= inv;
+    }
+}
+
+/// The largest element over 16 independent lanes (vectorizes, unlike one running `max`).
+#[inline(always)]
+fn lane_max(xs: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 16];
+    let chunks = xs.chunks_exact(16);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for l in 0..16 {
+            acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
+        }
+    }
+    for &x in tail {
+        acc[0] = if x > acc[0] { x } else { acc[0] };
+    }
+    acc.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+}
+
+#[inline(always)]
+fn softmax_grad(out: &mut [f32], p: &[f32], g: &[f32], scale: f32) {
+    let mut acc = [0.0f32; 16];
+    let (pc, gc) = (p.chunks_exact(16), g.chunks_exact(16));
+    let (pr, gr) = (pc.remainder(), gc.remainder());
+    for (a, b) in pc.zip(gc) {
+        for l in 0..16 {
+            acc[l] = a[l].mul_add(b[l], acc[l]);
+        }
+    }
+    let mut dot: f32 = acc.iter().sum();
+    for (&a, &b) in pr.iter().zip(gr) {
+        dot += a * b;
+    }
+    for ((o, &p), &g) in out.iter_mut().zip(p).zip(g) {
+        *o = scale * p * (g - dot);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::test_values;
+
+    fn reference(s: &[f32], visible: impl Fn(usize) -> bool, scale: f32) -> Vec<f64> {
+        let xs: Vec<Option<f64>> = s
+            .iter()
+            .enumerate()
+            .map(|(j, &x)| visible(j).then_some(f64::from(x) * f64::from(scale)))
+            .collect();
+        let max = xs
+            .iter()
+            .flatten()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
+        if !max.is_finite() {
+            return vec![0.0; s.len()];
+        }
+        let total: f64 = xs.iter().flatten().map(|x| (x - max).exp()).sum();
+        xs.iter()
+            .map(|x| x.map_or(0.0, |x| (x - max).exp() / total))
+            .collect()
+    }
+
+    #[test]
+    fn causal_and_masked_rows_match_a_reference() {
+        let ([b, h, q, k], scale) = ([2, 3, 5, 37], 0.3);
+        let scores: Vec<f32> = test_values(b * h * q * k, 11)
+            .iter()
+            .map(|v| v * 9.0)
+            .collect();
+        let hidden: Vec<bool> = (0..b * q * k)
+            .map(|i| (i * 7) % 5 == 0 || i % 37 > 30)
+            .collect();
+        let causal = masked_softmax(&scores, [b, h, q, k], Visible::Causal, scale);
+        let masked = masked_softmax(&scores, [b, h, q, k], Visible::Mask(&hidden), scale);
+        for row in 0..b * h * q {
+            let (bi, i) = (row / (h * q), row % q);
+            let s = &scores[row * k..][..k];
+            let want_c = reference(s, |j| j <= i + (k - q), scale);
+            let mrow = &hidden[(bi * q + i) * k..][..k];
+            let want_m = reference(s, |j| !mrow[j], scale);
+            for j in 0..k {
+                assert!((f64::from(causal[row * k + j]) - want_c[j]).abs() < 1e-6);
+                assert!((f64::from(masked[row * k + j]) - want_m[j]).abs() < 1e-6);
+            }
+        }
+    }
+
+    #[test]
+    fn a_fully_hidden_row_is_zero() {
+        let out = masked_softmax(&[1.0, 2.0], [1, 1, 1, 2], Visible::Mask(&[true, true]), 1.0);
+        assert_eq!(out, vec![0.0, 0.0]);
+    }
+}

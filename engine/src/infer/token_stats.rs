@@ -143,14 +143,14 @@ fn row_stats_inline(logits: &[f32], k: usize) -> RowStats {
             for chunk in chunks {
                 for l in 0..LANES {
                     // Clamping keeps −∞ logits (masked tokens) finite and negligible.
-                    let y = chunk[l].mul_add(LOG2_E, -m2).min(0.0).max(-126.0);
+                    let y = chunk[l].mul_add(LOG2_E, -m2).clamp(-126.0, 0.0);
                     let e = exp2_nonpositive(y);
                     s[l] += e;
                     t[l] = e.mul_add(y, t[l]);
                 }
             }
             for &x in tail {
-                let y = x.mul_add(LOG2_E, -m2).min(0.0).max(-126.0);
+                let y = x.mul_add(LOG2_E, -m2).clamp(-126.0, 0.0);
                 let e = exp2_nonpositive(y);
                 s[0] += e;
                 t[0] += e * y;

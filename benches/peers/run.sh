@@ -12,13 +12,15 @@
 #     peers on the same work: PyTorch (infer_torch.py: prompt, decode b1/b16, token statistics,
 #     and torch's own matmul GFLOP/s and memory read GB/s; sft_torch.py: the SFT steps with PEFT),
 #     llama.cpp (infer_llama_cpp.py: prompt and decode b1) and candle (the bench crate in
-#     benches/peers/candle, built here: prompt and decode b1); then one table of ratios;
+#     benches/peers/candle, built here: prompt and decode b1), in PEERS_ROUNDS interleaved
+#     rounds; then one table of ratios from each engine's best round;
 #  4. a 2-step LoRA run with the studio, its checkpoint exported as a PEFT adapter and as a merged
 #     Hugging Face folder, and check_hf_export.py: transformers/PEFT load what the studio wrote and
 #     score a text as the studio does (max |delta log-prob| <= 1e-4), for the base export too.
 #
 # Environment: STUDIO (default target/release/studio, not built here), PEERS_GGUF, PEERS_DATA,
-# PEERS_STEPS (timed SFT steps, default 3), PEERS_THREADS (default 2), PEERS_PIP_ARGS,
+# PEERS_STEPS (timed SFT steps, default 3), PEERS_THREADS (default 2), PEERS_ROUNDS (rounds of
+# all the figures, default 2), PEERS_PIP_ARGS,
 # PEERS_SKIP_EXPORT_CHECK=1 to stop after the table.
 # Writes under .cache/peers/. Exits non-zero when a check fails.
 set -euo pipefail
@@ -67,18 +69,25 @@ rm -rf "$OUT/smollm2-hf"
 say "all-f32 GGUF for llama.cpp"
 [ -f "$OUT/smollm2-f32.gguf" ] || "$PY" "$HERE/gguf_f32.py" "$GGUF" "$OUT/smollm2-f32.gguf"
 
-# ---- 3. the figures: studio, then each peer on the same work, one after the other -----------
-say "studio bench (load before: $(load))"
-"$STUDIO" bench --model "$OUT/smollm2-hf" --json > "$OUT/bench-studio.json"
-say "PyTorch: inference and machine ceilings (load before: $(load))"
-"$PY" "$HERE/infer_torch.py" "$OUT/smollm2-hf" --threads "$THREADS" 2>/dev/null | tail -n 1 | tee "$OUT/bench-torch-infer.json"
-say "PyTorch + PEFT: SFT step, batch 4 x 256, $STEPS timed steps after one warm-up (load before: $(load))"
-"$PY" "$HERE/sft_torch.py" "$OUT/smollm2-hf" --steps "$STEPS" --threads "$THREADS" | tee "$OUT/bench-torch.txt"
-tail -n 1 "$OUT/bench-torch.txt" > "$OUT/bench-torch.json"
-say "llama.cpp (load before: $(load))"
-"$PY" "$HERE/infer_llama_cpp.py" "$OUT/smollm2-f32.gguf" --threads "$THREADS" | tee "$OUT/bench-llama-cpp.json"
-say "candle (load before: $(load))"
-RAYON_NUM_THREADS="$THREADS" "$CANDLE" "$OUT/smollm2-hf" | tee "$OUT/bench-candle.json"
+# ---- 3. the figures: studio, then each peer on the same work, one after the other -------------
+# PEERS_ROUNDS rounds (default 2) of everything, interleaved, so a burst of load from the shared
+# host lands on one round of one engine rather than deciding a ratio; compare.py keeps each
+# engine's best figure (and the highest machine limit) over the rounds.
+ROUNDS="${PEERS_ROUNDS:-2}"
+rm -f "$OUT"/bench-*.json
+for r in $(seq 1 "$ROUNDS"); do
+    say "round $r of $ROUNDS: studio bench (load before: $(load))"
+    "$STUDIO" bench --model "$OUT/smollm2-hf" --json > "$OUT/bench-studio.$r.json"
+    say "round $r: PyTorch, inference and machine ceilings (load before: $(load))"
+    "$PY" "$HERE/infer_torch.py" "$OUT/smollm2-hf" --threads "$THREADS" 2>/dev/null | tail -n 1 | tee "$OUT/bench-torch-infer.$r.json"
+    say "round $r: PyTorch + PEFT, SFT step, batch 4 x 256, $STEPS timed steps after one warm-up (load before: $(load))"
+    "$PY" "$HERE/sft_torch.py" "$OUT/smollm2-hf" --steps "$STEPS" --threads "$THREADS" | tee "$OUT/bench-torch.txt"
+    tail -n 1 "$OUT/bench-torch.txt" > "$OUT/bench-torch.$r.json"
+    say "round $r: llama.cpp (load before: $(load))"
+    "$PY" "$HERE/infer_llama_cpp.py" "$OUT/smollm2-f32.gguf" --threads "$THREADS" | tee "$OUT/bench-llama-cpp.$r.json"
+    say "round $r: candle (load before: $(load))"
+    RAYON_NUM_THREADS="$THREADS" "$CANDLE" "$OUT/smollm2-hf" | tee "$OUT/bench-candle.$r.json"
+done
 echo "load after: $(load)"
 
 "$PY" "$HERE/compare.py" "$OUT" | tee "$OUT/compare.txt"

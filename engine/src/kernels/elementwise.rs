@@ -174,9 +174,11 @@ fn rope_pass(
         "rope: tables"
     );
     let mut out = vec![0.0f32; x.len()];
-    // One task per (batch, head): `seq` rows of `hd`.
+    // One task per (batch, head): `seq` rows of `hd`; a decode step's few heads run on the
+    // calling thread (at least `CHUNK` elements per task).
     out.par_chunks_mut(seq * hd)
         .zip(x.par_chunks(seq * hd))
+        .with_min_len(CHUNK.div_ceil(seq * hd))
         .enumerate()
         .for_each(|(bh, (o, xs))| {
             let b = bh / heads;

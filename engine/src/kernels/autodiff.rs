@@ -72,15 +72,7 @@ impl KernelGrads for Flex {
         cos: FloatTensor<Self>,
         sin: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        let (grad, shape) = flex_f32(grad);
-        let (cos, _) = flex_f32(cos);
-        let (sin, _) = flex_f32(sin);
-        let [_, heads, seq, hd] = shape[..] else {
-            panic!("rope_backward: the gradient must be 4-d")
-        };
-        let out =
-            elementwise::rope_backward(values(&grad), values(&cos), values(&sin), heads, seq, hd);
-        FlexTensor::from_data(TensorData::new(out, shape))
+        super::flex_rope(grad, cos, sin, true)
     }
 
     fn token_nll_with_lse(

@@ -13,7 +13,6 @@ pub(crate) fn exp_nonpositive(x: f32) -> f32 {
     // e^x = 2^n · e^r, n = round(x / ln 2), r = x − n ln 2 ∈ [−ln2/2, ln2/2].
     // Round to nearest with the 1.5·2^23 trick: `f32::round` is a libm call on baseline x86-64
     // and would keep the loop from vectorizing.
-    const SHIFT: f32 = 12_582_912.0;
     let shifted = x.mul_add(std::f32::consts::LOG2_E, SHIFT);
     let n = shifted - SHIFT;
     let r = n.mul_add(-1.428_606_8e-6, n.mul_add(-0.693_145_75, x));
@@ -22,14 +21,23 @@ pub(crate) fn exp_nonpositive(x: f32) -> f32 {
     for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
         p = p.mul_add(r, c);
     }
-    // 2^n from the integer already sitting in `shifted`'s mantissa (its bits are
-    // 0x4B40_0000 + n): an `as i32` cast would be a scalar, saturating conversion per element.
+    p * pow2_of_shifted(shifted)
+}
+
+/// `1.5 · 2^23`: adding it to a float of magnitude below 2^22 rounds it to an integer, which
+/// then sits in the low bits of the sum's mantissa.
+const SHIFT: f32 = 12_582_912.0;
+
+/// `2^n` for the integer `n` in `shifted = n + SHIFT` (its bits are `0x4B40_0000 + n`), built
+/// from those bits: an `as i32` cast would be a scalar, saturating conversion per element.
+#[inline(always)]
+fn pow2_of_shifted(shifted: f32) -> f32 {
     let bits = shifted
         .to_bits()
         .wrapping_sub(0x4B40_0000)
         .wrapping_add(127)
         << 23;
-    p * f32::from_bits(bits)
+    f32::from_bits(bits)
 }
 
 /// `2^y` for `y` in `[-126, 0]` (callers clamp), relative error below 3e-7: the same range
@@ -38,7 +46,6 @@ pub(crate) fn exp_nonpositive(x: f32) -> f32 {
 /// in base 2 (the token statistics) save the reduction's multiplications this way.
 #[inline(always)]
 pub(crate) fn exp2_nonpositive(y: f32) -> f32 {
-    const SHIFT: f32 = 12_582_912.0;
     let shifted = y + SHIFT;
     let n = shifted - SHIFT;
     let f = y - n;
@@ -52,12 +59,7 @@ pub(crate) fn exp2_nonpositive(y: f32) -> f32 {
     ] {
         p = p.mul_add(f, c);
     }
-    let bits = shifted
-        .to_bits()
-        .wrapping_sub(0x4B40_0000)
-        .wrapping_add(127)
-        << 23;
-    p * f32::from_bits(bits)
+    p * pow2_of_shifted(shifted)
 }
 
 /// Elements per parallel task.
@@ -183,19 +185,16 @@ fn rope_pass(
         .for_each(|(bh, (o, xs))| {
             let b = bh / heads;
             let (c, s) = (&cos[b * seq * hd..][..seq * hd], &sin[b * seq * hd..][..seq * hd]);
-            if transpose {
-                simd_kernel!(RopeT { o: &'a mut [f32], xs: &'a [f32], c: &'a [f32], s: &'a [f32], hd: usize }
-                    => rope_rows_transposed(o, xs, c, s, hd))
-            } else {
-                simd_kernel!(Rope { o: &'a mut [f32], xs: &'a [f32], c: &'a [f32], s: &'a [f32], hd: usize }
-                    => rope_rows(o, xs, c, s, hd))
-            }
+            simd_kernel!(Rope { o: &'a mut [f32], xs: &'a [f32], c: &'a [f32], s: &'a [f32], hd: usize, transpose: bool }
+                => rope_rows(o, xs, c, s, hd, transpose))
         });
     out
 }
 
+/// RoPE over rows of `hd` values, or its transpose (the gradient): `∂x₁ = g₁·cos₁ + g₂·sin₂`,
+/// `∂x₂ = g₂·cos₂ − g₁·sin₁` (the branch is loop-invariant, so each loop compiles branch-free).
 #[inline(always)]
-fn rope_rows(out: &mut [f32], x: &[f32], cos: &[f32], sin: &[f32], hd: usize) {
+fn rope_rows(out: &mut [f32], x: &[f32], cos: &[f32], sin: &[f32], hd: usize, transpose: bool) {
     let half = hd / 2;
     for (((o, x), c), s) in out
         .chunks_exact_mut(hd)
@@ -205,27 +204,18 @@ fn rope_rows(out: &mut [f32], x: &[f32], cos: &[f32], sin: &[f32], hd: usize) {
     {
         let (x1, x2) = x.split_at(half);
         let (o1, o2) = o.split_at_mut(half);
-        for i in 0..half {
-            o1[i] = x1[i] * c[i] - x2[i] * s[i];
-            o2[i] = x2[i] * c[half + i] + x1[i] * s[half + i];
-        }
-    }
-}
-
-#[inline(always)]
-fn rope_rows_transposed(out: &mut [f32], g: &[f32], cos: &[f32], sin: &[f32], hd: usize) {
-    let half = hd / 2;
-    for (((o, g), c), s) in out
-        .chunks_exact_mut(hd)
-        .zip(g.chunks_exact(hd))
-        .zip(cos.chunks_exact(hd))
-        .zip(sin.chunks_exact(hd))
-    {
-        let (g1, g2) = g.split_at(half);
-        let (o1, o2) = o.split_at_mut(half);
-        for i in 0..half {
-            o1[i] = g1[i] * c[i] + g2[i] * s[half + i];
-            o2[i] = g2[i] * c[half + i] - g1[i] * s[i];
+        let (c1, c2) = c.split_at(half);
+        let (s1, s2) = s.split_at(half);
+        if transpose {
+            for i in 0..half {
+                o1[i] = x1[i] * c1[i] + x2[i] * s2[i];
+                o2[i] = x2[i] * c2[i] - x1[i] * s1[i];
+            }
+        } else {
+            for i in 0..half {
+                o1[i] = x1[i] * c1[i] - x2[i] * s1[i];
+                o2[i] = x2[i] * c2[i] + x1[i] * s2[i];
+            }
         }
     }
 }

@@ -220,6 +220,24 @@ impl InferenceKernels for Flex {
     }
 }
 
+/// [`elementwise::rope`] on flex tensors, or with `transpose` its gradient
+/// ([`elementwise::rope_backward`]) given the output gradient as `x`.
+fn flex_rope(x: FlexTensor, cos: FlexTensor, sin: FlexTensor, transpose: bool) -> FlexTensor {
+    let (x, shape) = flex_f32(x);
+    let (cos, _) = flex_f32(cos);
+    let (sin, _) = flex_f32(sin);
+    let [_, heads, seq, hd] = shape[..] else {
+        panic!("rope: x must be 4-d")
+    };
+    let (x, cos, sin) = (values(&x), values(&cos), values(&sin));
+    let out = if transpose {
+        elementwise::rope_backward(x, cos, sin, heads, seq, hd)
+    } else {
+        elementwise::rope(x, cos, sin, heads, seq, hd)
+    };
+    FlexTensor::from_data(TensorData::new(out, shape))
+}
+
 /// [`gemv::matmul_nn_many`] on flex tensors.
 fn flex_matmul_many(x: FlexTensor, ws: Vec<FlexTensor>) -> Vec<FlexTensor> {
     let (x, x_shape) = flex_f32(x);
@@ -324,14 +342,7 @@ impl CpuKernels for Flex {
         cos: FloatTensor<Self>,
         sin: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        let (x, shape) = flex_f32(x);
-        let (cos, _) = flex_f32(cos);
-        let (sin, _) = flex_f32(sin);
-        let [_, heads, seq, hd] = shape[..] else {
-            panic!("rope: x must be 4-d")
-        };
-        let out = elementwise::rope(values(&x), values(&cos), values(&sin), heads, seq, hd);
-        FlexTensor::from_data(TensorData::new(out, shape))
+        flex_rope(x, cos, sin, false)
     }
 
     fn token_nll(logits: FloatTensor<Self>, targets: Vec<u32>) -> FloatTensor<Self> {

@@ -144,8 +144,7 @@ impl Proj {
         let update = input
             .reshape([rows, dims[D - 1]])
             .matmul(l.a.val())
-            .matmul(l.b.val())
-            .mul_scalar(l.scale);
+            .matmul(l.b.val().mul_scalar(l.scale)); // scaling B ([rank, out]) is the cheap side
         let out_dims = y.dims();
         y + update.reshape(out_dims)
     }

@@ -796,24 +796,31 @@ impl CausalLm {
         } else {
             (k, v)
         };
-        let (k, v) = if self.native_gqa || nh == nkv {
-            (k, v)
-        } else {
-            (repeat_kv(k, nh / nkv), repeat_kv(v, nh / nkv))
-        };
         if self.flex() && !self.flex_inference() {
-            // Training on flex: scale, mask and softmax in one pass each way.
+            // Training on flex: scale, mask and softmax in one pass each way, and grouped-query
+            // heads without repeating keys and values: the query heads that share a kv head are
+            // stacked along the query axis, so each kv head is one product.
             if let Some(hidden) = host_mask(mask) {
+                let group = nh / nkv;
+                let keys = k.dims()[2];
+                let hidden = stack_mask_rows(hidden, batch, group, seq, keys);
+                let q = q.reshape([batch, nkv, group * seq, hd]);
                 let scores = q.matmul(k.swap_dims(2, 3));
                 let probs =
                     crate::kernels::attention_softmax(scores, hidden, 1.0 / (hd as f32).sqrt());
                 let out = probs
                     .matmul(v)
+                    .reshape([batch, nh, seq, hd])
                     .swap_dims(1, 2)
                     .reshape([batch, seq, nh * hd]);
                 return attn.o_proj.forward(out);
             }
         }
+        let (k, v) = if self.native_gqa || nh == nkv {
+            (k, v)
+        } else {
+            (repeat_kv(k, nh / nkv), repeat_kv(v, nh / nkv))
+        };
         let (mask, is_causal) = match mask {
             AttentionMask::Causal | AttentionMask::LeftPadded(_) => (None, true),
             AttentionMask::Explicit(m) => (Some(m.as_ref().clone()), false),
@@ -869,6 +876,44 @@ fn host_mask(mask: &AttentionMask) -> Option<Vec<bool>> {
     }
 }
 
+/// The mask of `group` query heads stacked along the query axis (`[batch, group · queries,
+/// keys]`): each head's rows repeat the sequence's mask; causal (empty) becomes explicit, as the
+/// stacked rows' positions restart for every head.
+fn stack_mask_rows(
+    hidden: Vec<bool>,
+    batch: usize,
+    group: usize,
+    queries: usize,
+    keys: usize,
+) -> Vec<bool> {
+    if group == 1 {
+        return hidden;
+    }
+    let offset = keys.saturating_sub(queries);
+    let causal: Vec<bool>;
+    let per_sequence: &[bool] = if hidden.is_empty() {
+        causal = (0..queries * keys)
+            .map(|at| at % keys > at / keys + offset)
+            .collect();
+        &causal
+    } else {
+        &hidden
+    };
+    let rows = queries * keys;
+    let mut out = Vec::with_capacity(batch * group * rows);
+    for b in 0..batch {
+        let sequence = if hidden.is_empty() {
+            per_sequence
+        } else {
+            &per_sequence[b * rows..(b + 1) * rows]
+        };
+        for _ in 0..group {
+            out.extend_from_slice(sequence);
+        }
+    }
+    out
+}
+
 /// Where a pass writes into the KV cache.
 #[derive(Debug, Clone, Copy)]
 struct SlotInfo {
@@ -909,6 +954,50 @@ mod tests {
             .into_data()
             .try_into_vec::<f32>()
             .expect("f32")
+    }
+
+    /// The training pass on flex (autodiff: fused softmax, grouped heads stacked, no repeated
+    /// keys) gives the hidden states of the inference pass (flex's own attention), causal and
+    /// with an explicit mask hiding a prefix of the second row.
+    #[test]
+    fn training_attention_matches_inference() {
+        let config = tiny::config();
+        assert!(config.num_key_value_heads < config.num_attention_heads, "tiny is GQA");
+        let build = |device: &Device| {
+            CausalLm::from_weights(
+                config.clone(),
+                &tiny::RandomInit::new(&config, 5),
+                device,
+                crate::backend::is_flex_inference(device),
+            )
+            .expect("tiny model")
+        };
+        let (plain, train) = (build(&Device::flex()), build(&Device::flex().autodiff()));
+        let ids = vec![vec![5u32, 17, 42, 9, 77, 31], vec![8, 3, 99, 12, 4, 60]];
+        let pos: Vec<Vec<usize>> = vec![(0..6).collect(), (0..6).collect()];
+        let explicit = |device: &Device| {
+            // Row 1: the first two keys hidden from the later queries (a packed first example).
+            let mut hidden = vec![false; 2 * 6 * 6];
+            for q in 0..6 {
+                for k in 0..6 {
+                    hidden[(6 + q) * 6 + k] = k > q || (q >= 2 && k < 2);
+                    hidden[q * 6 + k] = k > q;
+                }
+            }
+            AttentionMask::Explicit(Box::new(Tensor::from_data(
+                TensorData::new(hidden, [2, 1, 6, 6]),
+                device,
+            )))
+        };
+        for (label, masks) in [
+            ("causal", (AttentionMask::Causal, AttentionMask::Causal)),
+            ("explicit", (explicit(&plain.device), explicit(&train.device))),
+        ] {
+            let want = plain.forward_hidden(&ids, &pos, masks.0, &mut plain.no_cache());
+            let got = train.forward_hidden(&ids, &pos, masks.1, &mut train.no_cache());
+            let diff: f32 = (got.inner() - want).abs().max().into_scalar();
+            assert!(diff < 1e-4, "{label}: max |Δ| = {diff}");
+        }
     }
 
     /// Token by token through a cache that starts too small (so it grows twice), with left

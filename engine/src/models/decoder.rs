@@ -962,7 +962,10 @@ mod tests {
     #[test]
     fn training_attention_matches_inference() {
         let config = tiny::config();
-        assert!(config.num_key_value_heads < config.num_attention_heads, "tiny is GQA");
+        assert!(
+            config.num_key_value_heads < config.num_attention_heads,
+            "tiny is GQA"
+        );
         let build = |device: &Device| {
             CausalLm::from_weights(
                 config.clone(),
@@ -991,7 +994,10 @@ mod tests {
         };
         for (label, masks) in [
             ("causal", (AttentionMask::Causal, AttentionMask::Causal)),
-            ("explicit", (explicit(&plain.device), explicit(&train.device))),
+            (
+                "explicit",
+                (explicit(&plain.device), explicit(&train.device)),
+            ),
         ] {
             let want = plain.forward_hidden(&ids, &pos, masks.0, &mut plain.no_cache());
             let got = train.forward_hidden(&ids, &pos, masks.1, &mut train.no_cache());

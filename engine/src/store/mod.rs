@@ -843,9 +843,7 @@ fn configure(conn: &Connection, db_path: &Path) -> Result<(), StoreError> {
     };
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(sql_err("set the busy timeout"))?;
-    let journal_mode: String = conn
-        .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
-        .map_err(sql_err("switch to WAL mode"))?;
+    let journal_mode = switch_to_wal(conn).map_err(sql_err("switch to WAL mode"))?;
     if !journal_mode.eq_ignore_ascii_case("wal") {
         tracing::warn!(
             path = %db_path.display(),
@@ -861,6 +859,25 @@ fn configure(conn: &Connection, db_path: &Path) -> Result<(), StoreError> {
         .map_err(sql_err("enable foreign keys"))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
+}
+
+/// Sets the file's journal mode to WAL and returns the mode now in force. Two connections
+/// opening a fresh file together both try the switch; SQLite then answers `SQLITE_BUSY` at once,
+/// without calling the busy handler (waiting could deadlock), so the switch is retried here for
+/// up to [`BUSY_TIMEOUT`].
+fn switch_to_wal(conn: &Connection) -> rusqlite::Result<String> {
+    let started = std::time::Instant::now();
+    loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && started.elapsed() < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
 }
 
 struct RawRun {

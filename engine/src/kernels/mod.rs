@@ -1,9 +1,10 @@
 //! Fused and specialised CPU kernels, plugged into burn as backend extensions
 //! (`#[backend_extension]`) so the model code calls one function: flex runs the kernels here on
-//! the raw f32 data; under autodiff the fused kernels (silu·up, RoPE, the token loss) are single
-//! graph nodes with hand-written backward passes (`autodiff`), and the small-row products run
-//! the trait's default body of ordinary burn ops. Callers use them where the device is flex
-//! (`backend::is_flex`, `backend::is_flex_inference`); other backends take the composed burn ops.
+//! the raw f32 data; under autodiff the fused kernels (silu·up, RoPE, the token loss, the
+//! attention softmax) are single graph nodes with hand-written backward passes (`autodiff`),
+//! and the small-row products run the trait's default body of ordinary burn ops. Callers use
+//! them where the device is flex (`backend::is_flex`, `backend::is_flex_inference`); other
+//! backends take the composed burn ops.
 //!
 //! - [`gemv`]: matrix products with few rows (decode), bound by reading the weights once.
 //! - [`elementwise`]: SwiGLU's `silu(gate) · up` and RoPE in one pass each way, and the
@@ -346,12 +347,7 @@ impl CpuKernels for Flex {
     }
 
     fn token_nll(logits: FloatTensor<Self>, targets: Vec<u32>) -> FloatTensor<Self> {
-        let (logits, shape) = flex_f32(logits);
-        let [rows, vocab] = shape[..] else {
-            panic!("token_nll: logits must be [rows, vocab]")
-        };
-        let (nll, _) = loss::token_nll(values(&logits), vocab, &targets);
-        FlexTensor::from_data(TensorData::new(nll, [rows]))
+        <Self as autodiff::KernelGrads>::token_nll_with_lse(logits, &targets).0
     }
 
     fn attention_softmax(

@@ -6,7 +6,9 @@
 use rayon::prelude::*;
 
 use super::elementwise::exp_nonpositive;
+use super::gemv::dot;
 use super::simd_kernel;
+use crate::infer::token_stats::max_of;
 
 /// Which keys each query row may see.
 #[derive(Debug, Clone, Copy)]
@@ -87,7 +89,7 @@ pub fn masked_softmax_backward(probs: &[f32], grad: &[f32], k: usize, scale: f32
 #[inline(always)]
 fn softmax_prefix(out: &mut [f32], s: &[f32], seen: usize, scale: f32) {
     let (s, out) = (&s[..seen], &mut out[..seen]);
-    let max = lane_max(s) * scale;
+    let max = max_of(s) * scale;
     if !max.is_finite() {
         return;
     }
@@ -128,37 +130,9 @@ fn softmax_masked(out: &mut [f32], s: &[f32], hidden: &[bool], scale: f32) {
     }
 }
 
-/// The largest element over 16 independent lanes (vectorizes, unlike one running `max`).
-#[inline(always)]
-fn lane_max(xs: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; 16];
-    let chunks = xs.chunks_exact(16);
-    let tail = chunks.remainder();
-    for c in chunks {
-        for l in 0..16 {
-            acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
-        }
-    }
-    for &x in tail {
-        acc[0] = if x > acc[0] { x } else { acc[0] };
-    }
-    acc.iter().copied().fold(f32::NEG_INFINITY, f32::max)
-}
-
 #[inline(always)]
 fn softmax_grad(out: &mut [f32], p: &[f32], g: &[f32], scale: f32) {
-    let mut acc = [0.0f32; 16];
-    let (pc, gc) = (p.chunks_exact(16), g.chunks_exact(16));
-    let (pr, gr) = (pc.remainder(), gc.remainder());
-    for (a, b) in pc.zip(gc) {
-        for l in 0..16 {
-            acc[l] = a[l].mul_add(b[l], acc[l]);
-        }
-    }
-    let mut dot: f32 = acc.iter().sum();
-    for (&a, &b) in pr.iter().zip(gr) {
-        dot += a * b;
-    }
+    let dot = dot(p, g);
     for ((o, &p), &g) in out.iter_mut().zip(p).zip(g) {
         *o = scale * p * (g - dot);
     }

@@ -709,10 +709,19 @@ impl CausalLm {
             }
             other => other,
         };
+        // Training on flex: the mask `kernels::attention_softmax` reads, on the host with the
+        // grouped query heads stacked, built once for every layer.
+        let stacked = if self.flex() && !self.flex_inference() {
+            let group = self.config.num_attention_heads / self.config.num_key_value_heads;
+            host_mask(&mask).map(|hidden| stack_mask_rows(hidden, batch, group, seq, start + seq))
+        } else {
+            None
+        };
+        let masks = (&mask, stacked.as_deref());
         for (layer, slot) in self.transformer.layers.iter().zip(cache.layers.iter_mut()) {
             let attn_in = layer.input_layernorm.forward(x.clone());
             let attn_out =
-                self.attention(&layer.self_attn, attn_in, &cos, &sin, &mask, slot, slots);
+                self.attention(&layer.self_attn, attn_in, &cos, &sin, masks, slot, slots);
             let h = x + attn_out;
             let mlp_in = layer.post_attention_layernorm.forward(h.clone());
             let mlp = &layer.mlp;
@@ -752,7 +761,7 @@ impl CausalLm {
         x: Tensor<3>,
         cos: &Tensor<4>,
         sin: &Tensor<4>,
-        mask: &AttentionMask,
+        (mask, stacked): (&AttentionMask, Option<&[bool]>),
         slot: &mut Option<(Tensor<4>, Tensor<4>)>,
         slots: SlotInfo,
     ) -> Tensor<3> {
@@ -796,25 +805,20 @@ impl CausalLm {
         } else {
             (k, v)
         };
-        if self.flex() && !self.flex_inference() {
+        if let Some(hidden) = stacked {
             // Training on flex: scale, mask and softmax in one pass each way, and grouped-query
             // heads without repeating keys and values: the query heads that share a kv head are
             // stacked along the query axis, so each kv head is one product.
-            if let Some(hidden) = host_mask(mask) {
-                let group = nh / nkv;
-                let keys = k.dims()[2];
-                let hidden = stack_mask_rows(hidden, batch, group, seq, keys);
-                let q = q.reshape([batch, nkv, group * seq, hd]);
-                let scores = q.matmul(k.swap_dims(2, 3));
-                let probs =
-                    crate::kernels::attention_softmax(scores, hidden, 1.0 / (hd as f32).sqrt());
-                let out = probs
-                    .matmul(v)
-                    .reshape([batch, nh, seq, hd])
-                    .swap_dims(1, 2)
-                    .reshape([batch, seq, nh * hd]);
-                return attn.o_proj.forward(out);
-            }
+            let q = q.reshape([batch, nkv, (nh / nkv) * seq, hd]);
+            let scores = q.matmul(k.swap_dims(2, 3));
+            let scale = 1.0 / (hd as f32).sqrt();
+            let probs = crate::kernels::attention_softmax(scores, hidden.to_vec(), scale);
+            let out = probs
+                .matmul(v)
+                .reshape([batch, nh, seq, hd])
+                .swap_dims(1, 2)
+                .reshape([batch, seq, nh * hd]);
+            return attn.o_proj.forward(out);
         }
         let (k, v) = if self.native_gqa || nh == nkv {
             (k, v)

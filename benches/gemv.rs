@@ -6,7 +6,7 @@
 
 use burn::tensor::{Device, Distribution, Tensor};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use engine::kernels::{matmul_small, matmul_small_nt};
+use engine::kernels::{matmul, matmul_nt};
 use std::hint::black_box;
 
 const COPIES: usize = 24;
@@ -34,9 +34,9 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 for w in &weights {
                     let y = if nt {
-                        matmul_small_nt(x.clone(), w.clone())
+                        matmul_nt(x.clone(), w.clone())
                     } else {
-                        matmul_small(x.clone(), w.clone())
+                        matmul(x.clone(), w.clone())
                     };
                     black_box(y.into_data());
                 }

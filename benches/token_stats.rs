@@ -3,7 +3,7 @@
 //! Throughput is bytes of logits read, to compare with memory bandwidth (~30 GB/s here).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use engine::infer::token_stats::{row_stats, rows_stats};
+use engine::kernels::token_stats::{row_stats, rows_stats};
 use std::hint::black_box;
 
 const VOCAB: usize = 49_152;

@@ -3,11 +3,10 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use engine::formats::safetensors::{SafetensorsWeights, write_f32};
-use engine::formats::{HostTensor, WeightSource};
+use engine::models::{HostTensor, WeightSource};
 
 /// Runs `studio score` on `model` and returns stderr, asserting a clean failure.
 fn score_fails(model: &Path, text: &str) -> String {
@@ -238,43 +237,24 @@ fn prompt_longer_than_context() {
     assert!(m.contains("context") && m.contains("512"), "{m}");
 }
 
-/// A minimal GGUF v3 writer: string/u32 metadata and tensors of any type id.
+/// A GGUF file with string metadata and tensors `(name, dims, ggml type id, data)`, through the
+/// engine's writer.
 fn write_gguf(path: &Path, metadata: &[(&str, &str)], tensors: &[(&str, &[u64], u32, Vec<u8>)]) {
-    let mut f = std::fs::File::create(path).expect("create");
-    let s = |f: &mut std::fs::File, text: &str| {
-        f.write_all(&(text.len() as u64).to_le_bytes()).expect("w");
-        f.write_all(text.as_bytes()).expect("w");
-    };
-    f.write_all(b"GGUF").expect("w");
-    f.write_all(&3u32.to_le_bytes()).expect("w");
-    f.write_all(&(tensors.len() as u64).to_le_bytes())
-        .expect("w");
-    f.write_all(&(metadata.len() as u64).to_le_bytes())
-        .expect("w");
-    for (k, v) in metadata {
-        s(&mut f, k);
-        f.write_all(&8u32.to_le_bytes()).expect("w"); // string
-        s(&mut f, v);
-    }
-    let mut offset = 0u64;
-    for (name, dims, kind, data) in tensors {
-        s(&mut f, name);
-        f.write_all(&(dims.len() as u32).to_le_bytes()).expect("w");
-        for d in *dims {
-            f.write_all(&d.to_le_bytes()).expect("w");
-        }
-        f.write_all(&kind.to_le_bytes()).expect("w");
-        f.write_all(&offset.to_le_bytes()).expect("w");
-        offset += (data.len() as u64).div_ceil(32) * 32;
-    }
-    let pos = f.metadata().expect("meta").len();
-    f.write_all(&vec![0u8; (pos.div_ceil(32) * 32 - pos) as usize])
-        .expect("pad");
-    for (_, _, _, data) in tensors {
-        f.write_all(data).expect("w");
-        f.write_all(&vec![0u8; data.len().div_ceil(32) * 32 - data.len()])
-            .expect("pad");
-    }
+    use engine::formats::gguf::writer::{MetaValue, TensorEntry, gguf_bytes};
+    let metadata: Vec<(&str, MetaValue<'_>)> = metadata
+        .iter()
+        .map(|&(k, v)| (k, MetaValue::Str(v)))
+        .collect();
+    let tensors: Vec<TensorEntry<'_>> = tensors
+        .iter()
+        .map(|(name, dims, kind, data)| TensorEntry {
+            name,
+            dims: dims.to_vec(),
+            kind: *kind,
+            data: data.clone(),
+        })
+        .collect();
+    std::fs::write(path, gguf_bytes(&metadata, &tensors)).expect("write the GGUF file");
 }
 
 #[test]

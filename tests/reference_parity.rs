@@ -1,7 +1,14 @@
-//! The engine against Hugging Face transformers: `../shared/fixtures/qwen2-tiny/reference.json`
-//! holds what transformers 5.23 computes in float32 for a tiny random Qwen2 (transformers-5-style
-//! config, q/k/v biases, untied embeddings). Every logprob and entropy within 1e-4, the same top-5
-//! ids, the same 24 greedy ids.
+//! The engine against Hugging Face transformers. Each fixture's `reference.json` holds what
+//! transformers 5.23 computes in float32 for a tiny random model saved by `save_pretrained`:
+//! - `../shared/fixtures/qwen2-tiny`: Qwen2 (q/k/v biases, untied embeddings);
+//! - `tests/fixtures/qwen3-tiny`: Qwen3 (per-head q/k RMSNorm, an explicit `head_dim` of 32 where
+//!   hidden / heads = 16, tied embeddings);
+//! - `tests/fixtures/llama3-rope-tiny`: Llama with Llama-3 `rope_scaling` (factor 8, original
+//!   context 256, one frequency in each of the kept, smoothed and divided bands) scored past
+//!   position 256.
+//!
+//! The last two and their references are made by `tests/fixtures/make_reference.py`. Every
+//! logprob and entropy within 1e-4, the same top-5 ids, the same 24 greedy ids.
 
 mod common;
 
@@ -15,8 +22,17 @@ const TOL: f64 = 1e-4;
 
 fn reference() -> Option<(std::path::PathBuf, Value)> {
     let dir = common::shared_file("fixtures/qwen2-tiny")?;
+    Some(read_reference(dir))
+}
+
+/// A fixture committed under `tests/fixtures/`.
+fn committed(name: &str) -> (std::path::PathBuf, Value) {
+    read_reference(common::repo_root().join("tests/fixtures").join(name))
+}
+
+fn read_reference(dir: std::path::PathBuf) -> (std::path::PathBuf, Value) {
     let text = std::fs::read_to_string(dir.join("reference.json")).expect("reference.json");
-    Some((dir, serde_json::from_str(&text).expect("reference is JSON")))
+    (dir, serde_json::from_str(&text).expect("reference is JSON"))
 }
 
 #[test]
@@ -24,6 +40,57 @@ fn scores_match_transformers() {
     let Some((dir, reference)) = reference() else {
         return;
     };
+    check_scores(&dir, &reference);
+}
+
+#[test]
+fn qwen3_scores_match_transformers() {
+    let (dir, reference) = committed("qwen3-tiny");
+    let loaded = load_model(&dir.to_string_lossy(), &Backend::cpu()).expect("fixture loads");
+    let c = &loaded.model.config;
+    assert_eq!(c.architecture, engine::models::Architecture::Qwen3);
+    assert_eq!(
+        (c.head_dim, c.hidden_size / c.num_attention_heads),
+        (32, 16)
+    );
+    assert!(c.tie_word_embeddings);
+    check_scores(&dir, &reference);
+}
+
+#[test]
+fn llama3_rope_scaling_scores_match_transformers() {
+    let (dir, reference) = committed("llama3-rope-tiny");
+    let loaded = load_model(&dir.to_string_lossy(), &Backend::cpu()).expect("fixture loads");
+    let rope = &loaded.model.config.rope;
+    let scaling = rope.llama3.as_ref().expect("llama3 rope scaling read");
+    assert_eq!(scaling.original_max_position_embeddings, 256.0);
+    let longest = reference["scores"]
+        .as_array()
+        .expect("scores")
+        .iter()
+        .map(|c| c["tokens"].as_array().expect("tokens").len())
+        .max()
+        .expect("cases");
+    assert!(
+        longest > 300,
+        "the reference reaches past the original context"
+    );
+    check_scores(&dir, &reference);
+}
+
+#[test]
+fn qwen3_greedy_ids_match_transformers() {
+    let (dir, reference) = committed("qwen3-tiny");
+    check_greedy(&dir, &reference);
+}
+
+#[test]
+fn llama3_rope_scaling_greedy_ids_match_transformers() {
+    let (dir, reference) = committed("llama3-rope-tiny");
+    check_greedy(&dir, &reference);
+}
+
+fn check_scores(dir: &std::path::Path, reference: &Value) {
     let loaded = load_model(&dir.to_string_lossy(), &Backend::cpu()).expect("fixture loads");
     let mut worst = 0.0f64;
     for case in reference["scores"].as_array().expect("scores") {
@@ -75,6 +142,10 @@ fn greedy_ids_match_transformers() {
     let Some((dir, reference)) = reference() else {
         return;
     };
+    check_greedy(&dir, &reference);
+}
+
+fn check_greedy(dir: &std::path::Path, reference: &Value) {
     let loaded = load_model(&dir.to_string_lossy(), &Backend::cpu()).expect("fixture loads");
     let greedy = &reference["greedy"];
     let prompt = loaded
@@ -190,4 +261,59 @@ fn cli_score_and_generate_follow_the_json_contract() {
     assert!(out["text"].is_string());
     assert!(out["tokens"][0]["logprob"].as_f64().expect("logprob") <= 0.0);
     assert!(out["tokens"][0]["entropy"].as_f64().expect("entropy") >= 0.0);
+}
+
+/// The Qwen3 fixture's weights split into two shards listed by `model.safetensors.index.json`
+/// (as `save_pretrained` writes large models) load to the same scores; an index naming a shard
+/// that is not there is an error naming that file.
+#[test]
+fn sharded_safetensors_load_as_one() {
+    use engine::formats::safetensors::{SafetensorsWeights, write_f32};
+    use engine::models::WeightSource;
+
+    let (dir, reference) = committed("qwen3-tiny");
+    let sharded = tempfile::tempdir().expect("tempdir");
+    for file in [
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        std::fs::copy(dir.join(file), sharded.path().join(file)).expect("copy");
+    }
+    let whole = SafetensorsWeights::open_file(&dir.join("model.safetensors")).expect("opens");
+    let names: Vec<String> = whole.summary().into_keys().collect();
+    assert!(names.len() > 10);
+    let (first, second) = names.split_at(names.len() / 2);
+    let mut weight_map = serde_json::Map::new();
+    for (file, part) in [
+        ("model-00001-of-00002.safetensors", first),
+        ("model-00002-of-00002.safetensors", second),
+    ] {
+        let tensors: Vec<_> = part
+            .iter()
+            .map(|n| (n.clone(), whole.tensor(n).expect("reads").expect("present")))
+            .collect();
+        write_f32(&sharded.path().join(file), &tensors).expect("writes a shard");
+        for n in part {
+            weight_map.insert(n.clone(), Value::String(file.to_string()));
+        }
+    }
+    let index = serde_json::json!({ "metadata": {}, "weight_map": weight_map });
+    std::fs::write(
+        sharded.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .expect("writes the index");
+    assert!(!sharded.path().join("model.safetensors").exists());
+    check_scores(sharded.path(), &reference);
+
+    std::fs::remove_file(sharded.path().join("model-00002-of-00002.safetensors")).expect("rm");
+    let error = load_model(&sharded.path().to_string_lossy(), &Backend::cpu())
+        .expect_err("a missing shard fails")
+        .to_string();
+    assert!(
+        error.contains("model-00002-of-00002.safetensors"),
+        "{error}"
+    );
 }

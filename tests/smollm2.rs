@@ -99,11 +99,11 @@ fn exported_hf_folder_scores_like_the_gguf() {
     // The chat template travels too.
     let chat_a = a
         .tokenizer
-        .encode_chat(&[engine::formats::chat_template::ChatMessage::user("Hi")])
+        .encode_chat(&[engine::text::chat_template::ChatMessage::user("Hi")])
         .expect("chat");
     let chat_b = b
         .tokenizer
-        .encode_chat(&[engine::formats::chat_template::ChatMessage::user("Hi")])
+        .encode_chat(&[engine::text::chat_template::ChatMessage::user("Hi")])
         .expect("chat");
     assert_eq!(chat_a, chat_b);
 }

@@ -11,9 +11,9 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::Instant;
 
 use engine::backend::Backend;
-use engine::formats::chat_template::ChatMessage;
 use engine::formats::loader::{LoadedModel, load_model};
 use engine::infer::{GenerateRequest, GeneratedToken, SamplingConfig, generate};
+use engine::text::chat_template::ChatMessage;
 
 use crate::widgets::token_heatmap::{Alternative, HeatmapToken};
 
@@ -276,15 +276,23 @@ impl Worker {
         let mut ids = Vec::new();
         let mut cancelled = false;
         let mut ui_gone = false;
+        let mut decode_failure = None;
         let result = generate(&loaded.model, &request, |_row, token: &GeneratedToken| {
             if self.cancelled_through.load(Ordering::SeqCst) >= job_id {
                 cancelled = true;
                 return ControlFlow::Break(());
             }
             ids.push(token.id);
+            let token = match heatmap_token(tokenizer, token) {
+                Ok(token) => token,
+                Err(e) => {
+                    decode_failure = Some(e);
+                    return ControlFlow::Break(());
+                }
+            };
             let event = Event::Token {
                 job_id,
-                token: heatmap_token(tokenizer, token),
+                token,
                 elapsed_secs: start.elapsed().as_secs_f64(),
             };
             if self.events.send(event).is_err() {
@@ -297,10 +305,15 @@ impl Worker {
         if ui_gone {
             return Err(Disconnected);
         }
-        let event = match result {
-            Ok(_) => Event::Finished {
+        let text = match (result, decode_failure) {
+            (Err(e), _) => Err(e.to_string()),
+            (Ok(_), Some(e)) => Err(e.to_string()),
+            (Ok(_), None) => tokenizer.decode(&ids).map_err(|e| e.to_string()),
+        };
+        let event = match text {
+            Ok(text) => Event::Finished {
                 job_id,
-                text: tokenizer.decode(&ids),
+                text,
                 elapsed_secs: start.elapsed().as_secs_f64(),
                 cancelled,
             },
@@ -311,24 +324,27 @@ impl Worker {
 }
 
 fn heatmap_token(
-    tokenizer: &engine::formats::tokenizer::TextTokenizer,
+    tokenizer: &engine::text::TextTokenizer,
     token: &GeneratedToken,
-) -> HeatmapToken {
-    HeatmapToken {
-        id: token.id,
-        text: tokenizer.token_text(token.id),
-        logprob: token.logprob,
-        entropy_nats: token.entropy,
-        alternatives: token
-            .top
-            .iter()
-            .map(|&(id, logprob)| Alternative {
+) -> Result<HeatmapToken, engine::text::TextError> {
+    let alternatives = token
+        .top
+        .iter()
+        .map(|&(id, logprob)| {
+            Ok(Alternative {
                 id,
-                text: tokenizer.token_text(id),
+                text: tokenizer.token_text(id)?,
                 logprob,
             })
-            .collect(),
-    }
+        })
+        .collect::<Result<Vec<_>, engine::text::TextError>>()?;
+    Ok(HeatmapToken {
+        id: token.id,
+        text: tokenizer.token_text(token.id)?,
+        logprob: token.logprob,
+        entropy_nats: token.entropy,
+        alternatives,
+    })
 }
 
 fn failure_event(command: &Command, message: String) -> Event {

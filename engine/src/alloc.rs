@@ -215,4 +215,33 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn a_freed_large_block_is_handed_out_again_for_its_size_class() {
+        let a = BlockCache;
+        // An alignment no other test asks for, so no other test can take the cached block.
+        let align = 1 << 14;
+        let first = Layout::from_size_align(5 * LARGE + 3, align).expect("layout");
+        let same_class = Layout::from_size_align(5 * LARGE + 100, align).expect("layout");
+        let other_class = Layout::from_size_align(6 * LARGE, align).expect("layout");
+        // SAFETY: non-zero sizes, each block freed once with the layout it was allocated with.
+        unsafe {
+            let p = a.alloc(first);
+            assert!(!p.is_null());
+            a.dealloc(p, first);
+            let q = a.alloc(same_class);
+            assert_eq!(q, p, "the cached block is reused for the same size class");
+            let r = a.alloc(same_class);
+            assert_ne!(r, p, "a block is handed out once");
+            let s = a.alloc(other_class);
+            assert_ne!(s, p);
+            a.dealloc(q, same_class);
+            let z = a.alloc_zeroed(first);
+            assert_eq!(z, p, "alloc_zeroed reuses it too");
+            assert_eq!(*z.add(5 * LARGE), 0, "and zeroes it");
+            a.dealloc(z, first);
+            a.dealloc(r, same_class);
+            a.dealloc(s, other_class);
+        }
+    }
 }

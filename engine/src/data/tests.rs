@@ -406,26 +406,9 @@ fn jsonl_index_opens_many_rows_and_reads_any() {
     assert_eq!(ds.example(12_345).expect("example").prompt, "q12345");
 }
 
-/// `../shared/datasets/<name>` from the repository root; missing: fails under `CI`, else `None`
-/// after printing a skip.
+/// `../shared/datasets/<name>` (see [`crate::test_files`]).
 fn shared_dataset(name: &str) -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/datasets")
-        .join(name);
-    if path.exists() {
-        return Some(path);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "../shared/datasets/{name} is missing ({}) and CI is set",
-            path.display()
-        );
-    }
-    eprintln!(
-        "SKIPPED: ../shared/datasets/{name} is missing ({})",
-        path.display()
-    );
-    None
+    crate::test_files::shared_file(&format!("datasets/{name}"))
 }
 
 #[test]

@@ -29,13 +29,7 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), FormatError>
 pub fn export_hf(model: &LoadedModel, out: &Path) -> Result<(), FormatError> {
     std::fs::create_dir_all(out).map_err(|e| FormatError::io(out, e))?;
     let config = &model.model.config;
-    let tensors = model
-        .model
-        .named_tensors()
-        .map_err(|message| FormatError::Write {
-            path: out.to_path_buf(),
-            message,
-        })?;
+    let tensors = model.model.named_tensors()?;
     let weights = out.join("model.safetensors");
     let tmp = out.join("model.safetensors.tmp-write");
     write_f32(&tmp, &tensors)?;

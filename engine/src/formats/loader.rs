@@ -3,15 +3,17 @@
 
 use std::path::{Path, PathBuf};
 
-use super::chat_template::ChatTemplate;
 use super::gguf::GgufFile;
 use super::hf_config::{HfConfig, parse_config, read_config};
+use super::hf_tokenizer::tokenizer_from_hf_folder;
 use super::safetensors::SafetensorsWeights;
-use super::tokenizer::TextTokenizer;
 use super::{FormatError, HostTensor, WeightSource};
 use crate::backend::Backend;
+use crate::models::ModelError;
 use crate::models::tiny::{self, RandomInit, TINY_REASONER};
 use crate::models::{CausalLm, DecoderConfig};
+use crate::text::chat_template::ChatTemplate;
+use crate::text::tokenizer::TextTokenizer;
 
 /// The kind of file a model came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -92,10 +94,11 @@ impl WeightSource for GgufWeights<'_> {
         self.0.hf_tensor_kind(name).is_some()
     }
 
-    fn tensor(&self, name: &str) -> Result<Option<HostTensor>, FormatError> {
+    fn tensor(&self, name: &str) -> Result<Option<HostTensor>, ModelError> {
         Ok(self
             .0
-            .hf_tensor(name)?
+            .hf_tensor(name)
+            .map_err(FormatError::from)?
             .map(|(values, shape)| HostTensor { values, shape }))
     }
 }
@@ -171,14 +174,13 @@ fn check_tokenizer_fits(
 /// Opens a model and its tokenizer on `backend`.
 pub fn load_model(spec: &str, backend: &Backend) -> Result<LoadedModel, FormatError> {
     let location = ModelLocation::parse(spec)?;
-    let native_gqa = backend.native_gqa();
     let device = &backend.device;
     match location {
         ModelLocation::TinyReasoner => {
             let config = tiny::config();
             let tokenizer = tiny::tokenizer()?;
             let weights = RandomInit::new(&config, 0);
-            let model = CausalLm::from_weights(config, &weights, device, native_gqa)?;
+            let model = CausalLm::from_weights(config, &weights, device)?;
             Ok(LoadedModel {
                 name: "tiny-reasoner".into(),
                 spec: spec.to_string(),
@@ -191,12 +193,12 @@ pub fn load_model(spec: &str, backend: &Backend) -> Result<LoadedModel, FormatEr
         ModelLocation::HfFolder(folder) => {
             let config_path = folder.join("config.json");
             let config = read_config(&config_path)?;
-            let tokenizer = TextTokenizer::from_hf_folder(&folder, &config.decoder.eos_token_ids)?;
+            let tokenizer = tokenizer_from_hf_folder(&folder, &config.decoder.eos_token_ids)?;
             check_tokenizer_fits(&tokenizer, &config.decoder, &folder)?;
             let weights = SafetensorsWeights::open(&folder)?;
             let mut decoder = config.decoder;
             decoder.eos_token_ids = tokenizer.eos_token_ids.clone();
-            let model = CausalLm::from_weights(decoder, &weights, device, native_gqa)?;
+            let model = CausalLm::from_weights(decoder, &weights, device)?;
             Ok(LoadedModel {
                 name: display_name(&folder),
                 spec: spec.to_string(),
@@ -214,7 +216,7 @@ pub fn load_model(spec: &str, backend: &Backend) -> Result<LoadedModel, FormatEr
             check_tokenizer_fits(&tokenizer, &config.decoder, &path)?;
             let mut decoder = config.decoder;
             decoder.eos_token_ids = tokenizer.eos_token_ids.clone();
-            let model = CausalLm::from_weights(decoder, &GgufWeights(&gguf), device, native_gqa)?;
+            let model = CausalLm::from_weights(decoder, &GgufWeights(&gguf), device)?;
             Ok(LoadedModel {
                 name: display_name(&path),
                 spec: spec.to_string(),

@@ -1,20 +1,22 @@
 //! Model file formats: Hugging Face folders (`config.json`, safetensors, `tokenizer.json`, chat
 //! templates) and GGUF files, plus the exporter that writes an HF folder.
 //!
-//! Every format hands tensors to the model builder through [`WeightSource`], by their Hugging Face
-//! names, as f32. Errors name the file and the field or tensor at fault.
+//! Every format hands tensors to the model builder through [`WeightSource`] (defined in
+//! `models::weights`), by their Hugging Face names, as f32. Errors name the file and the field or tensor at fault.
 
-pub mod chat_template;
 pub mod export;
 pub mod gguf;
 pub mod hf_config;
+pub mod hf_tokenizer;
 pub mod loader;
 pub mod mmap;
 pub mod peft;
 pub mod safetensors;
-pub mod tokenizer;
 
 use std::path::PathBuf;
+
+use crate::models::ModelError;
+pub use crate::models::{HostTensor, WeightSource};
 
 /// Everything that can go wrong while reading a model from disk.
 #[derive(Debug, thiserror::Error)]
@@ -54,13 +56,6 @@ pub enum FormatError {
     },
     #[error("{path}: tensor `{name}` is missing")]
     MissingTensor { path: PathBuf, name: String },
-    #[error("{path}: tensor `{name}` has shape {found:?}, expected {expected:?} from config.json")]
-    ShapeMismatch {
-        path: PathBuf,
-        name: String,
-        expected: Vec<usize>,
-        found: Vec<usize>,
-    },
     #[error("{path}: could not load the tokenizer: {message}")]
     Tokenizer { path: PathBuf, message: String },
     #[error(
@@ -72,10 +67,12 @@ pub enum FormatError {
         max_id: u32,
         embedding_rows: usize,
     },
-    #[error("{path}: chat template: {message}")]
-    ChatTemplate { path: PathBuf, message: String },
     #[error(transparent)]
     Gguf(#[from] gguf::GgufError),
+    #[error(transparent)]
+    Text(#[from] crate::text::TextError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
     #[error("could not write {path}: {message}")]
     Write { path: PathBuf, message: String },
 }
@@ -91,39 +88,9 @@ impl FormatError {
     }
 }
 
-/// A tensor in f32, row-major, with its shape.
-#[derive(Debug, Clone)]
-pub struct HostTensor {
-    pub values: Vec<f32>,
-    pub shape: Vec<usize>,
-}
-
-/// Where model weights come from: a safetensors folder, a GGUF file, or a seeded initializer.
-/// Tensors are asked for by their Hugging Face names.
-pub trait WeightSource {
-    /// The file or folder, for error messages.
-    fn origin(&self) -> PathBuf;
-    /// The tensor, or `None` when the source does not have it.
-    fn tensor(&self, name: &str) -> Result<Option<HostTensor>, FormatError>;
-    /// Whether the source has a tensor of that name (without reading it).
-    fn contains(&self, name: &str) -> bool;
-
-    /// The tensor, which must exist with exactly `expected` shape.
-    fn require(&self, name: &str, expected: &[usize]) -> Result<HostTensor, FormatError> {
-        let tensor = self
-            .tensor(name)?
-            .ok_or_else(|| FormatError::MissingTensor {
-                path: self.origin(),
-                name: name.to_string(),
-            })?;
-        if tensor.shape != expected {
-            return Err(FormatError::ShapeMismatch {
-                path: self.origin(),
-                name: name.to_string(),
-                expected: expected.to_vec(),
-                found: tensor.shape,
-            });
-        }
-        Ok(tensor)
+impl From<FormatError> for ModelError {
+    /// A format's failure while a model reads a tensor from it.
+    fn from(error: FormatError) -> Self {
+        ModelError::ReadTensor(Box::new(error))
     }
 }

@@ -61,7 +61,7 @@ pub fn write_peft(
     out: &Path,
 ) -> Result<(), FormatError> {
     std::fs::create_dir_all(out).map_err(|e| FormatError::io(out, e))?;
-    let tensors: Vec<(String, HostTensor)> = module_tensors(&model.transformer, false)
+    let tensors: Vec<(String, HostTensor)> = module_tensors(&model.transformer, false)?
         .into_iter()
         .filter_map(|(path, t)| peft_name(&path).map(|name| (name, transpose(&t))))
         .collect();
@@ -131,7 +131,7 @@ pub fn apply_peft(model: CausalLm, dir: &Path) -> Result<CausalLm, FormatError> 
     };
     let model = model
         .attach_lora(&lora)
-        .map_err(|message| field_err("target_modules", &message))?;
+        .map_err(|e| field_err("target_modules", &e.to_string()))?;
     let weights_path = dir.join("adapter_model.safetensors");
     let weights = SafetensorsWeights::open_file(&weights_path)?;
     let mut tensors = BTreeMap::new();
@@ -148,18 +148,16 @@ pub fn apply_peft(model: CausalLm, dir: &Path) -> Result<CausalLm, FormatError> 
         config,
         transformer,
         device,
-        native_gqa,
     } = model;
     let transformer =
-        restore_module(transformer, &tensors).map_err(|message| FormatError::Safetensors {
+        restore_module(transformer, &tensors).map_err(|e| FormatError::Safetensors {
             path: weights_path.clone(),
-            message,
+            message: e.to_string(),
         })?;
     Ok(CausalLm {
         config,
         transformer,
         device,
-        native_gqa,
     })
 }
 

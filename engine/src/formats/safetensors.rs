@@ -8,6 +8,7 @@ use safetensors::{Dtype, SafeTensors};
 
 use super::mmap::{Mmap, map_file};
 use super::{FormatError, HostTensor, WeightSource};
+use crate::models::ModelError;
 
 struct Shard {
     path: PathBuf,
@@ -141,7 +142,7 @@ impl WeightSource for SafetensorsWeights {
         self.index.contains_key(name)
     }
 
-    fn tensor(&self, name: &str) -> Result<Option<HostTensor>, FormatError> {
+    fn tensor(&self, name: &str) -> Result<Option<HostTensor>, ModelError> {
         let Some((shard, _, _)) = self.index.get(name) else {
             return Ok(None);
         };

@@ -6,11 +6,11 @@
 use std::ops::ControlFlow;
 
 use super::sampling::{Sampler, SamplingConfig};
-use super::token_stats::row_stats;
 use super::{InferError, host_values};
+use crate::kernels::AttentionMask;
 use crate::kernels::in_pool;
+use crate::kernels::token_stats::row_stats;
 use crate::models::CausalLm;
-use crate::models::decoder::AttentionMask;
 
 /// What to generate.
 #[derive(Debug, Clone)]

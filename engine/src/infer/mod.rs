@@ -5,8 +5,8 @@
 pub mod generate;
 pub mod sampling;
 pub mod score;
-pub mod token_stats;
 
+pub use crate::kernels::token_stats::{RowStats, row_stats, rows_stats};
 pub use generate::{GenerateRequest, GeneratedToken, generate};
 pub use sampling::SamplingConfig;
 pub use score::{ScoredToken, score};

@@ -1,9 +1,9 @@
 //! Teacher-forced scoring: how likely a model finds each token of a given text.
 
-use super::token_stats::rows_stats;
 use super::{InferError, host_values};
+use crate::kernels::AttentionMask;
+use crate::kernels::token_stats::rows_stats;
 use crate::models::CausalLm;
-use crate::models::decoder::AttentionMask;
 
 /// One token of a scored text. Token 0 has no prediction: `logprob`/`entropy` are `None`.
 #[derive(Debug, Clone, PartialEq)]

@@ -284,7 +284,8 @@ mod tests {
         let gate = uniform([7, 33], 6.0, &device).require_grad();
         let up = uniform([7, 33], 2.0, &device).require_grad();
         let upstream = uniform([7, 33], 1.0, &device);
-        let fused = (super::super::silu_mul(gate.clone(), up.clone()) * upstream.clone()).sum();
+        let fused =
+            (super::super::ext::silu_mul(gate.clone(), up.clone()) * upstream.clone()).sum();
         let composed = (silu(gate.clone()) * up.clone() * upstream).sum();
         assert!(max_diff(fused.clone(), composed.clone()) < 1e-4);
         let (gf, gc) = (fused.backward(), composed.backward());
@@ -302,7 +303,7 @@ mod tests {
         let sin = uniform([batch, 1, seq, hd], 1.0, &device);
         let upstream = uniform([batch, heads, seq, hd], 1.0, &device);
         let fused =
-            (super::super::rope(x.clone(), cos.clone(), sin.clone()) * upstream.clone()).sum();
+            (super::super::ext::rope(x.clone(), cos.clone(), sin.clone()) * upstream.clone()).sum();
         let half = hd / 2;
         let rotated = Tensor::cat(
             vec![
@@ -326,7 +327,7 @@ mod tests {
         let upstream = uniform([b, h, q, k], 1.0, &device);
         let scale = 0.125f32;
         for (name, mask) in [("causal", Vec::new()), ("explicit", hidden)] {
-            let fused = (super::super::attention_softmax(scores.clone(), mask.clone(), scale)
+            let fused = (super::super::ext::attention_softmax(scores.clone(), mask.clone(), scale)
                 * upstream.clone())
             .sum();
             let hide: Tensor<4, burn::tensor::Bool> = if mask.is_empty() {
@@ -356,7 +357,7 @@ mod tests {
         let targets: Vec<u32> = vec![0, 516, 3, 200, 200, 77];
         let weights = uniform([rows], 1.0, &device);
         let fused =
-            (super::super::token_nll(logits.clone(), targets.clone()) * weights.clone()).sum();
+            (super::super::ext::token_nll(logits.clone(), targets.clone()) * weights.clone()).sum();
         let at: Vec<i64> = targets.iter().map(|&t| i64::from(t)).collect();
         let at = Tensor::<2, Int>::from_data(TensorData::new(at, [rows, 1]), &device);
         let composed = (log_softmax(logits.clone(), 1)

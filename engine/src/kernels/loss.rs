@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use super::elementwise::exp_nonpositive;
 use super::simd_kernel;
-use crate::infer::token_stats::{LANES, max_of};
+use super::token_stats::{LANES, max_of};
 
 /// Per-row negative log-likelihood of `targets` under `logits` (`[rows, vocab]`, row-major),
 /// with each row's log-sum-exp: `(nll, lse)`.

@@ -1,11 +1,15 @@
 //! Fused and specialised CPU kernels, plugged into burn as backend extensions
-//! (`#[backend_extension]`) so the model code calls one function: flex runs the kernels here on
-//! the raw f32 data; under autodiff the fused kernels (silu·up, RoPE, the token loss, the
-//! attention softmax) are single graph nodes with hand-written backward passes (`autodiff`),
-//! and the small-row products run the trait's default body of ordinary burn ops. Callers use
-//! them where the device is flex (`backend::is_flex`, `backend::is_flex_inference`); other
-//! backends take the composed burn ops.
+//! (`#[backend_extension]`): flex runs the kernels here on the raw f32 data; under autodiff the
+//! fused kernels (silu·up, RoPE, the token loss, the attention softmax) are single graph nodes
+//! with hand-written backward passes (`autodiff`), and the small-row products run the trait's
+//! default body of ordinary burn ops. The bottom layer of the engine: it names nothing above it.
 //!
+//! The model calls [`fused`], the facade: each of its functions takes these kernels where the
+//! device's backend has them and composes burn ops everywhere else, so no model code asks which
+//! backend it runs on. A backend added later gets the composed bodies until it lists itself in
+//! the extension attributes below with kernels of its own.
+//!
+//! - [`fused`]: the facade (silu·up, RoPE, the token loss, projections, attention per pass).
 //! - [`gemv`]: matrix products with few rows (decode), bound by reading the weights once.
 //! - [`elementwise`]: SwiGLU's `silu(gate) · up` and RoPE in one pass each way, and the
 //!   vectorizable `exp` and `exp2` they, the loss and the token statistics share.
@@ -13,15 +17,17 @@
 //! - [`loss`]: the language-model loss over the vocabulary and its gradient, fused.
 //! - [`softmax`]: attention probabilities of training passes (scale, mask, softmax) and their
 //!   gradient, one pass each.
-//! - [`probe`]: the machine ceilings `studio bench` measures (memory read, gemm GFLOP/s).
+//! - [`token_stats`]: log-sum-exp, entropy and top-k of logits rows in one pass, with the
+//!   lane width and lane-wise maximum the other kernels share.
 
 pub mod attention;
 mod autodiff;
 pub mod elementwise;
+pub mod fused;
 pub mod gemv;
 pub mod loss;
-pub mod probe;
 pub mod softmax;
+pub mod token_stats;
 
 /// Runs a kernel body inside a function compiled for the best instruction set this CPU has
 /// (AVX-512, AVX2+FMA or the baseline, chosen once at run time by `pulp`). The body must be
@@ -46,11 +52,16 @@ macro_rules! simd_kernel {
 }
 pub(crate) use simd_kernel;
 
+pub use fused::{
+    AttentionMask, AttentionPass, Keys, PassShape, matmul, matmul_many, matmul_nt, padding_mask,
+    rope, silu_mul, token_nll,
+};
+
 use burn::backend::flex::{Flex, FlexTensor};
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, Dispatch, backend_extension};
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::backend::{Backend, backend_extension};
+use burn::tensor::{DType, TensorData};
 
 /// Runs `f` on a thread of rayon's pool (inline when already on one). A model pass issues
 /// hundreds of parallel kernels; started from an outside thread, each of them parks that thread
@@ -102,8 +113,8 @@ pub trait CpuKernels: Backend {
     ) -> FloatTensor<Self>;
 }
 
-/// Inference-only kernels with no composed equivalent worth keeping: flex only. Callers check
-/// that the model runs on flex without autodiff (`backend::is_flex_inference`).
+/// Inference-only kernels with no composed equivalent worth keeping: flex only ([`fused`] calls
+/// them only on flex without autodiff).
 #[backend_extension(Flex)]
 pub trait InferenceKernels: Backend {
     /// [`attention::decode_attention`] over tensors: `q [batch, heads, 1, head_dim]`, the cache
@@ -264,40 +275,6 @@ fn flex_matmul_many(x: FlexTensor, ws: Vec<FlexTensor>) -> Vec<FlexTensor> {
         .collect()
 }
 
-/// `silu(gate) · up` in one pass, differentiable (see [`CpuKernels`]).
-pub fn silu_mul<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
-    Tensor::from_dispatch(<Dispatch as CpuKernels>::silu_mul(
-        gate.into_dispatch(),
-        up.into_dispatch(),
-    ))
-}
-
-/// RoPE's half rotation in one pass, differentiable with respect to `x` (see [`CpuKernels`]).
-pub fn rope(x: Tensor<4>, cos: Tensor<4>, sin: Tensor<4>) -> Tensor<4> {
-    Tensor::from_dispatch(<Dispatch as CpuKernels>::rope(
-        x.into_dispatch(),
-        cos.into_dispatch(),
-        sin.into_dispatch(),
-    ))
-}
-
-/// Decode attention over the KV cache buffers, read in place (see [`InferenceKernels`]).
-pub fn decode_attention(
-    q: Tensor<4>,
-    k: Tensor<4>,
-    v: Tensor<4>,
-    len: usize,
-    pads: &[usize],
-) -> Tensor<4> {
-    Tensor::from_dispatch(<Dispatch as InferenceKernels>::decode_attention(
-        q.into_dispatch(),
-        k.into_dispatch(),
-        v.into_dispatch(),
-        len,
-        pads.to_vec(),
-    ))
-}
-
 /// A contiguous f32 `[rows, cols]` view of a flex tensor, copying only when it is strided.
 fn flex_2d(t: FlexTensor) -> Option<(FlexTensor, usize, usize)> {
     if t.dtype() != DType::F32 || t.layout().shape().num_dims() != 2 {
@@ -369,65 +346,107 @@ impl CpuKernels for Flex {
     }
 }
 
-/// The negative log-likelihood `[rows]` of `targets` under `logits [rows, vocab]`,
-/// differentiable with respect to the logits (see [`CpuKernels`]).
-pub fn token_nll(logits: Tensor<2>, targets: Vec<u32>) -> Tensor<1> {
-    Tensor::from_dispatch(<Dispatch as CpuKernels>::token_nll(
-        logits.into_dispatch(),
-        targets,
-    ))
-}
+/// Calls into the extensions above, on tensors. [`fused`] decides where they apply.
+pub(crate) mod ext {
+    use burn::backend::Dispatch;
+    use burn::tensor::Tensor;
 
-/// Attention probabilities `softmax(scale · scores)` over `scores [batch, heads, q, k]`, keys
-/// hidden by `hidden` (`[batch, q, k]`, shared by the heads; empty for causal) at 0;
-/// differentiable (see [`CpuKernels`]).
-pub fn attention_softmax(scores: Tensor<4>, hidden: Vec<bool>, scale: f32) -> Tensor<4> {
-    Tensor::from_dispatch(<Dispatch as CpuKernels>::attention_softmax(
-        scores.into_dispatch(),
-        hidden,
-        scale,
-    ))
-}
+    use super::{CpuKernels, InferenceKernels};
 
-/// `x [m, k] · wᵢ [k, nᵢ]` for several weights in one pass (flex inference only; see
-/// [`InferenceKernels`]).
-pub fn matmul_small_many(x: Tensor<2>, ws: Vec<Tensor<2>>) -> Vec<Tensor<2>> {
-    let x = x.into_dispatch();
-    let mut ws = ws.into_iter().map(Tensor::into_dispatch);
-    let outs = match (ws.next(), ws.next(), ws.next(), ws.next()) {
-        (Some(a), Some(b), None, None) => {
-            let (a, b) = <Dispatch as InferenceKernels>::matmul_small_pair(x, a, b);
-            vec![a, b]
-        }
-        (Some(a), Some(b), Some(c), None) => {
-            let (a, b, c) = <Dispatch as InferenceKernels>::matmul_small_triple(x, a, b, c);
-            vec![a, b, c]
-        }
-        _ => panic!("matmul_small_many takes two or three weights"),
-    };
-    outs.into_iter().map(Tensor::from_dispatch).collect()
-}
+    /// `silu(gate) · up` in one pass, differentiable (see [`CpuKernels`]).
+    pub(crate) fn silu_mul<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
+        Tensor::from_dispatch(<Dispatch as CpuKernels>::silu_mul(
+            gate.into_dispatch(),
+            up.into_dispatch(),
+        ))
+    }
 
-/// `x [m, k] · w [k, n]`, through [`gemv::matmul_nn`] on flex when `m` is small.
-pub fn matmul_small(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
-    Tensor::from_dispatch(<Dispatch as CpuKernels>::matmul_small(
-        x.into_dispatch(),
-        w.into_dispatch(),
-    ))
-}
+    /// RoPE's half rotation in one pass, differentiable with respect to `x` (see [`CpuKernels`]).
+    pub(crate) fn rope(x: Tensor<4>, cos: Tensor<4>, sin: Tensor<4>) -> Tensor<4> {
+        Tensor::from_dispatch(<Dispatch as CpuKernels>::rope(
+            x.into_dispatch(),
+            cos.into_dispatch(),
+            sin.into_dispatch(),
+        ))
+    }
 
-/// `x [m, k] · w [n, k]ᵀ`, through [`gemv::matmul_nt`] on flex when `m` is small.
-pub fn matmul_small_nt(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
-    Tensor::from_dispatch(<Dispatch as CpuKernels>::matmul_small_nt(
-        x.into_dispatch(),
-        w.into_dispatch(),
-    ))
+    /// Decode attention over the KV cache buffers, read in place (see [`InferenceKernels`]).
+    pub(crate) fn decode_attention(
+        q: Tensor<4>,
+        k: Tensor<4>,
+        v: Tensor<4>,
+        len: usize,
+        pads: &[usize],
+    ) -> Tensor<4> {
+        Tensor::from_dispatch(<Dispatch as InferenceKernels>::decode_attention(
+            q.into_dispatch(),
+            k.into_dispatch(),
+            v.into_dispatch(),
+            len,
+            pads.to_vec(),
+        ))
+    }
+
+    /// The negative log-likelihood `[rows]` of `targets` under `logits [rows, vocab]`,
+    /// differentiable with respect to the logits (see [`CpuKernels`]).
+    pub(crate) fn token_nll(logits: Tensor<2>, targets: Vec<u32>) -> Tensor<1> {
+        Tensor::from_dispatch(<Dispatch as CpuKernels>::token_nll(
+            logits.into_dispatch(),
+            targets,
+        ))
+    }
+
+    /// Attention probabilities `softmax(scale · scores)` over `scores [batch, heads, q, k]`, keys
+    /// hidden by `hidden` (`[batch, q, k]`, shared by the heads; empty for causal) at 0;
+    /// differentiable (see [`CpuKernels`]).
+    pub(crate) fn attention_softmax(scores: Tensor<4>, hidden: Vec<bool>, scale: f32) -> Tensor<4> {
+        Tensor::from_dispatch(<Dispatch as CpuKernels>::attention_softmax(
+            scores.into_dispatch(),
+            hidden,
+            scale,
+        ))
+    }
+
+    /// `x [m, k] · wᵢ [k, nᵢ]` for several weights in one pass (flex inference only; see
+    /// [`InferenceKernels`]).
+    pub(crate) fn matmul_small_many(x: Tensor<2>, ws: Vec<Tensor<2>>) -> Vec<Tensor<2>> {
+        let x = x.into_dispatch();
+        let mut ws = ws.into_iter().map(Tensor::into_dispatch);
+        let outs = match (ws.next(), ws.next(), ws.next(), ws.next()) {
+            (Some(a), Some(b), None, None) => {
+                let (a, b) = <Dispatch as InferenceKernels>::matmul_small_pair(x, a, b);
+                vec![a, b]
+            }
+            (Some(a), Some(b), Some(c), None) => {
+                let (a, b, c) = <Dispatch as InferenceKernels>::matmul_small_triple(x, a, b, c);
+                vec![a, b, c]
+            }
+            _ => panic!("matmul_small_many takes two or three weights"),
+        };
+        outs.into_iter().map(Tensor::from_dispatch).collect()
+    }
+
+    /// `x [m, k] · w [k, n]`, through [`gemv::matmul_nn`] on flex when `m` is small.
+    pub(crate) fn matmul_small(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
+        Tensor::from_dispatch(<Dispatch as CpuKernels>::matmul_small(
+            x.into_dispatch(),
+            w.into_dispatch(),
+        ))
+    }
+
+    /// `x [m, k] · w [n, k]ᵀ`, through [`gemv::matmul_nt`] on flex when `m` is small.
+    pub(crate) fn matmul_small_nt(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
+        Tensor::from_dispatch(<Dispatch as CpuKernels>::matmul_small_nt(
+            x.into_dispatch(),
+            w.into_dispatch(),
+        ))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::{Device, Distribution};
+    use burn::tensor::{Device, Distribution, Tensor};
 
     fn max_diff(a: Tensor<2>, b: Tensor<2>) -> f32 {
         (a - b).abs().max().into_scalar()
@@ -439,9 +458,9 @@ mod tests {
             let x = Tensor::<2>::random([3, 96], Distribution::Uniform(-1.0, 1.0), &device);
             let w = Tensor::<2>::random([96, 40], Distribution::Uniform(-1.0, 1.0), &device);
             let e = Tensor::<2>::random([40, 96], Distribution::Uniform(-1.0, 1.0), &device);
-            let nn = matmul_small(x.clone(), w.clone());
+            let nn = ext::matmul_small(x.clone(), w.clone());
             assert!(max_diff(nn, x.clone().matmul(w)) < 1e-4);
-            let nt = matmul_small_nt(x.clone(), e.clone());
+            let nt = ext::matmul_small_nt(x.clone(), e.clone());
             assert!(max_diff(nt, x.matmul(e.transpose())) < 1e-4);
         }
     }
@@ -451,7 +470,7 @@ mod tests {
         let device = Device::flex();
         let x = Tensor::<2>::random([96, 2], Distribution::Uniform(-1.0, 1.0), &device);
         let w = Tensor::<2>::random([96, 40], Distribution::Uniform(-1.0, 1.0), &device);
-        let got = matmul_small(x.clone().transpose(), w.clone());
+        let got = ext::matmul_small(x.clone().transpose(), w.clone());
         assert!(max_diff(got, x.transpose().matmul(w)) < 1e-4);
     }
 }

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use super::elementwise::exp_nonpositive;
 use super::gemv::dot;
 use super::simd_kernel;
-use crate::infer::token_stats::max_of;
+use super::token_stats::max_of;
 
 /// Which keys each query row may see.
 #[derive(Debug, Clone, Copy)]

@@ -95,24 +95,17 @@ impl Proj {
         }
     }
 
-    /// Several projections of the same input (q/k/v, or gate/up). For a few rows on flex
-    /// inference (decode), their weights are read in one parallel pass
-    /// ([`crate::kernels::matmul_small_many`]) instead of one pass each.
+    /// Several projections of the same input (q/k/v, or gate/up), as one call to
+    /// [`crate::kernels::matmul_many`] (which reads their weights in one pass for few rows).
     pub fn forward_many<const D: usize, const N: usize>(
         projs: [&Proj; N],
         x: Tensor<D>,
     ) -> [Tensor<D>; N] {
         let dims = x.dims();
         let rows: usize = dims[..D - 1].iter().product();
-        if !(2..=3).contains(&N)
-            || rows > crate::kernels::SMALL_ROWS
-            || !crate::backend::is_flex_inference(&x.device())
-        {
-            return projs.map(|p| p.forward(x.clone()));
-        }
         let weights = projs.iter().map(|p| p.base.weight.val()).collect();
         let flat = x.clone().reshape([rows, dims[D - 1]]);
-        let mut products = crate::kernels::matmul_small_many(flat, weights).into_iter();
+        let mut products = crate::kernels::matmul_many(flat, weights).into_iter();
         projs.map(|p| {
             let Some(mut y) = products.next() else {
                 unreachable!("one product per projection")
@@ -149,8 +142,7 @@ impl Proj {
         y + update.reshape(out_dims)
     }
 
-    /// The frozen projection `x·W + b`. Inference with a few rows (decode) reads `W` through the
-    /// engine's bandwidth-bound kernel instead of a GEMM.
+    /// The frozen projection `x·W + b` ([`crate::kernels::matmul`] reads `W` once for few rows).
     fn base_forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let dims = x.dims();
         let rows: usize = dims[..D - 1].iter().product();
@@ -160,13 +152,7 @@ impl Proj {
         // Rows flattened into one 2-d product: a `[batch, seq, in]` input would run as `batch`
         // separate GEMMs (each packing the weight again) and, in training, reduce a
         // `[batch, in, out]` weight gradient afterwards.
-        let mut y = if rows <= crate::kernels::SMALL_ROWS
-            && crate::backend::is_flex_inference(&x.device())
-        {
-            crate::kernels::matmul_small(x, w)
-        } else {
-            x.matmul(w)
-        };
+        let mut y = crate::kernels::matmul(x, w);
         if let Some(b) = &self.base.bias {
             y = y + b.val().unsqueeze();
         }
@@ -202,6 +188,104 @@ impl Proj {
         match &self.lora {
             None => w,
             Some(l) => w + l.a.val().matmul(l.b.val()).mul_scalar(l.scale),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::TensorData;
+
+    fn host(t: Tensor<2>) -> Vec<f32> {
+        t.into_data().try_into_vec::<f32>().expect("f32")
+    }
+
+    /// A `[3, 5]` input through a `[5, 4]` projection with bias, on the host in f64.
+    fn base() -> (Proj, Vec<f32>, Vec<f32>, Vec<f32>, Device) {
+        let device = Device::flex();
+        let x: Vec<f32> = (0..15).map(|i| (i as f32 * 0.37).sin()).collect();
+        let w: Vec<f32> = (0..20).map(|i| (i as f32 * 0.53).cos()).collect();
+        let b: Vec<f32> = vec![0.1, -0.2, 0.3, -0.4];
+        let linear = Linear {
+            weight: Param::from_tensor(Tensor::from_data(
+                TensorData::new(w.clone(), [5, 4]),
+                &device,
+            )),
+            bias: Some(Param::from_tensor(Tensor::from_data(
+                TensorData::new(b.clone(), [4]),
+                &device,
+            ))),
+        };
+        (Proj::new(linear), x, w, b, device)
+    }
+
+    fn reference(
+        x: &[f32],
+        w: &[f32],
+        b: &[f32],
+        delta: Option<(&[f32], &[f32], usize, f64)>,
+    ) -> Vec<f64> {
+        let mut out = vec![0.0f64; 12];
+        for r in 0..3 {
+            for o in 0..4 {
+                let mut y = f64::from(b[o]);
+                for i in 0..5 {
+                    y += f64::from(x[r * 5 + i]) * f64::from(w[i * 4 + o]);
+                }
+                if let Some((a, bb, rank, scale)) = delta {
+                    for k in 0..rank {
+                        let xa: f64 = (0..5)
+                            .map(|i| f64::from(x[r * 5 + i]) * f64::from(a[i * rank + k]))
+                            .sum();
+                        y += xa * f64::from(bb[k * 4 + o]) * scale;
+                    }
+                }
+                out[r * 4 + o] = y;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn fresh_adapter_gives_the_base_output_and_scales_by_alpha_over_rank() {
+        let (proj, x, w, b, device) = base();
+        let input = Tensor::<2>::from_data(TensorData::new(x.clone(), [3, 5]), &device);
+        let config = LoraConfig {
+            rank: 2,
+            alpha: 6.0,
+            ..LoraConfig::default()
+        };
+        let adapted = proj.attach_lora(&config, &device);
+        let lora = adapted.lora.as_ref().expect("adapter");
+        assert_eq!(lora.scale, 3.0, "alpha / rank");
+        // B starts at zero: exactly the base projection.
+        let want = reference(&x, &w, &b, None);
+        for (g, w) in host(adapted.forward(input.clone())).iter().zip(&want) {
+            assert!((f64::from(*g) - w).abs() < 1e-5, "{g} vs {w}");
+        }
+        // A non-zero B: the update is x·A·B·(alpha/rank), in the forward pass and the merged
+        // weight alike.
+        let a = host(lora.a.val());
+        let bb: Vec<f32> = (0..8).map(|i| 0.25 * (i as f32 - 3.5)).collect();
+        let adapted = Proj {
+            lora: Some(LoraAdapter {
+                b: Param::from_tensor(Tensor::from_data(
+                    TensorData::new(bb.clone(), [2, 4]),
+                    &device,
+                )),
+                ..adapted.lora.clone().expect("adapter")
+            }),
+            ..adapted
+        };
+        let want = reference(&x, &w, &b, Some((&a, &bb, 2, 3.0)));
+        for (g, w) in host(adapted.forward(input.clone())).iter().zip(&want) {
+            assert!((f64::from(*g) - w).abs() < 1e-4, "{g} vs {w}");
+        }
+        let merged = input.matmul(adapted.merged_weight())
+            + adapted.base.bias.as_ref().expect("bias").val().unsqueeze();
+        for (g, w) in host(merged).iter().zip(&want) {
+            assert!((f64::from(*g) - w).abs() < 1e-4, "merged: {g} vs {w}");
         }
     }
 }

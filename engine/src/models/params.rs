@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{Tensor, TensorData};
 
-use crate::formats::HostTensor;
+use super::loading::host_tensor;
+use super::{HostTensor, ModelError};
 
 /// The dotted path of the module a visitor or mapper is in, kept from `enter_module` /
 /// `exit_module` calls.
@@ -32,6 +33,8 @@ struct Gather {
     paths: ModulePath,
     trainable_only: bool,
     out: Vec<(String, HostTensor)>,
+    /// The first parameter that could not be read.
+    failed: Option<ModelError>,
 }
 
 impl ModuleVisitor for Gather {
@@ -46,29 +49,41 @@ impl ModuleVisitor for Gather {
         if self.trainable_only && !t.is_require_grad() {
             return;
         }
-        let shape = t.dims().to_vec();
-        let values = t.into_data().try_into_vec::<f32>().unwrap_or_default();
-        self.out
-            .push((self.paths.current(), HostTensor { values, shape }));
+        if self.failed.is_some() {
+            return;
+        }
+        let path = self.paths.current();
+        match host_tensor(&path, t) {
+            Ok(tensor) => self.out.push((path, tensor)),
+            Err(e) => self.failed = Some(e),
+        }
     }
 }
 
-/// Parameters of `module` by path (only those requiring gradients when `trainable_only`).
-pub fn module_tensors<M: Module>(module: &M, trainable_only: bool) -> Vec<(String, HostTensor)> {
+/// Parameters of `module` by path (only those requiring gradients when `trainable_only`). A
+/// parameter the backend cannot read back is an error naming it, never an empty tensor.
+pub fn module_tensors<M: Module>(
+    module: &M,
+    trainable_only: bool,
+) -> Result<Vec<(String, HostTensor)>, ModelError> {
     let mut g = Gather {
         paths: ModulePath::default(),
         trainable_only,
         out: Vec::new(),
+        failed: None,
     };
     module.visit(&mut g);
-    g.out
+    match g.failed {
+        Some(e) => Err(e),
+        None => Ok(g.out),
+    }
 }
 
 struct Restore<'a> {
     paths: ModulePath,
     tensors: &'a BTreeMap<String, HostTensor>,
     restored: usize,
-    mismatch: Option<String>,
+    mismatch: Option<ModelError>,
 }
 
 impl ModuleMapper for Restore<'_> {
@@ -88,7 +103,11 @@ impl ModuleMapper for Restore<'_> {
         let param = param.map(|t| {
             let dims = t.dims();
             if saved.shape != dims {
-                mismatch = Some(format!("{path}: saved {:?}, model {:?}", saved.shape, dims));
+                mismatch = Some(ModelError::SavedShapeMismatch {
+                    name: path.clone(),
+                    saved: saved.shape.clone(),
+                    model: dims.to_vec(),
+                });
                 return t;
             }
             restored = true;
@@ -110,7 +129,7 @@ impl ModuleMapper for Restore<'_> {
 pub fn restore_module<M: Module>(
     module: M,
     tensors: &BTreeMap<String, HostTensor>,
-) -> Result<M, String> {
+) -> Result<M, ModelError> {
     let mut r = Restore {
         paths: ModulePath::default(),
         tensors,
@@ -118,15 +137,14 @@ pub fn restore_module<M: Module>(
         mismatch: None,
     };
     let module = module.map(&mut r);
-    if let Some(m) = r.mismatch {
-        return Err(format!("shape mismatch for {m}"));
+    if let Some(e) = r.mismatch {
+        return Err(e);
     }
     if r.restored != tensors.len() {
-        return Err(format!(
-            "{} saved tensors but only {} match the model (made with another model or LoRA setting?)",
-            tensors.len(),
-            r.restored
-        ));
+        return Err(ModelError::SavedTensorsUnmatched {
+            saved: tensors.len(),
+            matched: r.restored,
+        });
     }
     Ok(module)
 }
@@ -141,9 +159,9 @@ mod tests {
     fn paths_name_every_parameter_and_round_trip() {
         let c = config();
         let device = burn::tensor::Device::flex();
-        let model = CausalLm::from_weights(c.clone(), &RandomInit::new(&c, 0), &device, true)
-            .expect("builds");
-        let tensors = module_tensors(&model.transformer, false);
+        let model =
+            CausalLm::from_weights(c.clone(), &RandomInit::new(&c, 0), &device).expect("builds");
+        let tensors = module_tensors(&model.transformer, false).expect("reads");
         let names: Vec<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
         assert!(
             names.contains(&"layers.3.self_attn.q_proj.base.weight"),
@@ -156,14 +174,17 @@ mod tests {
         assert_eq!(unique.len(), names.len(), "paths are unique");
 
         // Restoring another model's values makes the two equal.
-        let other = CausalLm::from_weights(c.clone(), &RandomInit::new(&c, 9), &device, true)
-            .expect("builds");
+        let other =
+            CausalLm::from_weights(c.clone(), &RandomInit::new(&c, 9), &device).expect("builds");
         let saved: BTreeMap<String, HostTensor> = module_tensors(&other.transformer, false)
+            .expect("reads")
             .into_iter()
             .collect();
         let restored = restore_module(model.transformer, &saved).expect("restores");
-        let again: BTreeMap<String, HostTensor> =
-            module_tensors(&restored, false).into_iter().collect();
+        let again: BTreeMap<String, HostTensor> = module_tensors(&restored, false)
+            .expect("reads")
+            .into_iter()
+            .collect();
         for (name, t) in &saved {
             assert_eq!(again[name].values, t.values, "{name}");
         }

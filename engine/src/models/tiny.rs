@@ -12,9 +12,10 @@ use tokenizers::Tokenizer;
 
 use super::decoder::{Architecture, DecoderConfig, tensor_shapes};
 use super::rope::RopeConfig;
-use crate::formats::chat_template::ChatTemplate;
-use crate::formats::tokenizer::TextTokenizer;
-use crate::formats::{FormatError, HostTensor, WeightSource};
+use super::{HostTensor, ModelError, WeightSource};
+use crate::text::TextError;
+use crate::text::chat_template::ChatTemplate;
+use crate::text::tokenizer::TextTokenizer;
 
 /// How the tiny reasoner is named wherever a model path is expected.
 pub const TINY_REASONER: &str = "builtin:tiny-reasoner";
@@ -106,9 +107,9 @@ pub fn tokenizer_json() -> serde_json::Value {
 }
 
 /// The tiny reasoner's tokenizer with its chat template and stop tokens.
-pub fn tokenizer() -> Result<TextTokenizer, FormatError> {
+pub fn tokenizer() -> Result<TextTokenizer, TextError> {
     let origin = PathBuf::from(TINY_REASONER);
-    let err = |message: String| FormatError::Tokenizer {
+    let err = |message: String| TextError::Tokenizer {
         path: origin.clone(),
         message,
     };
@@ -155,7 +156,7 @@ impl WeightSource for RandomInit {
         self.shapes.contains_key(name)
     }
 
-    fn tensor(&self, name: &str) -> Result<Option<HostTensor>, FormatError> {
+    fn tensor(&self, name: &str) -> Result<Option<HostTensor>, ModelError> {
         let Some(shape) = self.shapes.get(name) else {
             return Ok(None);
         };
@@ -197,7 +198,7 @@ mod tests {
         let ids = t.encode(text, false).expect("encodes");
         assert_eq!(ids[0], 256 + 1);
         assert!(ids.iter().all(|&i| (i as usize) < config().vocab_size));
-        assert_eq!(t.decode(&ids), text);
+        assert_eq!(t.decode(&ids).expect("decodes"), text);
         assert_eq!(t.max_token_id() as usize, config().vocab_size - 1);
     }
 

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::TrainError;
 use super::optim::{AdamW, Moments};
 use crate::formats::safetensors::{SafetensorsWeights, write_f32};
-use crate::formats::{HostTensor, WeightSource};
 pub use crate::models::params::module_tensors;
+use crate::models::{HostTensor, WeightSource};
 
 /// Replaces `module`'s parameters by the saved ones with the same paths.
 pub fn restore_module<M: burn::module::Module>(
@@ -22,11 +22,9 @@ pub fn restore_module<M: burn::module::Module>(
     tensors: &BTreeMap<String, HostTensor>,
     origin: &Path,
 ) -> Result<M, TrainError> {
-    crate::models::params::restore_module(module, tensors).map_err(|message| {
-        TrainError::Checkpoint {
-            path: origin.to_path_buf(),
-            message,
-        }
+    crate::models::params::restore_module(module, tensors).map_err(|source| TrainError::Restore {
+        path: origin.to_path_buf(),
+        source,
     })
 }
 

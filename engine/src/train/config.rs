@@ -170,7 +170,7 @@ impl Default for CheckpointConfig {
 impl RunConfig {
     /// Parses and validates a TOML document. `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, TrainError> {
-        let config: Self = toml::from_str(text).map_err(|e| TrainError::Config {
+        let config: Self = toml::from_str(text).map_err(|e| TrainError::ConfigSyntax {
             origin: origin.to_string(),
             message: e.to_string(),
         })?;
@@ -181,9 +181,10 @@ impl RunConfig {
     /// Checks every setting's range.
     pub fn validate(&self, origin: &str) -> Result<(), TrainError> {
         let bad = |setting: &str, problem: &str| {
-            Err(TrainError::Config {
+            Err(TrainError::Setting {
                 origin: origin.to_string(),
-                message: format!("setting `{setting}` {problem}"),
+                setting: setting.to_string(),
+                problem: problem.to_string(),
             })
         };
         if self.algorithm != "sft" {

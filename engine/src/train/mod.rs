@@ -10,21 +10,41 @@ pub mod sft;
 
 pub use config::RunConfig;
 
-/// Why a run could not go on. Messages name the setting, file or step at fault.
+/// Why a run could not go on. Messages name the setting, file, parameter or step at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error("{origin}: {message}")]
-    Config { origin: String, message: String },
+    ConfigSyntax { origin: String, message: String },
+    #[error("{origin}: setting `{setting}` {problem}")]
+    Setting {
+        origin: String,
+        setting: String,
+        problem: String,
+    },
     #[error(transparent)]
     Format(#[from] crate::formats::FormatError),
     #[error(transparent)]
+    Model(#[from] crate::models::ModelError),
+    #[error(transparent)]
     Infer(#[from] crate::infer::InferError),
+    #[error(transparent)]
+    Text(#[from] crate::text::TextError),
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
-    Backend(#[from] crate::backend::BackendErrorOrMessage),
+    Backend(#[from] crate::backend::BackendError),
+    #[error("could not read {what} from the backend: {message}")]
+    ReadBack { what: String, message: String },
+    #[error("could not read the gradient of `{parameter}` from the backend: {message}")]
+    ReadGradient { parameter: String, message: String },
+    #[error("checkpoint {path}: {source}")]
+    Restore {
+        path: std::path::PathBuf,
+        #[source]
+        source: crate::models::ModelError,
+    },
     #[error("checkpoint {path}: {message}")]
     Checkpoint {
         path: std::path::PathBuf,
@@ -41,8 +61,8 @@ pub enum TrainError {
         last_good_step: u64,
         last_checkpoint: u64,
     },
-    #[error("internal error (a bug in the studio; please report it): {0}")]
-    Internal(String),
-    #[error("the dataset has no usable examples: {0}")]
-    NoExamples(String),
+    #[error("internal error (a bug in the studio; please report it): {panic}")]
+    Internal { panic: String },
+    #[error("the dataset has no usable examples: {source_name}")]
+    NoExamples { source_name: String },
 }

@@ -12,6 +12,7 @@ use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::TrainError;
 use crate::models::params::ModulePath;
 
 /// AdamW hyperparameters.
@@ -51,6 +52,8 @@ struct Collect<'a> {
     paths: ModulePath,
     grads: &'a mut Gradients,
     into: &'a mut GradBuffer,
+    /// The first gradient that could not be read back.
+    failed: Option<TrainError>,
 }
 
 impl ModuleVisitor for Collect<'_> {
@@ -65,8 +68,21 @@ impl ModuleVisitor for Collect<'_> {
         let Some(grad) = param.val().grad_remove(self.grads) else {
             return;
         };
-        let values: Vec<f32> = grad.into_data().try_into_vec::<f32>().unwrap_or_default();
-        match self.into.grads.entry(self.paths.current()) {
+        if self.failed.is_some() {
+            return;
+        }
+        let path = self.paths.current();
+        let values: Vec<f32> = match grad.into_data().try_into_vec::<f32>() {
+            Ok(values) => values,
+            Err(e) => {
+                self.failed = Some(TrainError::ReadGradient {
+                    parameter: path,
+                    message: format!("{e:?}"),
+                });
+                return;
+            }
+        };
+        match self.into.grads.entry(path) {
             std::collections::btree_map::Entry::Vacant(slot) => {
                 slot.insert(values);
             }
@@ -81,15 +97,25 @@ impl ModuleVisitor for Collect<'_> {
 }
 
 impl GradBuffer {
-    /// Adds this backward pass's gradients.
-    pub fn accumulate<M: Module>(&mut self, module: &M, grads: &mut Gradients) {
+    /// Adds this backward pass's gradients. A gradient the backend cannot read back is an
+    /// error naming its parameter (the buffer is then incomplete and must not be applied).
+    pub fn accumulate<M: Module>(
+        &mut self,
+        module: &M,
+        grads: &mut Gradients,
+    ) -> Result<(), TrainError> {
         let mut c = Collect {
             paths: ModulePath::default(),
             grads,
             into: self,
+            failed: None,
         };
         module.visit(&mut c);
+        if let Some(e) = c.failed {
+            return Err(e);
+        }
         self.micro_batches += 1;
+        Ok(())
     }
 
     /// L2 norm over all accumulated gradients (averaged over micro-batches).
@@ -118,6 +144,9 @@ struct Update<'a> {
     /// Multiplies every gradient (micro-batch averaging and clipping).
     grad_scale: f32,
     lr: f64,
+    /// The first parameter whose values could not be read (it and those after it are left
+    /// as they were).
+    failed: Option<TrainError>,
 }
 
 impl ModuleMapper for Update<'_> {
@@ -131,6 +160,19 @@ impl ModuleMapper for Update<'_> {
         let path = self.paths.current();
         let Some(grad) = self.grads.grads.get(&path) else {
             return param;
+        };
+        if self.failed.is_some() {
+            return param;
+        }
+        let values = match param.val().inner().into_data().try_into_vec::<f32>() {
+            Ok(values) => values,
+            Err(e) => {
+                self.failed = Some(TrainError::ReadBack {
+                    what: format!("parameter `{path}`"),
+                    message: format!("{e:?}"),
+                });
+                return param;
+            }
         };
         let c = &self.optimizer.config;
         let t = self.optimizer.step as f64;
@@ -151,11 +193,7 @@ impl ModuleMapper for Update<'_> {
         param.map(|tensor| {
             let device = tensor.device();
             let dims = tensor.dims();
-            let mut values: Vec<f32> = tensor
-                .inner()
-                .into_data()
-                .try_into_vec::<f32>()
-                .unwrap_or_default();
+            let mut values = values;
             values
                 .par_chunks_mut(CHUNK)
                 .zip(grad.par_chunks(CHUNK))
@@ -210,14 +248,15 @@ impl AdamW {
     }
 
     /// One optimizer step with the accumulated gradients, clipped to `max_grad_norm` (if any).
-    /// Returns the updated module and the gradient norm before clipping.
+    /// Returns the updated module and the gradient norm before clipping; a parameter the
+    /// backend cannot read back is an error naming it.
     pub fn step<M: Module>(
         &mut self,
         module: M,
         grads: &GradBuffer,
         lr: f64,
         max_grad_norm: Option<f64>,
-    ) -> (M, f64) {
+    ) -> Result<(M, f64), TrainError> {
         let norm = grads.global_norm();
         let mut scale = 1.0 / grads.micro_batches.max(1) as f64;
         if let Some(max) = max_grad_norm
@@ -232,7 +271,12 @@ impl AdamW {
             grads,
             grad_scale: scale as f32,
             lr,
+            failed: None,
         };
-        (module.map(&mut update), norm)
+        let module = module.map(&mut update);
+        match update.failed {
+            Some(e) => Err(e),
+            None => Ok((module, norm)),
+        }
     }
 }

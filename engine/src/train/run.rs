@@ -31,12 +31,38 @@ pub enum Outcome {
 /// Called after each step with `(step, max_steps, metrics)`.
 pub type StepCallback<'a> = &'a mut dyn FnMut(u64, u64, &[(&str, f64)]);
 
+/// Checked between steps: `Ok(true)` stops the run after a checkpoint; an error (the stop flag
+/// could not be read) fails the run rather than running on unstoppable.
+pub type StopCheck<'a> = &'a dyn Fn() -> Result<bool, crate::store::StoreError>;
+
 /// Progress callbacks of the run loop.
 pub struct Hooks<'a> {
-    /// Checked between steps; `true` stops the run after a checkpoint.
-    pub should_stop: &'a dyn Fn() -> bool,
+    pub should_stop: StopCheck<'a>,
     /// Called after each step with its metrics.
     pub on_step: StepCallback<'a>,
+    /// Faults the end-to-end tests inject; [`TestHooks::default`] injects none.
+    pub test: TestHooks,
+}
+
+/// Faults a test can inject into a run, to check what the studio does with them. The `studio
+/// worker` process reads them from `STUDIO_TEST_*` environment variables
+/// ([`TestHooks::from_env`]); nothing else sets them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TestHooks {
+    /// The loss of this step reads as NaN (`STUDIO_TEST_NAN_AT_STEP`), to exercise the
+    /// non-finite guard.
+    pub nan_loss_at_step: Option<u64>,
+}
+
+impl TestHooks {
+    /// The hooks the environment asks for.
+    pub fn from_env() -> Self {
+        Self {
+            nan_loss_at_step: std::env::var("STUDIO_TEST_NAN_AT_STEP")
+                .ok()
+                .and_then(|v| v.parse().ok()),
+        }
+    }
 }
 
 /// Examples in a reproducible shuffled order, epoch after epoch.
@@ -126,13 +152,8 @@ pub fn execute(
     let record = workspace.run(run_id)?;
     let origin = format!("run {run_id} config");
     let config = RunConfig::from_toml(&record.config_toml, &origin)?;
-    let kind: BackendKind = config
-        .backend
-        .parse()
-        .map_err(|e: crate::backend::BackendError| TrainError::Backend(e.into()))?;
-    let backend = Backend::new(kind)
-        .map_err(|e| TrainError::Backend(e.into()))?
-        .autodiff();
+    let kind: BackendKind = config.backend.parse()?;
+    let backend = Backend::new(kind)?.autodiff();
     backend.device.seed(config.seed);
 
     let loaded = load_model(&config.model, &backend)?;
@@ -140,17 +161,19 @@ pub fn execute(
     let mut model = loaded.model;
     let lora = config.sft.lora.clone();
     if let Some(l) = &lora {
-        model = model.attach_lora(l).map_err(|message| TrainError::Config {
+        model = model.attach_lora(l).map_err(|e| TrainError::Setting {
             origin: origin.clone(),
-            message,
+            setting: "sft.lora.target_modules".into(),
+            problem: e.to_string(),
         })?;
     }
 
     let source = match (&config.data.builtin, &config.data.path) {
         (Some(task), _) => Source::Builtin {
-            task: BuiltinTask::from_name(task).ok_or_else(|| TrainError::Config {
+            task: BuiltinTask::from_name(task).ok_or_else(|| TrainError::Setting {
                 origin: origin.clone(),
-                message: format!("unknown built-in task `{task}`"),
+                setting: "data.builtin".into(),
+                problem: format!("names an unknown built-in task `{task}`"),
             })?,
             count: config.data.count.max(1),
             difficulty: config.data.difficulty,
@@ -171,7 +194,9 @@ pub fn execute(
             let holdout = config.data.holdout.min(dataset.len() / 2);
             let train_rows = (dataset.len() - holdout) as u64;
             if train_rows == 0 {
-                return Err(TrainError::NoExamples(path.clone()));
+                return Err(TrainError::NoExamples {
+                    source_name: path.clone(),
+                });
             }
             Source::File {
                 dataset: Box::new(dataset),
@@ -179,9 +204,10 @@ pub fn execute(
             }
         }
         (None, None) => {
-            return Err(TrainError::Config {
+            return Err(TrainError::Setting {
                 origin,
-                message: "setting `data` needs `builtin` or `path`".into(),
+                setting: "data".into(),
+                problem: "needs `builtin` or `path`".into(),
             });
         }
     };
@@ -240,9 +266,6 @@ pub fn execute(
 
     let eval_every = config.eval.every;
     let ckpt_every = config.checkpoint.every;
-    let force_nan_at: Option<u64> = std::env::var("STUDIO_TEST_NAN_AT_STEP")
-        .ok()
-        .and_then(|v| v.parse().ok());
     let save_checkpoint = |model: &crate::models::CausalLm,
                            optimizer: &AdamW,
                            state: &TrainState|
@@ -250,7 +273,7 @@ pub fn execute(
         let dir = workspace
             .run_artifacts_dir(run_id)
             .join(format!("checkpoint-{:06}", state.step));
-        let weights = checkpoint::module_tensors(&model.transformer, true);
+        let weights = checkpoint::module_tensors(&model.transformer, true)?;
         checkpoint::save(&dir, &weights, optimizer, state)?;
         workspace.add_checkpoint(run_id, state.step, &dir, &state.kind)?;
         Ok(())
@@ -262,7 +285,7 @@ pub fn execute(
         workspace.log_metrics(run_id, 0, &[("eval/accuracy", accuracy)])?;
     }
     while state.step < s.max_steps {
-        if (hooks.should_stop)() {
+        if (hooks.should_stop)()? {
             if state.step > last_checkpoint {
                 save_checkpoint(&model, &optimizer, &state)?;
             }
@@ -301,10 +324,14 @@ pub fn execute(
                 return Err(e);
             }
             let Some(batch) = batch else {
-                return Err(TrainError::NoExamples("the example stream ended".into()));
+                return Err(TrainError::NoExamples {
+                    source_name: "the example stream ended".into(),
+                });
             };
-            let force_nan = force_nan_at == Some(step);
-            let stats = sft::forward_backward(&model, &batch, &mut grads, force_nan)?;
+            let mut stats = sft::forward_backward(&model, &batch, &mut grads)?;
+            if hooks.test.nan_loss_at_step == Some(step) {
+                stats.loss = f64::NAN;
+            }
             if !stats.loss.is_finite() {
                 workspace.append_log(
                     run_id,
@@ -327,7 +354,7 @@ pub fn execute(
         state.pending_example = pending.as_ref().map(|_| state.next_example - 1);
         let lr = learning_rate(s.lr, state.step, s.warmup_steps, s.max_steps, s.schedule);
         let clip = (s.clip_grad_norm > 0.0).then_some(s.clip_grad_norm);
-        let (updated, grad_norm) = sft::apply_update(model, &mut optimizer, &grads, lr, clip);
+        let (updated, grad_norm) = sft::apply_update(model, &mut optimizer, &grads, lr, clip)?;
         model = updated;
         state.step = step;
         state.num_tokens += tokens as u64;
@@ -363,7 +390,7 @@ pub fn execute(
 /// Accuracy of greedy answers on held-out items.
 fn evaluate(
     model: &crate::models::CausalLm,
-    tokenizer: &crate::formats::tokenizer::TextTokenizer,
+    tokenizer: &crate::text::tokenizer::TextTokenizer,
     stream: &Stream,
     config: &RunConfig,
     chat: bool,

@@ -5,17 +5,16 @@
 
 use std::ops::ControlFlow;
 
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 
 use super::TrainError;
 use super::optim::{AdamW, GradBuffer};
 use crate::data::Example;
-use crate::formats::chat_template::ChatMessage;
-use crate::formats::tokenizer::TextTokenizer;
 use crate::infer::{GenerateRequest, SamplingConfig, generate};
+use crate::kernels::AttentionMask;
 use crate::models::CausalLm;
-use crate::models::decoder::AttentionMask;
+use crate::text::chat_template::ChatMessage;
+use crate::text::tokenizer::TextTokenizer;
 
 /// One example as tokens, with which positions are trained on.
 #[derive(Debug, Clone, PartialEq)]
@@ -235,23 +234,20 @@ pub struct MicroStats {
     pub counted: usize,
 }
 
-/// Forward and backward of one micro-batch; gradients are added to `grads`. `force_nan`
-/// replaces the loss by NaN (a test hook for the NaN guard). Runs on rayon's pool, where the
-/// backend's parallel kernels start without waking a parked caller each time.
+/// Forward and backward of one micro-batch; gradients are added to `grads`. Runs on rayon's
+/// pool, where the backend's parallel kernels start without waking a parked caller each time.
 pub fn forward_backward(
     model: &CausalLm,
     batch: &Batch,
     grads: &mut GradBuffer,
-    force_nan: bool,
 ) -> Result<MicroStats, TrainError> {
-    crate::kernels::in_pool(|| forward_backward_here(model, batch, grads, force_nan))
+    crate::kernels::in_pool(|| forward_backward_here(model, batch, grads))
 }
 
 fn forward_backward_here(
     model: &CausalLm,
     batch: &Batch,
     grads: &mut GradBuffer,
-    force_nan: bool,
 ) -> Result<MicroStats, TrainError> {
     let device = &model.device;
     let (rows, seq) = (batch.ids.len(), batch.ids[0].len());
@@ -300,32 +296,26 @@ fn forward_backward_here(
         .into_data()
         .convert::<i64>()
         .try_into_vec::<i64>()
-        .map_err(|e| TrainError::Backend(format!("{e:?}").into()))?;
+        .map_err(|e| TrainError::ReadBack {
+            what: "the predicted tokens".into(),
+            message: format!("{e:?}"),
+        })?;
     let correct = predicted
         .iter()
         .zip(&targets)
         .filter(|(p, t)| **p == i64::from(**t))
         .count();
 
-    let nll = if model.flex() {
-        crate::kernels::token_nll(logits, targets) // one fused pass each way
-    } else {
-        let at: Vec<i64> = targets.iter().map(|&t| i64::from(t)).collect();
-        let at = Tensor::<2, Int>::from_data(TensorData::new(at, [counted, 1]), device);
-        log_softmax(logits, 1)
-            .gather(1, at)
-            .reshape([counted])
-            .neg()
-    };
-    let mut loss = nll.sum().div_scalar(counted as f64);
-    if force_nan {
-        loss = loss.mul_scalar(f64::NAN);
-    }
+    let nll = crate::kernels::token_nll(logits, targets);
+    let loss = nll.sum().div_scalar(counted as f64);
     let loss_value: f32 = loss
         .clone()
         .into_data()
         .try_into_vec::<f32>()
-        .map_err(|e| TrainError::Backend(format!("{e:?}").into()))?
+        .map_err(|e| TrainError::ReadBack {
+            what: "the loss".into(),
+            message: format!("{e:?}"),
+        })?
         .first()
         .copied()
         .unwrap_or(f32::NAN);
@@ -337,7 +327,7 @@ fn forward_backward_here(
         });
     }
     let mut g = loss.backward();
-    grads.accumulate(&model.transformer, &mut g);
+    grads.accumulate(&model.transformer, &mut g)?;
     Ok(MicroStats {
         loss: f64::from(loss_value),
         correct,
@@ -352,10 +342,10 @@ pub fn apply_update(
     grads: &GradBuffer,
     lr: f64,
     clip: Option<f64>,
-) -> (CausalLm, f64) {
-    let (transformer, norm) = optimizer.step(model.transformer, grads, lr, clip);
+) -> Result<(CausalLm, f64), TrainError> {
+    let (transformer, norm) = optimizer.step(model.transformer, grads, lr, clip)?;
     model.transformer = transformer;
-    (model, norm)
+    Ok((model, norm))
 }
 
 /// Greedy completions for `prompts` (token ids), batched.
@@ -374,17 +364,16 @@ pub fn greedy_completions(
         top_k_alternatives: 0,
     };
     let rows = generate(&inference, &request, |_, _| ControlFlow::Continue(()))?;
-    Ok(rows
-        .iter()
+    rows.iter()
         .map(|row| {
             let ids: Vec<u32> = row
                 .iter()
                 .map(|t| t.id)
                 .filter(|id| !inference.config.eos_token_ids.contains(id))
                 .collect();
-            tokenizer.decode(&ids)
+            Ok(tokenizer.decode(&ids)?)
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]

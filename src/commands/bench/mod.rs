@@ -1,5 +1,7 @@
 //! `studio bench`: throughput of the engine on this machine. Figures, never pass/fail.
 
+mod probe;
+
 use std::ops::ControlFlow;
 use std::time::Instant;
 
@@ -81,8 +83,8 @@ fn time_sft_steps(args: &SftShape<'_>, lora: bool) -> Result<f64> {
     for step in 0..=args.steps {
         let start = Instant::now();
         let mut grads = GradBuffer::default();
-        forward_backward(&model, &batch, &mut grads, false)?;
-        model = apply_update(model, &mut optimizer, &grads, 1e-5, Some(1.0)).0;
+        forward_backward(&model, &batch, &mut grads)?;
+        model = apply_update(model, &mut optimizer, &grads, 1e-5, Some(1.0))?.0;
         if step > 0 {
             times.push(start.elapsed().as_secs_f64());
         }
@@ -268,7 +270,7 @@ fn memory_read_gbps(bytes: usize) -> Result<f64> {
     let xs = vec![1.0f32; bytes / 4];
     let secs = fastest(6, || {
         let t = Instant::now();
-        std::hint::black_box(engine::kernels::probe::parallel_sum(&xs));
+        std::hint::black_box(probe::parallel_sum(&xs));
         Ok(t.elapsed().as_secs_f64())
     })?;
     Ok(bytes as f64 / secs / 1e9)
@@ -394,8 +396,8 @@ fn grpo_split(model_spec: &str, prompt: &[u32], sizes: &Sizes) -> Result<[f64; 3
     });
     let t = Instant::now();
     let mut grads = GradBuffer::default();
-    forward_backward(&model, &batch, &mut grads, false)?;
-    let _ = apply_update(model, &mut optimizer, &grads, 1e-5, Some(1.0));
+    forward_backward(&model, &batch, &mut grads)?;
+    apply_update(model, &mut optimizer, &grads, 1e-5, Some(1.0))?;
     let update_s = t.elapsed().as_secs_f64();
     Ok([rollout_s, reference_s, update_s])
 }
@@ -411,7 +413,7 @@ fn bench_all(args: &BenchArgs) -> Result<()> {
     };
 
     say("machine limits: f32 matrix product, memory read");
-    let gflops = engine::kernels::probe::matmul_gflops(sizes.matmul, 10);
+    let gflops = probe::matmul_gflops(sizes.matmul, 10);
     let gbps = memory_read_gbps(sizes.memory_bytes)?;
 
     say(&format!("loading {}", args.model));
@@ -455,10 +457,10 @@ fn bench_all(args: &BenchArgs) -> Result<()> {
     say("token statistics");
     let vocab = config.vocab_size;
     let logits = synthetic_logits(sizes.stats_rows, vocab);
-    std::hint::black_box(engine::infer::token_stats::rows_stats(&logits, vocab, 5));
+    std::hint::black_box(engine::kernels::token_stats::rows_stats(&logits, vocab, 5));
     let stats_s = fastest(3, || {
         let t = Instant::now();
-        std::hint::black_box(engine::infer::token_stats::rows_stats(&logits, vocab, 5));
+        std::hint::black_box(engine::kernels::token_stats::rows_stats(&logits, vocab, 5));
         Ok(t.elapsed().as_secs_f64())
     })?;
     let stats_gbps = (logits.len() * 4) as f64 / stats_s / 1e9;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use minijinja::{Environment, ErrorKind, Value, context};
 use serde::Serialize;
 
-use super::FormatError;
+use super::TextError;
 
 /// One chat message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -86,7 +86,7 @@ impl ChatTemplate {
         origin: PathBuf,
         bos_token: String,
         eos_token: String,
-    ) -> Result<Self, FormatError> {
+    ) -> Result<Self, TextError> {
         let mut env = Environment::new();
         minijinja_contrib::add_to_environment(&mut env);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
@@ -96,7 +96,7 @@ impl ChatTemplate {
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.add_template_owned("chat", source.to_string())
-            .map_err(|e| FormatError::ChatTemplate {
+            .map_err(|e| TextError::ChatTemplate {
                 path: origin.clone(),
                 message: e.to_string(),
             })?;
@@ -114,8 +114,8 @@ impl ChatTemplate {
         &self,
         messages: &[ChatMessage],
         add_generation_prompt: bool,
-    ) -> Result<String, FormatError> {
-        let err = |e: minijinja::Error| FormatError::ChatTemplate {
+    ) -> Result<String, TextError> {
+        let err = |e: minijinja::Error| TextError::ChatTemplate {
             path: self.origin.clone(),
             message: e.to_string(),
         };

@@ -5,8 +5,6 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::simd_kernel;
-
 /// The sum of `xs`, each thread reading one contiguous range with 16 independent lanes: a
 /// memory-read bandwidth probe when `xs` is much larger than the caches.
 pub fn parallel_sum(xs: &[f32]) -> f32 {
@@ -15,8 +13,20 @@ pub fn parallel_sum(xs: &[f32]) -> f32 {
         .div_ceil(rayon::current_num_threads().max(1))
         .max(1 << 14);
     xs.par_chunks(chunk)
-        .map(|c| simd_kernel!(Sum { c: &'a [f32] } -> f32 => sum_lanes(c)))
+        .map(|c| pulp::Arch::new().dispatch(Sum(c)))
         .sum()
+}
+
+/// [`sum_lanes`] compiled for the best instruction set this CPU has (pulp picks it at run time;
+/// the body must be `#[inline(always)]` to be compiled for those features).
+struct Sum<'a>(&'a [f32]);
+
+impl pulp::WithSimd for Sum<'_> {
+    type Output = f32;
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> f32 {
+        sum_lanes(self.0)
+    }
 }
 
 /// The machine's f32 matrix-product throughput, GFLOP/s (best of `runs`): `[m, k] · [k, n]`

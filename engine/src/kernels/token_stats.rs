@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use std::f32::consts::LOG2_E;
 
-use crate::kernels::elementwise::exp2_nonpositive;
+use super::elementwise::exp2_nonpositive;
 
 /// Statistics of one predictive distribution.
 #[derive(Debug, Clone, PartialEq)]

@@ -48,7 +48,8 @@ fn adamw_steps_match_torch() {
     let r: Value = serde_json::from_str(&text).expect("JSON");
     let config = &r["config"];
     let betas = floats(&config["betas"]);
-    let device = Device::flex();
+    // Training parameters live on the autodiff device, as in a run.
+    let device = Device::flex().autodiff();
     let mut model = Pair {
         a: Param::from_tensor(
             Tensor::<1>::from_data(TensorData::new(floats(&r["initial"]["a"]), [3]), &device)

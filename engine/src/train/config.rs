@@ -5,6 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::TrainError;
+use super::grpo::objective::{ImportanceLevel, LossType, ScaleRewards};
+use super::rewards::{RewardSet, RewardSpec};
 use super::schedule::Decay;
 use crate::models::lora::LoraConfig;
 
@@ -23,12 +25,21 @@ pub struct RunConfig {
     /// Seed of data order, initialization, dropout. Default 0.
     #[serde(default)]
     pub seed: u64,
-    /// Only `sft` for now.
+    /// `sft` (default) or `grpo`.
     #[serde(default = "default_algorithm")]
     pub algorithm: String,
+    /// Start from another run's checkpoint (cold-start SFT, then GRPO, is two runs).
+    #[serde(default)]
+    pub init_from: Option<InitFrom>,
     pub data: DataConfig,
     #[serde(default)]
     pub sft: SftConfig,
+    /// Settings of `algorithm = "grpo"`.
+    #[serde(default)]
+    pub grpo: GrpoConfig,
+    /// The rewards of a GRPO run (`[[rewards]]` tables), summed with their weights.
+    #[serde(default)]
+    pub rewards: Vec<RewardSpec>,
     #[serde(default)]
     pub eval: EvalConfig,
     #[serde(default)]
@@ -131,6 +142,128 @@ impl Default for SftConfig {
     }
 }
 
+/// Which checkpoint a run starts from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitFrom {
+    /// The run whose latest checkpoint (or `step`'s) the weights come from.
+    pub run: i64,
+    /// The checkpoint's step; default: the latest.
+    #[serde(default)]
+    pub step: Option<u64>,
+}
+
+/// GRPO-family settings, named as in TRL's `GRPOConfig` where one exists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpoConfig {
+    /// Rollout-and-update steps. Default 100.
+    pub max_steps: u64,
+    /// Prompts drawn per step. Default 8.
+    pub prompts_per_step: usize,
+    /// Completions sampled per prompt (G). Default 8.
+    pub num_generations: usize,
+    /// Tokens generated per completion at most. Default 128.
+    pub max_completion_length: usize,
+    /// Sampling temperature. Default 1.0.
+    pub temperature: f64,
+    /// Nucleus sampling; 1 disables. Default 1.0.
+    pub top_p: f64,
+    /// Sample among the k most likely tokens; 0 disables. Default 0.
+    pub top_k: usize,
+    /// Drop tokens below `min_p` × the top probability; 0 disables. Default 0.
+    pub min_p: f64,
+    /// Divides the logits of tokens already in the sequence (>1 discourages repeats). Default 1.
+    pub repetition_penalty: f64,
+    /// `group` (default), `batch` or `none`.
+    pub scale_rewards: ScaleRewards,
+    /// `grpo`, `bnpo`, `dapo` (default) or `dr_grpo`.
+    pub loss_type: LossType,
+    /// Lower clip of the importance ratio. Default 0.2.
+    pub epsilon: f64,
+    /// Upper clip (clip-higher); default: `epsilon`.
+    pub epsilon_high: Option<f64>,
+    /// Two-sided clip: cap on the unclipped ratio; default none.
+    pub delta: Option<f64>,
+    /// Updates per rollout batch (μ), with importance ratios against the rollout policy. Default 1.
+    pub num_iterations: usize,
+    /// `token` (default) or `sequence` (GSPO).
+    pub importance_sampling_level: ImportanceLevel,
+    /// Weight of the k3 KL to the frozen reference (the base with the adapter off, for LoRA);
+    /// 0 (default) keeps no reference.
+    pub beta: f64,
+    /// Weight of the entropy bonus. Default 0.
+    pub entropy_coef: f64,
+    /// Only this top fraction of completion tokens by entropy gets gradient (ρ). Default 1.
+    pub top_entropy_quantile: f64,
+    /// Truncated completions (no end token) count for nothing in the loss. Default false.
+    pub mask_truncated_completions: bool,
+    /// DAPO's dynamic sampling: drop groups whose rewards all agree and draw more prompts.
+    /// Default false.
+    pub dynamic_sampling: bool,
+    /// Extra rounds of prompts dynamic sampling may draw per step. Default 4.
+    pub max_resample_rounds: usize,
+    /// Sequences per forward/backward pass of the update. Default 16.
+    pub micro_batch: usize,
+    /// Peak learning rate. Default 1e-5.
+    pub lr: f64,
+    /// Linear warmup steps. Default 0.
+    pub warmup_steps: u64,
+    /// Decay after warmup: cosine, linear, constant (default).
+    pub schedule: Decay,
+    /// AdamW betas. Default [0.9, 0.99].
+    pub betas: [f64; 2],
+    /// AdamW epsilon. Default 1e-8.
+    pub eps: f64,
+    /// Decoupled weight decay. Default 0.
+    pub weight_decay: f64,
+    /// Clip the global gradient norm to this; 0 disables. Default 1.0.
+    pub clip_grad_norm: f64,
+    /// Use the model's chat template for prompts. Default true.
+    pub chat_template: bool,
+    /// LoRA instead of full fine-tuning when present.
+    pub lora: Option<LoraConfig>,
+}
+
+impl Default for GrpoConfig {
+    fn default() -> Self {
+        Self {
+            max_steps: 100,
+            prompts_per_step: 8,
+            num_generations: 8,
+            max_completion_length: 128,
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            min_p: 0.0,
+            repetition_penalty: 1.0,
+            scale_rewards: ScaleRewards::Group,
+            loss_type: LossType::Dapo,
+            epsilon: 0.2,
+            epsilon_high: None,
+            delta: None,
+            num_iterations: 1,
+            importance_sampling_level: ImportanceLevel::Token,
+            beta: 0.0,
+            entropy_coef: 0.0,
+            top_entropy_quantile: 1.0,
+            mask_truncated_completions: false,
+            dynamic_sampling: false,
+            max_resample_rounds: 4,
+            micro_batch: 16,
+            lr: 1e-5,
+            warmup_steps: 0,
+            schedule: Decay::Constant,
+            betas: [0.9, 0.99],
+            eps: 1e-8,
+            weight_decay: 0.0,
+            clip_grad_norm: 1.0,
+            chat_template: true,
+            lora: None,
+        }
+    }
+}
+
 /// Periodic evaluation with the task verifiers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -187,10 +320,10 @@ impl RunConfig {
                 problem: problem.to_string(),
             })
         };
-        if self.algorithm != "sft" {
+        if self.algorithm != "sft" && self.algorithm != "grpo" {
             return bad(
                 "algorithm",
-                &format!("= \"{}\" is not supported yet (sft)", self.algorithm),
+                &format!("= \"{}\" is not supported (sft, grpo)", self.algorithm),
             );
         }
         if self.backend.parse::<crate::backend::BackendKind>().is_err() {
@@ -215,6 +348,12 @@ impl RunConfig {
                 &format!("must be 0 to {}", crate::data::builtin::MAX_DIFFICULTY),
             );
         }
+        if self.algorithm == "grpo" {
+            return self.validate_grpo(origin);
+        }
+        if !self.rewards.is_empty() {
+            return bad("rewards", "are used by algorithm = \"grpo\" only");
+        }
         let s = &self.sft;
         if s.max_steps == 0 {
             return bad("sft.max_steps", "must be at least 1");
@@ -238,28 +377,131 @@ impl RunConfig {
             return bad("sft.clip_grad_norm", "must be ≥ 0 (0 disables clipping)");
         }
         if let Some(l) = &s.lora {
-            if l.rank == 0 {
-                return bad("sft.lora.rank", "must be at least 1");
-            }
-            if !(0.0..1.0).contains(&l.dropout) {
-                return bad("sft.lora.dropout", "must be in [0, 1)");
-            }
-            if let Some(t) = l
-                .target_modules
-                .iter()
-                .find(|t| !crate::models::lora::TARGETS.contains(&t.as_str()))
-            {
-                return bad(
-                    "sft.lora.target_modules",
-                    &format!(
-                        "names `{t}`, which is not a projection ({})",
-                        crate::models::lora::TARGETS.join(", ")
-                    ),
-                );
-            }
+            validate_lora(l, "sft", origin)?;
         }
         Ok(())
     }
+
+    fn validate_grpo(&self, origin: &str) -> Result<(), TrainError> {
+        let bad = |setting: &str, problem: String| {
+            Err(TrainError::Setting {
+                origin: origin.to_string(),
+                setting: format!("grpo.{setting}"),
+                problem,
+            })
+        };
+        let g = &self.grpo;
+        let at_least_1 = [
+            ("max_steps", g.max_steps as usize),
+            ("prompts_per_step", g.prompts_per_step),
+            ("max_completion_length", g.max_completion_length),
+            ("num_iterations", g.num_iterations),
+            ("micro_batch", g.micro_batch),
+        ];
+        for (name, value) in at_least_1 {
+            if value == 0 {
+                return bad(name, "must be at least 1".into());
+            }
+        }
+        if g.num_generations < 2 {
+            return bad(
+                "num_generations",
+                format!(
+                    "must be at least 2 (found {}): advantages compare the completions of one prompt",
+                    g.num_generations
+                ),
+            );
+        }
+        if !(g.top_entropy_quantile > 0.0 && g.top_entropy_quantile <= 1.0) {
+            return bad(
+                "top_entropy_quantile",
+                format!("must be in (0, 1], found {}", g.top_entropy_quantile),
+            );
+        }
+        if !(g.temperature > 0.0 && g.temperature.is_finite()) {
+            return bad("temperature", "must be a positive number".into());
+        }
+        if !(g.lr > 0.0 && g.lr.is_finite()) {
+            return bad("lr", "must be a positive number".into());
+        }
+        if !(g.epsilon > 0.0 && g.epsilon < 1.0) {
+            return bad("epsilon", format!("must be in (0, 1), found {}", g.epsilon));
+        }
+        if let Some(high) = g.epsilon_high
+            && !(high > 0.0 && high.is_finite())
+        {
+            return bad("epsilon_high", format!("must be positive, found {high}"));
+        }
+        if let Some(delta) = g.delta
+            && delta <= 1.0 + g.epsilon_high.unwrap_or(g.epsilon)
+        {
+            return bad(
+                "delta",
+                format!("must exceed 1 + epsilon_high (a cap below the clip range), found {delta}"),
+            );
+        }
+        for (name, value) in [("beta", g.beta), ("entropy_coef", g.entropy_coef)] {
+            if !(value >= 0.0 && value.is_finite()) {
+                return bad(name, format!("must be ≥ 0, found {value}"));
+            }
+        }
+        if !(0.0..1.0).contains(&g.betas[0]) || !(0.0..1.0).contains(&g.betas[1]) {
+            return bad("betas", "must both be in [0, 1)".into());
+        }
+        if g.clip_grad_norm < 0.0 {
+            return bad("clip_grad_norm", "must be ≥ 0 (0 disables clipping)".into());
+        }
+        if let Some(l) = &g.lora {
+            validate_lora(l, "grpo", origin)?;
+        }
+        RewardSet::compile(&self.rewards, g.max_completion_length).map_err(|e| {
+            TrainError::Setting {
+                origin: origin.to_string(),
+                setting: "rewards".into(),
+                problem: e.to_string(),
+            }
+        })?;
+        Ok(())
+    }
+
+    /// The settings of the algorithm this run uses: (max_steps, lr, warmup, schedule).
+    pub fn steps(&self) -> u64 {
+        if self.algorithm == "grpo" {
+            self.grpo.max_steps
+        } else {
+            self.sft.max_steps
+        }
+    }
+}
+
+fn validate_lora(l: &LoraConfig, table: &str, origin: &str) -> Result<(), TrainError> {
+    let bad = |setting: &str, problem: String| {
+        Err(TrainError::Setting {
+            origin: origin.to_string(),
+            setting: format!("{table}.lora.{setting}"),
+            problem,
+        })
+    };
+    if l.rank == 0 {
+        return bad("rank", "must be at least 1".into());
+    }
+    if !(0.0..1.0).contains(&l.dropout) {
+        return bad("dropout", "must be in [0, 1)".into());
+    }
+    if let Some(t) = l
+        .target_modules
+        .iter()
+        .find(|t| !crate::models::lora::TARGETS.contains(&t.as_str()))
+    {
+        return bad(
+            "target_modules",
+            format!(
+                "names `{t}`, which is not a projection ({})",
+                crate::models::lora::TARGETS.join(", ")
+            ),
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -296,5 +538,83 @@ mod tests {
         )
         .expect_err("target");
         assert!(e.to_string().contains("qkv"), "{e}");
+    }
+
+    const GRPO: &str = r#"
+algorithm = "grpo"
+model = "builtin:tiny-reasoner"
+[data]
+builtin = "arithmetic"
+[grpo]
+max_steps = 100
+prompts_per_step = 8
+num_generations = 8
+max_completion_length = 128
+temperature = 1.0
+lr = 1e-5
+loss_type = "dapo"
+epsilon_high = 0.28
+[[rewards]]
+name = "accuracy"
+kind = "accuracy"
+weight = 1.0
+[[rewards]]
+name = "format"
+kind = "format"
+pattern = '(?s)<think>.*</think>\s*<answer>.*</answer>'
+weight = 0.5
+"#;
+
+    #[test]
+    fn the_issue_s_grpo_document_parses_with_defaults() {
+        let c = RunConfig::from_toml(GRPO, "grpo.toml").expect("valid");
+        assert_eq!(c.algorithm, "grpo");
+        assert_eq!(c.grpo.epsilon_high, Some(0.28));
+        assert_eq!(c.grpo.loss_type, LossType::Dapo);
+        assert_eq!(c.grpo.scale_rewards, ScaleRewards::Group);
+        assert_eq!(c.grpo.top_entropy_quantile, 1.0);
+        assert_eq!(c.rewards.len(), 2);
+        assert_eq!(c.rewards[1].weight, 0.5);
+        assert_eq!(c.steps(), 100);
+    }
+
+    #[test]
+    fn bad_grpo_settings_name_the_setting() {
+        let with = |extra: &str, replace: (&str, &str)| {
+            RunConfig::from_toml(
+                &GRPO
+                    .replace(replace.0, replace.1)
+                    .replace("[grpo]", &format!("[grpo]\n{extra}")),
+                "g.toml",
+            )
+            .expect_err("invalid")
+            .to_string()
+        };
+        let e = with("", ("num_generations = 8", "num_generations = 1"));
+        assert!(
+            e.contains("grpo.num_generations") && e.contains("at least 2"),
+            "{e}"
+        );
+        let e = with("top_entropy_quantile = 0.0", ("", ""));
+        assert!(
+            e.contains("grpo.top_entropy_quantile") && e.contains("(0, 1]"),
+            "{e}"
+        );
+        let e = with("top_entropy_quantile = 1.5", ("", ""));
+        assert!(e.contains("grpo.top_entropy_quantile"), "{e}");
+        let e = with("", ("kind = \"accuracy\"", "kind = \"vibes\""));
+        assert!(e.contains("vibes") && e.contains("g.toml"), "{e}");
+        let e = with("", ("(?s)<think>", "(?s)(<think>"));
+        assert!(
+            e.contains("rewards[1] (format)") && e.contains("does not compile"),
+            "{e}"
+        );
+        let no_rewards = GRPO.split("[[rewards]]").next().expect("head").to_string();
+        let e = RunConfig::from_toml(&no_rewards, "g.toml")
+            .expect_err("no rewards")
+            .to_string();
+        assert!(e.contains("rewards") && e.contains("at least one"), "{e}");
+        let e = with("delta = 1.1", ("", ""));
+        assert!(e.contains("grpo.delta"), "{e}");
     }
 }

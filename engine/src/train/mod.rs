@@ -3,7 +3,9 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod grpo;
 pub mod optim;
+pub mod rewards;
 pub mod run;
 pub mod schedule;
 pub mod sft;

@@ -66,7 +66,7 @@ impl TestHooks {
 }
 
 /// Examples in a reproducible shuffled order, epoch after epoch.
-struct Stream {
+pub(crate) struct Stream {
     source: Source,
     seed: u64,
     epoch_cache: Option<(u64, Vec<u64>)>,
@@ -88,14 +88,22 @@ enum Source {
 const EVAL_SEED_SALT: u64 = 0x5eed_e7a1_0000_0001;
 
 impl Stream {
-    fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         match &self.source {
             Source::Builtin { count, .. } => *count,
             Source::File { train_rows, .. } => *train_rows,
         }
     }
 
-    fn example(&mut self, stream_index: u64) -> Result<Example, TrainError> {
+    pub(crate) fn example(&mut self, stream_index: u64) -> Result<Example, TrainError> {
+        Ok(self.example_with_problem(stream_index)?.0)
+    }
+
+    /// The example at `stream_index` with its built-in problem (for the exact verifiers).
+    pub(crate) fn example_with_problem(
+        &mut self,
+        stream_index: u64,
+    ) -> Result<(Example, Option<Problem>), TrainError> {
         let n = self.len();
         let (epoch, within) = (stream_index / n, stream_index % n);
         if self.epoch_cache.as_ref().is_none_or(|(e, _)| *e != epoch) {
@@ -112,13 +120,19 @@ impl Stream {
         match &self.source {
             Source::Builtin {
                 task, difficulty, ..
-            } => Ok(task.problem_with(self.seed, index, *difficulty).example()),
-            Source::File { dataset, .. } => Ok(dataset.example(index as usize)?),
+            } => {
+                let problem = task.problem_with(self.seed, index, *difficulty);
+                Ok((problem.example(), Some(problem)))
+            }
+            Source::File { dataset, .. } => Ok((dataset.example(index as usize)?, None)),
         }
     }
 
     /// Held-out items: `(example, problem for verifiers)`.
-    fn eval_items(&self, count: usize) -> Result<Vec<(Example, Option<Problem>)>, TrainError> {
+    pub(crate) fn eval_items(
+        &self,
+        count: usize,
+    ) -> Result<Vec<(Example, Option<Problem>)>, TrainError> {
         match &self.source {
             Source::Builtin {
                 task, difficulty, ..
@@ -143,12 +157,19 @@ fn normalized(answer: &str) -> String {
     extract_answer(answer).trim().to_lowercase()
 }
 
-/// Runs (or resumes) run `run_id` of `workspace` to its end or a stop request.
-pub fn execute(
-    workspace: &Workspace,
-    run_id: RunId,
-    hooks: Hooks<'_>,
-) -> Result<Outcome, TrainError> {
+/// What every algorithm starts a run from: its config, the model on the training backend (LoRA
+/// attached, weights of `init_from` restored), its tokenizer and the example stream.
+pub(crate) struct Prepared {
+    pub(crate) config: RunConfig,
+    pub(crate) origin: String,
+    pub(crate) model: crate::models::CausalLm,
+    pub(crate) tokenizer: crate::text::TextTokenizer,
+    pub(crate) stream: Stream,
+    pub(crate) lora: Option<crate::models::lora::LoraConfig>,
+}
+
+/// Loads what run `run_id` needs (see [`Prepared`]).
+pub(crate) fn prepare(workspace: &Workspace, run_id: RunId) -> Result<Prepared, TrainError> {
     let record = workspace.run(run_id)?;
     let origin = format!("run {run_id} config");
     let config = RunConfig::from_toml(&record.config_toml, &origin)?;
@@ -159,13 +180,49 @@ pub fn execute(
     let loaded = load_model(&config.model, &backend)?;
     let tokenizer = loaded.tokenizer;
     let mut model = loaded.model;
-    let lora = config.sft.lora.clone();
+    let (table, lora) = if config.algorithm == "grpo" {
+        ("grpo", config.grpo.lora.clone())
+    } else {
+        ("sft", config.sft.lora.clone())
+    };
     if let Some(l) = &lora {
         model = model.attach_lora(l).map_err(|e| TrainError::Setting {
             origin: origin.clone(),
-            setting: "sft.lora.target_modules".into(),
+            setting: format!("{table}.lora.target_modules"),
             problem: e.to_string(),
         })?;
+    }
+    if let Some(init) = &config.init_from
+        && workspace.latest_checkpoint(run_id)?.is_none()
+    {
+        let checkpoints = workspace.checkpoints(init.run)?;
+        let chosen = match init.step {
+            Some(step) => checkpoints.iter().find(|c| c.step == step),
+            None => checkpoints.iter().max_by_key(|c| c.step),
+        };
+        let Some(ckpt) = chosen else {
+            return Err(TrainError::Setting {
+                origin,
+                setting: "init_from".into(),
+                problem: match init.step {
+                    Some(step) => format!("run {} has no checkpoint at step {step}", init.run),
+                    None => format!("run {} has no checkpoint yet", init.run),
+                },
+            });
+        };
+        let saved = checkpoint::load(&ckpt.path)?;
+        model.transformer =
+            checkpoint::restore_module(model.transformer, &saved.weights, &ckpt.path)?;
+        workspace.append_log(
+            run_id,
+            "info",
+            &format!(
+                "started from run {}'s checkpoint at step {} ({})",
+                init.run,
+                ckpt.step,
+                ckpt.path.display()
+            ),
+        )?;
     }
 
     let source = match (&config.data.builtin, &config.data.path) {
@@ -211,12 +268,39 @@ pub fn execute(
             });
         }
     };
-    let mut stream = Stream {
+    let stream = Stream {
         source,
         seed: config.seed,
         epoch_cache: None,
     };
+    Ok(Prepared {
+        config,
+        origin,
+        model,
+        tokenizer,
+        stream,
+        lora,
+    })
+}
 
+/// Runs (or resumes) run `run_id` of `workspace` to its end or a stop request.
+pub fn execute(
+    workspace: &Workspace,
+    run_id: RunId,
+    hooks: Hooks<'_>,
+) -> Result<Outcome, TrainError> {
+    let prepared = prepare(workspace, run_id)?;
+    if prepared.config.algorithm == "grpo" {
+        return super::grpo::run::execute(workspace, run_id, hooks, prepared);
+    }
+    let Prepared {
+        config,
+        mut model,
+        tokenizer,
+        mut stream,
+        lora,
+        ..
+    } = prepared;
     let s = &config.sft;
     let eos = model.config.eos_token_ids.first().copied();
     let pad = eos.unwrap_or(0);
@@ -234,26 +318,7 @@ pub fn execute(
         num_tokens: 0,
         kind: if lora.is_some() { "lora" } else { "full" }.into(),
     };
-    let mut last_checkpoint = 0u64;
-
-    if let Some(ckpt) = workspace.latest_checkpoint(run_id)? {
-        let saved = checkpoint::load(&ckpt.path)?;
-        model.transformer =
-            checkpoint::restore_module(model.transformer, &saved.weights, &ckpt.path)?;
-        optimizer.state = saved.moments;
-        optimizer.step = saved.optimizer_step;
-        state = saved.state;
-        last_checkpoint = state.step;
-        let dropped = workspace.truncate_metrics_after(run_id, state.step)?;
-        workspace.append_log(
-            run_id,
-            "info",
-            &format!(
-                "resumed from checkpoint at step {} ({dropped} later metric points dropped)",
-                state.step
-            ),
-        )?;
-    }
+    let mut last_checkpoint = resume(workspace, run_id, &mut model, &mut optimizer, &mut state)?;
 
     let tokenize = |stream: &mut Stream, index: u64| -> Result<TokenizedExample, TrainError> {
         let ex = stream.example(index)?;
@@ -266,18 +331,10 @@ pub fn execute(
 
     let eval_every = config.eval.every;
     let ckpt_every = config.checkpoint.every;
-    let save_checkpoint = |model: &crate::models::CausalLm,
-                           optimizer: &AdamW,
-                           state: &TrainState|
-     -> Result<(), TrainError> {
-        let dir = workspace
-            .run_artifacts_dir(run_id)
-            .join(format!("checkpoint-{:06}", state.step));
-        let weights = checkpoint::module_tensors(&model.transformer, true)?;
-        checkpoint::save(&dir, &weights, optimizer, state)?;
-        workspace.add_checkpoint(run_id, state.step, &dir, &state.kind)?;
-        Ok(())
-    };
+    let save_checkpoint =
+        |model: &crate::models::CausalLm, optimizer: &AdamW, state: &TrainState| {
+            save_checkpoint(workspace, run_id, model, optimizer, state)
+        };
 
     if state.step == 0 && eval_every > 0 {
         // The starting point of the eval curve.
@@ -387,8 +444,57 @@ pub fn execute(
     Ok(Outcome::Completed { step: state.step })
 }
 
+/// Restores run `run_id`'s latest checkpoint, if it has one, into `model`, `optimizer` and
+/// `state`, drops the metrics logged after it, and returns its step (0 without one).
+pub(crate) fn resume(
+    workspace: &Workspace,
+    run_id: RunId,
+    model: &mut crate::models::CausalLm,
+    optimizer: &mut AdamW,
+    state: &mut TrainState,
+) -> Result<u64, TrainError> {
+    let Some(ckpt) = workspace.latest_checkpoint(run_id)? else {
+        return Ok(0);
+    };
+    let saved = checkpoint::load(&ckpt.path)?;
+    // A module clone shares its tensors; the restored one replaces it.
+    model.transformer =
+        checkpoint::restore_module(model.transformer.clone(), &saved.weights, &ckpt.path)?;
+    optimizer.state = saved.moments;
+    optimizer.step = saved.optimizer_step;
+    *state = saved.state;
+    let dropped = workspace.truncate_metrics_after(run_id, state.step)?;
+    workspace.append_log(
+        run_id,
+        "info",
+        &format!(
+            "resumed from checkpoint at step {} ({dropped} later metric points dropped)",
+            state.step
+        ),
+    )?;
+    Ok(state.step)
+}
+
+/// Saves `model`'s trainable tensors, the optimizer and `state` as run `run_id`'s checkpoint at
+/// `state.step`.
+pub(crate) fn save_checkpoint(
+    workspace: &Workspace,
+    run_id: RunId,
+    model: &crate::models::CausalLm,
+    optimizer: &AdamW,
+    state: &TrainState,
+) -> Result<(), TrainError> {
+    let dir = workspace
+        .run_artifacts_dir(run_id)
+        .join(format!("checkpoint-{:06}", state.step));
+    let weights = checkpoint::module_tensors(&model.transformer, true)?;
+    checkpoint::save(&dir, &weights, optimizer, state)?;
+    workspace.add_checkpoint(run_id, state.step, &dir, &state.kind)?;
+    Ok(())
+}
+
 /// Accuracy of greedy answers on held-out items.
-fn evaluate(
+pub(crate) fn evaluate(
     model: &crate::models::CausalLm,
     tokenizer: &crate::text::tokenizer::TextTokenizer,
     stream: &Stream,

@@ -43,6 +43,40 @@ pub enum Command {
     Stop(RunIdArg),
     /// Continue a stopped, failed or killed run from its last checkpoint.
     Resume(ResumeArgs),
+    /// A run's metric series: every one, or those named (`--json`: {"run", "series": {NAME:
+    /// [[STEP, VALUE|null], …]}}; `--csv`: step,name,value).
+    Metrics(MetricsArgs),
+    /// A run's stored rollouts: the steps that have them, or one step's token by token
+    /// (`--json`: {"run", "steps": [{"step", "rollouts"}]} or {"run", "step", "rollouts": [...]}).
+    Traces(TracesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// The run.
+    pub run: i64,
+    /// Only this series (repeatable).
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Print JSON.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// Print CSV.
+    #[arg(long)]
+    pub csv: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TracesArgs {
+    /// The run.
+    pub run: i64,
+    /// This step's rollouts (prompt, completion, reward and its parts, advantage, tokens with
+    /// log-prob, entropy and top alternatives).
+    #[arg(long)]
+    pub step: Option<u64>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -52,6 +86,10 @@ pub struct TrainArgs {
     /// Return once the worker has started instead of following its progress.
     #[arg(long)]
     pub detach: bool,
+    /// Check the config without starting a run (the model and dataset open, the rewards
+    /// compile) and print it with every default filled in.
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(Debug, Args)]

@@ -5,29 +5,12 @@
 
 mod common;
 
-use std::path::Path;
+use common::{studio_in, wait_for, write_config};
+
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use engine::store::{RunStatus, Workspace};
-
-fn studio_in(ws: &Path, args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_studio"));
-    cmd.arg("--workspace")
-        .arg(ws)
-        .args(args)
-        .env("STUDIO_NO_DIALOGS", "1");
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("studio runs")
-}
-
-fn write_config(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, body).expect("write config");
-    path
-}
 
 const SMALL_RUN: &str = r#"
 name = "resume-check"
@@ -47,134 +30,9 @@ chat_template = false
 every = 2
 "#;
 
-/// All metric series of a run, by name.
-fn all_metrics(ws: &Workspace, run: i64) -> Vec<(String, Vec<(u64, f64)>)> {
-    let mut names = ws.metric_names(run).expect("names");
-    names.sort();
-    names
-        .into_iter()
-        .filter(|n| !matches!(n.as_str(), "step_time" | "tokens_per_s"))
-        .map(|n| {
-            let series = ws.metric(run, &n).expect("series");
-            (n, series)
-        })
-        .collect()
-}
-
-fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn killed_worker_resumes_to_the_same_metrics() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ws_dir = dir.path().join("ws");
-    let config = write_config(dir.path(), "small", SMALL_RUN);
-
-    // The uninterrupted reference run.
-    let out = studio_in(&ws_dir, &["train", &config.to_string_lossy()], &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ws = Workspace::open(&ws_dir).expect("workspace");
-    let reference_run = ws
-        .runs()
-        .expect("runs")
-        .iter()
-        .map(|r| r.id)
-        .max()
-        .expect("a run");
-    let reference = all_metrics(&ws, reference_run);
-    assert_eq!(
-        reference
-            .iter()
-            .find(|m| m.0 == "loss")
-            .expect("loss")
-            .1
-            .len(),
-        8
-    );
-
-    // The same config, killed at several points and resumed each time.
-    let out = studio_in(
-        &ws_dir,
-        &["train", "--detach", &config.to_string_lossy()],
-        &[],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run = ws
-        .runs()
-        .expect("runs")
-        .iter()
-        .map(|r| r.id)
-        .max()
-        .expect("a run");
-    for kill_after_step in [3u64, 6] {
-        let pid = wait_for(Duration::from_secs(300), || {
-            let r = ws.run(run).ok()?;
-            (r.last_step.unwrap_or(0) >= kill_after_step)
-                .then_some(r.worker_pid)
-                .flatten()
-        });
-        let status = Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        wait_for(Duration::from_secs(30), || {
-            (!Path::new(&format!("/proc/{pid}")).exists()).then_some(())
-        });
-        let out = studio_in(&ws_dir, &["resume", &run.to_string(), "--detach"], &[]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    wait_for(Duration::from_secs(300), || {
-        let r = ws.run(run).ok()?;
-        matches!(r.status, RunStatus::Completed | RunStatus::Failed).then_some(())
-    });
-    assert_eq!(
-        ws.run(run).expect("run").status,
-        RunStatus::Completed,
-        "{:?}",
-        ws.run(run).expect("run").message
-    );
-
-    let resumed = all_metrics(&ws, run);
-    assert_eq!(
-        reference.iter().map(|m| &m.0).collect::<Vec<_>>(),
-        resumed.iter().map(|m| &m.0).collect::<Vec<_>>()
-    );
-    for ((name, a), (_, b)) in reference.iter().zip(&resumed) {
-        let steps_a: Vec<u64> = a.iter().map(|p| p.0).collect();
-        let steps_b: Vec<u64> = b.iter().map(|p| p.0).collect();
-        assert_eq!(
-            steps_a, steps_b,
-            "{name}: same steps, none missing or duplicated"
-        );
-        for ((s, x), (_, y)) in a.iter().zip(b) {
-            assert!(
-                (x - y).abs() <= 1e-4 * (1.0 + x.abs()),
-                "{name} at step {s}: {x} vs {y}"
-            );
-        }
-    }
-    assert_eq!(ws.integrity_check().expect("check"), "ok");
+    common::kill_and_resume_matches(SMALL_RUN, &[3, 6], 8, &["step_time", "tokens_per_s"]);
 }
 
 #[test]

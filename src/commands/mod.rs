@@ -2,6 +2,7 @@
 
 mod bench;
 pub mod data;
+mod inspect;
 mod runs;
 
 use std::io::Write;
@@ -29,6 +30,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Export(args)) => export_cmd(ws, &args),
         Some(Command::Bench(args)) => bench::run(&args),
         Some(Command::Data(args)) => data::run(&args),
+        Some(Command::Train(args)) if args.check => runs::check(&args.config),
         Some(Command::Train(args)) => runs::train(ws, &args.config, args.detach),
         Some(Command::Worker(args)) => runs::worker(ws, args.run),
         Some(Command::Runs(args)) => match args.what {
@@ -37,6 +39,10 @@ pub fn run(cli: Cli) -> Result<()> {
         },
         Some(Command::Stop(args)) => runs::stop(ws, args.id),
         Some(Command::Resume(args)) => runs::resume(ws, args.id, args.detach),
+        Some(Command::Metrics(args)) => {
+            inspect::metrics(ws, args.run, &args.names, args.json, args.csv)
+        }
+        Some(Command::Traces(args)) => inspect::traces(ws, args.run, args.step, args.json),
     }
 }
 

@@ -121,6 +121,42 @@ fn follow(
     }
 }
 
+/// `studio train CONFIG --check`: the config parses and validates, its model and dataset open,
+/// a GRPO run's dataset has answers; prints the config with every default filled in.
+pub fn check(config_path: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(config_path)
+        .with_context(|| format!("could not read the run config {}", config_path.display()))?;
+    let origin = config_path.display().to_string();
+    let config = RunConfig::from_toml(&text, &origin)?;
+    let loaded =
+        engine::formats::loader::load_model(&config.model, &engine::backend::Backend::cpu())
+            .with_context(|| format!("{origin}: setting `model`"))?;
+    if let Some(path) = &config.data.path {
+        let dataset = engine::data::Dataset::open(Path::new(path), config.data.mapping.as_ref())
+            .with_context(|| format!("{origin}: setting `data.path`"))?;
+        if dataset.is_empty() {
+            bail!("{origin}: setting `data.path`: {path} has no usable rows");
+        }
+        if config.algorithm == "grpo" && dataset.example(0)?.answer.is_none() {
+            bail!(
+                "{origin}: setting `data.path`: {path} has no answer column, which the rewards \
+                 of a GRPO run check against; name it with `data.mapping = {{ answer = \"COLUMN\" }}`"
+            );
+        }
+    }
+    println!(
+        "# {origin}: valid ({} run on {}, {} parameters); every setting with its default:",
+        config.algorithm,
+        loaded.name,
+        loaded.model.config.num_parameters()
+    );
+    print!(
+        "{}",
+        toml::to_string(&config).context("could not print the config as TOML")?
+    );
+    Ok(())
+}
+
 pub fn train(workspace_dir: Option<&Path>, config_path: &Path, detach: bool) -> Result<()> {
     let text = std::fs::read_to_string(config_path)
         .with_context(|| format!("could not read the run config {}", config_path.display()))?;
@@ -136,7 +172,7 @@ pub fn train(workspace_dir: Option<&Path>, config_path: &Path, detach: bool) -> 
     if detach {
         return Ok(());
     }
-    follow(&workspace, run, config.sft.max_steps, &mut worker)
+    follow(&workspace, run, config.steps(), &mut worker)
 }
 
 pub fn resume(workspace_dir: Option<&Path>, run: RunId, detach: bool) -> Result<()> {
@@ -161,7 +197,7 @@ pub fn resume(workspace_dir: Option<&Path>, run: RunId, detach: bool) -> Result<
     if detach {
         return Ok(());
     }
-    follow(&workspace, run, config.sft.max_steps, &mut worker)
+    follow(&workspace, run, config.steps(), &mut worker)
 }
 
 fn process_alive(pid: u32) -> bool {

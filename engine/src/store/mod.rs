@@ -11,7 +11,8 @@
 //! - [`runs`]: runs, their status and stop requests;
 //! - [`metrics`]: metric series;
 //! - [`checkpoints`]: checkpoint folders;
-//! - [`logs`]: run logs.
+//! - [`logs`]: run logs;
+//! - [`traces`]: the completions of RL runs and evals, token by token.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -121,9 +122,11 @@ mod metrics;
 mod open;
 mod runs;
 mod schema;
+mod traces;
 
 pub use checkpoints::CheckpointRecord;
 pub use runs::{ParseRunStatusError, RunRecord, RunStatus};
+pub use traces::{Trace, TraceKind, TraceToken};
 
 impl Workspace {
     fn conn(&self) -> MutexGuard<'_, Connection> {

@@ -87,6 +87,32 @@ CREATE TABLE run_logs (
 CREATE INDEX run_logs_by_run ON run_logs(run_id, id);
 "
     ),
+    // 2: rollouts of RL runs and eval generations, one row per completion, token columns as
+    // little-endian binary (see store/traces.rs for the layout).
+    "
+CREATE TABLE traces (
+    id            INTEGER PRIMARY KEY,
+    run_id        INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step          INTEGER NOT NULL CHECK (step >= 0),
+    kind          TEXT    NOT NULL CHECK (kind IN ('rollout', 'eval')),
+    prompt_index  INTEGER NOT NULL CHECK (prompt_index >= 0),
+    sample_index  INTEGER NOT NULL CHECK (sample_index >= 0),
+    prompt        TEXT    NOT NULL,
+    completion    TEXT    NOT NULL,
+    token_ids     BLOB    NOT NULL,
+    logprobs      BLOB    NOT NULL,
+    entropies     BLOB    NOT NULL,
+    top_k         INTEGER NOT NULL CHECK (top_k >= 0),
+    top           BLOB    NOT NULL,
+    loss_mask     BLOB    NOT NULL,
+    reward        REAL,
+    rewards_json  TEXT    NOT NULL,
+    advantage     REAL,
+    correct       INTEGER CHECK (correct IS NULL OR correct IN (0, 1)),
+    finish_reason TEXT    NOT NULL,
+    UNIQUE (run_id, step, kind, prompt_index, sample_index)
+) STRICT;
+",
 ];
 
 /// The schema version this code writes: the number of known migrations.

@@ -464,6 +464,7 @@ pub(crate) fn resume(
     optimizer.step = saved.optimizer_step;
     *state = saved.state;
     let dropped = workspace.truncate_metrics_after(run_id, state.step)?;
+    workspace.truncate_traces_after(run_id, state.step)?;
     workspace.append_log(
         run_id,
         "info",

@@ -526,4 +526,56 @@ mod tests {
             assert!((k3(lp, rf) - pair["kl"].as_f64().expect("kl")).abs() < 1e-12);
         }
     }
+
+    /// The entropy bonus is inside the graph: with a coefficient, the entropy gets gradient
+    /// −c × its token weight, and the log-probs' gradient is unchanged.
+    #[test]
+    fn the_entropy_bonus_reaches_the_gradients() {
+        use burn::tensor::Device;
+        let device = Device::flex().autodiff();
+        let (n, t) = (2, 3);
+        let batch = MicroBatch {
+            sequences: n,
+            max_len: t,
+            mask: vec![1.0, 1.0, 0.0, 1.0, 1.0, 1.0],
+            grad_mask: vec![1.0; n * t],
+            old_logp: vec![-1.0, -2.0, -1.0, -0.5, -0.7, -3.0],
+            ref_logp: None,
+            advantages: vec![0.5, -0.5],
+        };
+        let totals = StepTotals {
+            sequences: n,
+            tokens: 5,
+        };
+        let run = |coef: f64| {
+            let config = ObjectiveConfig {
+                loss_type: LossType::Dapo,
+                epsilon: 0.2,
+                epsilon_high: 0.2,
+                delta: None,
+                importance_sampling_level: ImportanceLevel::Token,
+                beta: 0.0,
+                entropy_coef: coef,
+                max_completion_length: t,
+            };
+            let logp = tensor_2d(batch.old_logp.clone(), [n, t], &device).require_grad();
+            let h = tensor_2d(vec![1.0, 2.0, 3.0, 0.5, 0.25, 4.0], [n, t], &device).require_grad();
+            let out = objective(logp.clone(), Some(h.clone()), &batch, totals, &config)
+                .expect("objective");
+            let grads = out.loss.backward();
+            let host = |x: Tensor<2>| x.into_data().try_into_vec::<f32>().expect("f32");
+            (
+                host(logp.grad(&grads).expect("logp grad")),
+                h.grad(&grads).map(host),
+            )
+        };
+        let (plain_logp, plain_h) = run(0.0);
+        let (bonus_logp, bonus_h) = run(0.1);
+        assert_eq!(plain_logp, bonus_logp);
+        assert!(plain_h.is_none_or(|g| g.iter().all(|&x| x == 0.0)));
+        let bonus_h = bonus_h.expect("the entropy gets a gradient");
+        for (g, m) in bonus_h.iter().zip(&batch.mask) {
+            assert!((g - (-0.1 * m / 5.0)).abs() < 1e-7, "{g}");
+        }
+    }
 }

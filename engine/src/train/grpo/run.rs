@@ -19,7 +19,7 @@ use crate::data::builtin::Problem;
 use crate::infer::{GenerateRequest, GeneratedToken, SamplingConfig, generate};
 use crate::kernels::{AttentionMask, in_pool};
 use crate::models::CausalLm;
-use crate::store::{RunId, Workspace};
+use crate::store::{RunId, Trace, TraceKind, TraceToken, Workspace};
 use crate::text::TextTokenizer;
 use crate::train::TrainError;
 use crate::train::checkpoint::TrainState;
@@ -127,15 +127,95 @@ pub(crate) fn execute(
     };
     let eval_every = config.eval.every;
     let ckpt_every = config.checkpoint.every;
+    let writer = TraceWriter::start(workspace, run_id)?;
+    let outcome = steps(
+        workspace,
+        run_id,
+        hooks,
+        &writer,
+        Loop {
+            config: &config,
+            rewards: &rewards,
+            objective: &objective_config,
+            reference: reference.as_ref(),
+            tokenizer: &tokenizer,
+            chat,
+            eval_every,
+            ckpt_every,
+        },
+        (
+            &mut model,
+            &mut optimizer,
+            &mut state,
+            &mut stream,
+            &mut last_checkpoint,
+        ),
+    );
+    let written = writer.finish();
+    let outcome = outcome?;
+    let (rollouts, bytes, secs, batches) = written?;
+    if rollouts > 0 {
+        workspace.append_log(
+            run_id,
+            "info",
+            &format!(
+                "traces: {rollouts} rollouts stored, {:.0} bytes each, {:.1} ms per step to write \
+                 (on the trace writer thread)",
+                bytes as f64 / rollouts as f64,
+                1e3 * secs / batches.max(1) as f64
+            ),
+        )?;
+    }
+    Ok(outcome)
+}
+
+/// What the step loop reads and never changes.
+struct Loop<'a> {
+    config: &'a crate::train::config::RunConfig,
+    rewards: &'a RewardSet,
+    objective: &'a ObjectiveConfig,
+    reference: Option<&'a CausalLm>,
+    tokenizer: &'a TextTokenizer,
+    chat: bool,
+    eval_every: u64,
+    ckpt_every: u64,
+}
+
+/// The steps of the run, from `state.step` to the end or a stop.
+fn steps(
+    workspace: &Workspace,
+    run_id: RunId,
+    hooks: Hooks<'_>,
+    writer: &TraceWriter,
+    l: Loop<'_>,
+    (model, optimizer, state, stream, last_checkpoint): (
+        &mut CausalLm,
+        &mut AdamW,
+        &mut TrainState,
+        &mut crate::train::run::Stream,
+        &mut u64,
+    ),
+) -> Result<Outcome, TrainError> {
+    let Loop {
+        config,
+        rewards,
+        objective: objective_config,
+        reference,
+        tokenizer,
+        chat,
+        eval_every,
+        ckpt_every,
+    } = l;
+    let g = &config.grpo;
     if state.step == 0 && eval_every > 0 {
-        let accuracy = evaluate(&model, &tokenizer, &stream, &config, chat)?;
+        let accuracy = evaluate(model, tokenizer, stream, config, chat)?;
         workspace.log_metrics(run_id, 0, &[("eval/accuracy", accuracy)])?;
     }
     let mut zero_signal_steps = 0u64;
     while state.step < g.max_steps {
         if (hooks.should_stop)()? {
-            if state.step > last_checkpoint {
-                save_checkpoint(workspace, run_id, &model, &optimizer, &state)?;
+            if state.step > *last_checkpoint {
+                save_checkpoint(workspace, run_id, model, optimizer, state)?;
             }
             return Ok(Outcome::Stopped { step: state.step });
         }
@@ -154,7 +234,7 @@ pub(crate) fn execute(
             for _ in 0..wanted {
                 let (example, problem) = stream.example_with_problem(state.next_example)?;
                 state.next_example += 1;
-                let ids = sft::prompt_ids(&tokenizer, &example, chat)?;
+                let ids = sft::prompt_ids(tokenizer, &example, chat)?;
                 prompts.push(Prompt {
                     example,
                     problem,
@@ -162,7 +242,7 @@ pub(crate) fn execute(
                 });
             }
             let seed = step_seed ^ (round as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            let mut batch = sample(&model, &tokenizer, &rewards, &prompts, g, seed)?;
+            let mut batch = sample(model, tokenizer, rewards, &prompts, g, seed)?;
             for r in &mut batch {
                 r.prompt_index += groups_drawn;
             }
@@ -191,7 +271,7 @@ pub(crate) fn execute(
         // ---- the update batch: completions as `[sequences, max_len]`
         let t_scoring = Instant::now();
         let layout = Layout::new(&rollouts, g);
-        let ref_logp = match &reference {
+        let ref_logp = match reference {
             Some(reference) => Some(in_pool(|| {
                 completion_logp(reference, &rollouts, &layout, None)
                     .and_then(|t| read_back(t, "the reference's log-probs"))
@@ -215,7 +295,7 @@ pub(crate) fn execute(
                     let entropy_needed = g.entropy_coef != 0.0;
                     let mut entropy = None;
                     let logp = completion_logp(
-                        &model,
+                        model,
                         &rollouts,
                         &layout.part(&chunk),
                         entropy_needed.then_some(&mut entropy),
@@ -239,7 +319,7 @@ pub(crate) fn execute(
                         sequences: rollouts.len(),
                         tokens: layout.counted_tokens(),
                     };
-                    let out = objective(logp, entropy, &batch, totals, &objective_config)?;
+                    let out = objective(logp, entropy, &batch, totals, objective_config)?;
                     let value = f64::from(read_back_1(out.loss.clone(), "the loss")?);
                     let mut g = out.loss.backward();
                     grads.accumulate(&model.transformer, &mut g)?;
@@ -267,7 +347,7 @@ pub(crate) fn execute(
                     value: loss_value,
                     step,
                     last_good_step: state.step,
-                    last_checkpoint,
+                    last_checkpoint: *last_checkpoint,
                 });
             }
             if old_logp.is_none() {
@@ -275,8 +355,9 @@ pub(crate) fn execute(
             }
             // Each micro-batch's loss is its share of the step's: the shares add, not average.
             grads.micro_batches = 1;
-            let (updated, norm) = sft::apply_update(model, &mut optimizer, &grads, lr, clip)?;
-            model = updated;
+            // A module clone shares its tensors; the optimizer returns the updated ones.
+            let (updated, norm) = optimizer.step(model.transformer.clone(), &grads, lr, clip)?;
+            model.transformer = updated;
             loss_sum += loss_value;
             grad_norm = norm;
         }
@@ -327,9 +408,10 @@ pub(crate) fn execute(
         if g.beta != 0.0 {
             metrics.push(("kl".to_string(), kl_sum / tokens));
         }
+        writer.send(traces_of(step, &rollouts, &layout))?;
         let at_end = step == g.max_steps;
         if (eval_every > 0 && step.is_multiple_of(eval_every)) || at_end {
-            let accuracy = evaluate(&model, &tokenizer, &stream, &config, chat)?;
+            let accuracy = evaluate(model, tokenizer, stream, config, chat)?;
             metrics.push(("eval/accuracy".to_string(), accuracy));
         }
         let borrowed: Vec<(&str, f64)> = metrics.iter().map(|(n, v)| (n.as_str(), *v)).collect();
@@ -353,11 +435,106 @@ pub(crate) fn execute(
             )?;
         }
         if (ckpt_every > 0 && step.is_multiple_of(ckpt_every)) || at_end {
-            save_checkpoint(workspace, run_id, &model, &optimizer, &state)?;
-            last_checkpoint = step;
+            save_checkpoint(workspace, run_id, model, optimizer, state)?;
+            *last_checkpoint = step;
         }
     }
     Ok(Outcome::Completed { step: state.step })
+}
+
+/// The traces of a step's rollouts, with the loss masks of `layout`.
+fn traces_of(step: u64, rollouts: &[Rollout], layout: &Layout) -> Vec<Trace> {
+    rollouts
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Trace {
+            step,
+            kind: TraceKind::Rollout,
+            prompt_index: r.prompt_index,
+            sample_index: r.sample_index,
+            prompt: r.prompt.clone(),
+            completion: r.completion.clone(),
+            tokens: r
+                .tokens
+                .iter()
+                .enumerate()
+                .map(|(j, t)| TraceToken {
+                    id: t.id,
+                    logprob: t.logprob,
+                    entropy: t.entropy,
+                    top: t.top.clone(),
+                    counted: layout.mask[i * layout.max_len + j] > 0.0,
+                    trained: layout.grad_mask[i * layout.max_len + j] > 0.0,
+                })
+                .collect(),
+            reward: r.scored.total,
+            rewards: r.scored.parts.clone(),
+            advantage: r.advantage,
+            correct: r.scored.correct,
+            finish_reason: r.finish.as_str().to_string(),
+        })
+        .collect()
+}
+
+/// Writes traces on a thread of its own with its own connection, so a step never waits on
+/// SQLite; batches queue in a bounded channel (a slow disk slows the run rather than filling
+/// memory).
+struct TraceWriter {
+    sender: Option<std::sync::mpsc::SyncSender<Vec<Trace>>>,
+    thread: Option<std::thread::JoinHandle<Result<Written, crate::store::StoreError>>>,
+}
+
+/// What the trace writer wrote: (rollouts, bytes stored, seconds writing, batches).
+type Written = (usize, u64, f64, usize);
+
+impl TraceWriter {
+    fn start(workspace: &Workspace, run_id: RunId) -> Result<Self, TrainError> {
+        let own = Workspace::open(workspace.dir())?;
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Trace>>(4);
+        let thread = std::thread::Builder::new()
+            .name("studio-trace-writer".into())
+            .spawn(move || {
+                let (mut rollouts, mut secs, mut batches) = (0usize, 0.0f64, 0usize);
+                for batch in receiver {
+                    let t = Instant::now();
+                    own.add_traces(run_id, &batch)?;
+                    secs += t.elapsed().as_secs_f64();
+                    rollouts += batch.len();
+                    batches += 1;
+                }
+                Ok((rollouts, own.trace_bytes(run_id)?, secs, batches))
+            })
+            .map_err(|e| TrainError::Checkpoint {
+                path: workspace.dir().to_path_buf(),
+                message: format!("could not start the trace writer thread: {e}"),
+            })?;
+        Ok(Self {
+            sender: Some(sender),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues a step's traces; an error means the writer stopped (its error comes at `finish`).
+    fn send(&self, traces: Vec<Trace>) -> Result<(), TrainError> {
+        match &self.sender {
+            Some(sender) if sender.send(traces).is_ok() => Ok(()),
+            _ => Err(TrainError::Internal {
+                panic: "the trace writer stopped; its error is in the run log".into(),
+            }),
+        }
+    }
+
+    /// Waits for every queued trace to be written: (rollouts, bytes, write seconds, batches).
+    fn finish(mut self) -> Result<Written, TrainError> {
+        self.sender.take();
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(result)) => Ok(result?),
+            Some(Err(_)) => Err(TrainError::Internal {
+                panic: "the trace writer thread panicked".into(),
+            }),
+            None => Ok((0, 0, 0.0, 0)),
+        }
+    }
 }
 
 /// The reference policy for the KL term: the inference copy of `model` with every LoRA adapter

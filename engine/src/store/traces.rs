@@ -1,0 +1,443 @@
+//! Traces: every completion an RL run sampled (and every eval generation), with the statistics
+//! of each of its tokens, so a curve's spike can be followed to the rollouts behind it.
+//!
+//! One row per completion. The token columns are little-endian binary, `n` = tokens:
+//! `token_ids` n × u32, `logprobs` n × f32, `entropies` n × f32, `top` n × `top_k` × (u32 id,
+//! f32 log-prob), `loss_mask` n × u8 (bit 0: counted by the loss, bit 1: got gradient, i.e.
+//! inside the top-entropy share). About 9 + 8k + 1 bytes per token before SQLite's overhead.
+
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use serde_json::{Map, Value};
+
+use super::{RunId, StoreError, Workspace};
+
+/// Whether a trace is a training rollout or an eval generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceKind {
+    Rollout,
+    Eval,
+}
+
+impl TraceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rollout => "rollout",
+            Self::Eval => "eval",
+        }
+    }
+}
+
+/// One token of a completion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceToken {
+    pub id: u32,
+    /// Log-probability under the sampling policy (before temperature and filtering).
+    pub logprob: f32,
+    /// Entropy of that distribution, nats.
+    pub entropy: f32,
+    /// The most likely alternatives, `(id, logprob)`.
+    pub top: Vec<(u32, f32)>,
+    /// The loss counted this token.
+    pub counted: bool,
+    /// The token got gradient (inside the top-entropy share).
+    pub trained: bool,
+}
+
+/// One completion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trace {
+    pub step: u64,
+    pub kind: TraceKind,
+    pub prompt_index: usize,
+    pub sample_index: usize,
+    pub prompt: String,
+    pub completion: String,
+    pub tokens: Vec<TraceToken>,
+    pub reward: f64,
+    /// Each reward part by name, in the run's order.
+    pub rewards: Vec<(String, f64)>,
+    pub advantage: f64,
+    pub correct: Option<bool>,
+    pub finish_reason: String,
+}
+
+fn u32s(values: impl Iterator<Item = u32>) -> Vec<u8> {
+    values.flat_map(u32::to_le_bytes).collect()
+}
+
+fn f32s(values: impl Iterator<Item = f32>) -> Vec<u8> {
+    values.flat_map(f32::to_le_bytes).collect()
+}
+
+fn word(bytes: &[u8], at: usize) -> Option<[u8; 4]> {
+    bytes.get(at * 4..at * 4 + 4)?.try_into().ok()
+}
+
+impl Workspace {
+    /// Stores `traces` of run `run` in one transaction; a trace already stored under the same
+    /// (step, kind, prompt, sample) is replaced, so a resumed step never duplicates one.
+    pub fn add_traces(&self, run: RunId, traces: &[Trace]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.sql_err("begin a write transaction"))?;
+        self.ensure_run(&tx, run)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO traces (run_id, step, kind, prompt_index, sample_index,
+                        prompt, completion, token_ids, logprobs, entropies, top_k, top, loss_mask,
+                        reward, rewards_json, advantage, correct, finish_reason)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                        ?17, ?18)",
+                )
+                .map_err(self.sql_err("prepare to store traces"))?;
+            for t in traces {
+                let k = t.tokens.iter().map(|x| x.top.len()).max().unwrap_or(0);
+                let mut top = Vec::with_capacity(t.tokens.len() * k * 8);
+                for token in &t.tokens {
+                    for i in 0..k {
+                        let (id, lp) = token.top.get(i).copied().unwrap_or((u32::MAX, f32::NAN));
+                        top.extend(id.to_le_bytes());
+                        top.extend(lp.to_le_bytes());
+                    }
+                }
+                let mask: Vec<u8> = t
+                    .tokens
+                    .iter()
+                    .map(|x| u8::from(x.counted) | (u8::from(x.trained) << 1))
+                    .collect();
+                let rewards: Map<String, Value> = t
+                    .rewards
+                    .iter()
+                    .map(|(n, v)| (n.clone(), Value::from(*v)))
+                    .collect();
+                stmt.execute(params![
+                    run,
+                    self.step_to_sql(t.step)?,
+                    t.kind.as_str(),
+                    t.prompt_index as i64,
+                    t.sample_index as i64,
+                    t.prompt,
+                    t.completion,
+                    u32s(t.tokens.iter().map(|x| x.id)),
+                    f32s(t.tokens.iter().map(|x| x.logprob)),
+                    f32s(t.tokens.iter().map(|x| x.entropy)),
+                    k as i64,
+                    top,
+                    mask,
+                    t.reward,
+                    Value::Object(rewards).to_string(),
+                    t.advantage,
+                    t.correct,
+                    t.finish_reason,
+                ])
+                .map_err(self.sql_err("store a trace"))?;
+            }
+        }
+        tx.commit().map_err(self.sql_err("commit traces"))
+    }
+
+    /// The steps of run `run` with traces of `kind`, and how many each has, in step order.
+    pub fn trace_steps(
+        &self,
+        run: RunId,
+        kind: TraceKind,
+    ) -> Result<Vec<(u64, usize)>, StoreError> {
+        let rows = self
+            .conn()
+            .prepare_cached(
+                "SELECT step, COUNT(*) FROM traces WHERE run_id = ?1 AND kind = ?2
+                 GROUP BY step ORDER BY step",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map(params![run, kind.as_str()], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.sql_err("list a run's trace steps"))?;
+        rows.into_iter()
+            .map(|(step, n)| Ok((self.step_from_sql(step)?, n.max(0) as usize)))
+            .collect()
+    }
+
+    /// The traces of `kind` at `step` of run `run`, by prompt and sample.
+    pub fn traces(&self, run: RunId, step: u64, kind: TraceKind) -> Result<Vec<Trace>, StoreError> {
+        let step_sql = self.step_to_sql(step)?;
+        type Raw = (
+            i64,
+            i64,
+            String,
+            String,
+            Vec<u8>,
+            Vec<u8>,
+            Vec<u8>,
+            i64,
+            Vec<u8>,
+            Vec<u8>,
+            Option<f64>,
+            String,
+            Option<f64>,
+            Option<bool>,
+            String,
+        );
+        let raws: Vec<Raw> = self
+            .conn()
+            .prepare_cached(
+                "SELECT prompt_index, sample_index, prompt, completion, token_ids, logprobs,
+                        entropies, top_k, top, loss_mask, reward, rewards_json, advantage, correct,
+                        finish_reason
+                 FROM traces WHERE run_id = ?1 AND step = ?2 AND kind = ?3
+                 ORDER BY prompt_index, sample_index",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map(params![run, step_sql, kind.as_str()], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                        r.get(9)?,
+                        r.get(10)?,
+                        r.get(11)?,
+                        r.get(12)?,
+                        r.get(13)?,
+                        r.get(14)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.sql_err("read a step's traces"))?;
+        raws.into_iter()
+            .map(|raw| self.trace_from_raw(step, kind, raw))
+            .collect()
+    }
+
+    /// Drops the traces of run `run` after `step` (a resume recomputes them).
+    pub fn truncate_traces_after(&self, run: RunId, step: u64) -> Result<usize, StoreError> {
+        let step = self.step_to_sql(step)?;
+        self.conn()
+            .prepare_cached("DELETE FROM traces WHERE run_id = ?1 AND step > ?2")
+            .and_then(|mut stmt| stmt.execute(params![run, step]))
+            .map_err(self.sql_err("drop later traces"))
+    }
+
+    /// Thins run `run`'s rollout traces: of the steps before `before_step`, keeps only those
+    /// that are multiples of `keep_every` (a retention setting for long runs).
+    pub fn thin_traces(
+        &self,
+        run: RunId,
+        before_step: u64,
+        keep_every: u64,
+    ) -> Result<usize, StoreError> {
+        let before = self.step_to_sql(before_step)?;
+        let every = self.step_to_sql(keep_every.max(1))?;
+        self.conn()
+            .prepare_cached(
+                "DELETE FROM traces WHERE run_id = ?1 AND kind = 'rollout' AND step < ?2
+                 AND step % ?3 != 0",
+            )
+            .and_then(|mut stmt| stmt.execute(params![run, before, every]))
+            .map_err(self.sql_err("thin old traces"))
+    }
+
+    /// Bytes the traces of run `run` take in their blob and text columns.
+    pub fn trace_bytes(&self, run: RunId) -> Result<u64, StoreError> {
+        let bytes: Option<i64> = self
+            .conn()
+            .prepare_cached(
+                "SELECT SUM(length(token_ids) + length(logprobs) + length(entropies) + length(top)
+                            + length(loss_mask) + length(prompt) + length(completion)
+                            + length(rewards_json))
+                 FROM traces WHERE run_id = ?1",
+            )
+            .and_then(|mut stmt| stmt.query_row([run], |row| row.get(0)).optional())
+            .map_err(self.sql_err("measure traces"))?
+            .flatten();
+        Ok(bytes.unwrap_or(0).max(0) as u64)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn trace_from_raw(
+        &self,
+        step: u64,
+        kind: TraceKind,
+        (
+            prompt_index,
+            sample_index,
+            prompt,
+            completion,
+            ids,
+            logprobs,
+            entropies,
+            k,
+            top,
+            mask,
+            reward,
+            rewards_json,
+            advantage,
+            correct,
+            finish_reason,
+        ): (
+            i64,
+            i64,
+            String,
+            String,
+            Vec<u8>,
+            Vec<u8>,
+            Vec<u8>,
+            i64,
+            Vec<u8>,
+            Vec<u8>,
+            Option<f64>,
+            String,
+            Option<f64>,
+            Option<bool>,
+            String,
+        ),
+    ) -> Result<Trace, StoreError> {
+        let n = ids.len() / 4;
+        let k = usize::try_from(k).unwrap_or(0);
+        let bad = |what: &str| self.invalid(format!("trace at step {step}: {what}"));
+        if ids.len() % 4 != 0
+            || logprobs.len() != n * 4
+            || entropies.len() != n * 4
+            || mask.len() != n
+            || top.len() != n * k * 8
+        {
+            return Err(bad("token columns of different lengths"));
+        }
+        let tokens = (0..n)
+            .map(|i| {
+                let id = u32::from_le_bytes(word(&ids, i).ok_or_else(|| bad("token id"))?);
+                let logprob = f32::from_le_bytes(word(&logprobs, i).ok_or_else(|| bad("logprob"))?);
+                let entropy =
+                    f32::from_le_bytes(word(&entropies, i).ok_or_else(|| bad("entropy"))?);
+                let top = (0..k)
+                    .filter_map(|j| {
+                        let at = (i * k + j) * 2;
+                        let id = u32::from_le_bytes(word(&top, at)?);
+                        let lp = f32::from_le_bytes(word(&top, at + 1)?);
+                        (id != u32::MAX).then_some((id, lp))
+                    })
+                    .collect();
+                Ok(TraceToken {
+                    id,
+                    logprob,
+                    entropy,
+                    top,
+                    counted: mask[i] & 1 != 0,
+                    trained: mask[i] & 2 != 0,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let rewards = match serde_json::from_str::<Value>(&rewards_json) {
+            Ok(Value::Object(m)) => m
+                .into_iter()
+                .map(|(name, v)| (name, v.as_f64().unwrap_or(f64::NAN)))
+                .collect(),
+            _ => return Err(bad("rewards_json is not an object")),
+        };
+        Ok(Trace {
+            step,
+            kind,
+            prompt_index: usize::try_from(prompt_index).map_err(|_| bad("prompt index"))?,
+            sample_index: usize::try_from(sample_index).map_err(|_| bad("sample index"))?,
+            prompt,
+            completion,
+            tokens,
+            reward: reward.unwrap_or(f64::NAN),
+            rewards,
+            advantage: advantage.unwrap_or(f64::NAN),
+            correct,
+            finish_reason,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_workspace as open_temp;
+    use super::*;
+
+    fn trace(step: u64, prompt_index: usize, sample_index: usize) -> Trace {
+        let tokens = (0..7u32)
+            .map(|i| TraceToken {
+                id: 100 + i,
+                logprob: -0.25 * i as f32,
+                entropy: 0.5 + i as f32,
+                top: (0..5).map(|j| (i * 10 + j, -(j as f32) - 0.125)).collect(),
+                counted: i != 6,
+                trained: i % 2 == 0,
+            })
+            .collect();
+        Trace {
+            step,
+            kind: TraceKind::Rollout,
+            prompt_index,
+            sample_index,
+            prompt: "(1+2)*3=".into(),
+            completion: "1+2=3. 3*3=9. <answer>9</answer> é".into(),
+            tokens,
+            reward: 1.5,
+            rewards: vec![("accuracy".into(), 1.0), ("format".into(), 1.0)],
+            advantage: -0.75,
+            correct: Some(true),
+            finish_reason: "eos".into(),
+        }
+    }
+
+    #[test]
+    fn a_trace_reads_back_token_for_token() {
+        let (_dir, ws) = open_temp();
+        let run = ws.create_run("r", "").expect("run");
+        let written = vec![
+            trace(3, 0, 0),
+            trace(3, 0, 1),
+            trace(3, 1, 0),
+            trace(4, 0, 0),
+        ];
+        ws.add_traces(run, &written).expect("store");
+        let back = ws.traces(run, 3, TraceKind::Rollout).expect("read");
+        assert_eq!(back, written[..3]);
+        assert_eq!(
+            ws.trace_steps(run, TraceKind::Rollout).expect("steps"),
+            [(3, 3), (4, 1)]
+        );
+        assert!(ws.traces(run, 3, TraceKind::Eval).expect("read").is_empty());
+        // Storing a step again replaces it; a resume drops what came after its checkpoint.
+        ws.add_traces(run, &written[..1]).expect("again");
+        assert_eq!(
+            ws.traces(run, 3, TraceKind::Rollout).expect("read").len(),
+            3
+        );
+        assert_eq!(ws.truncate_traces_after(run, 3).expect("truncate"), 1);
+        assert_eq!(
+            ws.trace_steps(run, TraceKind::Rollout).expect("steps"),
+            [(3, 3)]
+        );
+        assert!(ws.trace_bytes(run).expect("bytes") > 3 * 7 * 49);
+    }
+
+    #[test]
+    fn thinning_keeps_every_nth_old_step() {
+        let (_dir, ws) = open_temp();
+        let run = ws.create_run("r", "").expect("run");
+        let all: Vec<Trace> = (1..=10).map(|s| trace(s, 0, 0)).collect();
+        ws.add_traces(run, &all).expect("store");
+        ws.thin_traces(run, 8, 3).expect("thin");
+        let steps: Vec<u64> = ws
+            .trace_steps(run, TraceKind::Rollout)
+            .expect("steps")
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        assert_eq!(steps, [3, 6, 8, 9, 10]);
+    }
+}

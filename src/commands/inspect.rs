@@ -1,0 +1,193 @@
+//! `studio metrics` and `studio traces`: a run's series and its rollouts, as tables or in the
+//! JSON contracts other tools read.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use engine::store::{RunId, TraceKind};
+use engine::train::RunConfig;
+use serde_json::{Value, json};
+
+use super::runs::open_workspace;
+
+/// Writes `text` to stdout; a reader that went away (`| head`) is not an error.
+fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+/// Every series of a run (or those named), as JSON `{"run", "series": {NAME: [[STEP, VALUE|null]]}}`,
+/// CSV `step,name,value`, or a table of the latest values.
+pub fn metrics(
+    workspace_dir: Option<&Path>,
+    run: RunId,
+    names: &[String],
+    json_out: bool,
+    csv_out: bool,
+) -> Result<()> {
+    let workspace = open_workspace(workspace_dir)?;
+    workspace.run(run)?;
+    let all = workspace.metric_names(run)?;
+    if let Some(missing) = names.iter().find(|n| !all.contains(n)) {
+        bail!(
+            "run {run} has no metric `{missing}`; it has: {}",
+            all.join(", ")
+        );
+    }
+    let chosen: Vec<&String> = if names.is_empty() {
+        all.iter().collect()
+    } else {
+        names.iter().collect()
+    };
+    let mut series = serde_json::Map::new();
+    let mut rows = Vec::new();
+    for name in chosen {
+        let points = workspace.metric(run, name)?;
+        if csv_out {
+            rows.extend(points.iter().map(|&(s, v)| (s, name.clone(), v)));
+        }
+        let values: Vec<Value> = points
+            .iter()
+            .map(|&(step, v)| json!([step, if v.is_finite() { json!(v) } else { Value::Null }]))
+            .collect();
+        series.insert(name.clone(), Value::Array(values));
+    }
+    let mut out = String::new();
+    if json_out {
+        out = format!("{}\n", json!({ "run": run, "series": series }));
+    } else if csv_out {
+        rows.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+        out.push_str("step,name,value\n");
+        for (step, name, value) in rows {
+            let value = if value.is_finite() {
+                value.to_string()
+            } else {
+                String::new()
+            };
+            out.push_str(&format!("{step},{name},{value}\n"));
+        }
+    } else {
+        for (name, points) in &series {
+            let points = points.as_array().map_or(&[][..], Vec::as_slice);
+            match points.last() {
+                Some(last) => {
+                    out.push_str(&format!("{name:32} {} points, last {last}\n", points.len()))
+                }
+                None => out.push_str(&format!("{name:32} no points\n")),
+            }
+        }
+    }
+    emit(&out)
+}
+
+/// The steps with rollouts, or one step's rollouts token by token.
+pub fn traces(
+    workspace_dir: Option<&Path>,
+    run: RunId,
+    step: Option<u64>,
+    json_out: bool,
+) -> Result<()> {
+    let workspace = open_workspace(workspace_dir)?;
+    let record = workspace.run(run)?;
+    let Some(step) = step else {
+        let steps = workspace.trace_steps(run, TraceKind::Rollout)?;
+        let mut out = String::new();
+        if json_out {
+            let steps: Vec<Value> = steps
+                .iter()
+                .map(|(s, n)| json!({"step": s, "rollouts": n}))
+                .collect();
+            out = format!("{}\n", json!({ "run": run, "steps": steps }));
+        } else if steps.is_empty() {
+            out = format!("run {run} has no rollouts stored (only GRPO runs sample them)\n");
+        } else {
+            for (s, n) in steps {
+                out.push_str(&format!("step {s:>6}: {n} rollouts\n"));
+            }
+        }
+        return emit(&out);
+    };
+    let traces = workspace.traces(run, step, TraceKind::Rollout)?;
+    if traces.is_empty() {
+        let have = workspace.trace_steps(run, TraceKind::Rollout)?;
+        bail!(
+            "run {run} has no rollouts at step {step} (steps with rollouts: {})",
+            match (have.first(), have.last()) {
+                (Some(a), Some(b)) => format!("{} to {}", a.0, b.0),
+                _ => "none".into(),
+            }
+        );
+    }
+    let config = RunConfig::from_toml(&record.config_toml, &format!("run {run} config"))?;
+    let tokenizer =
+        engine::formats::loader::load_model(&config.model, &engine::backend::Backend::cpu())
+            .with_context(|| format!("could not open run {run}'s model to decode its tokens"))?
+            .tokenizer;
+    let text = |id: u32| tokenizer.token_text(id);
+    if json_out {
+        let rollouts = traces
+            .iter()
+            .map(|t| -> Result<Value> {
+                let tokens = t
+                    .tokens
+                    .iter()
+                    .map(|x| -> Result<Value> {
+                        let top = x
+                            .top
+                            .iter()
+                            .map(|&(id, lp)| {
+                                Ok(json!({"id": id, "text": text(id)?, "logprob": lp}))
+                            })
+                            .collect::<Result<Vec<_>>>()?;
+                        Ok(
+                            json!({"id": x.id, "text": text(x.id)?, "logprob": x.logprob,
+                                  "entropy": x.entropy, "top": top}),
+                        )
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let rewards: serde_json::Map<String, Value> = t
+                    .rewards
+                    .iter()
+                    .map(|(n, v)| (n.clone(), json!(v)))
+                    .collect();
+                Ok(json!({
+                    "prompt_index": t.prompt_index,
+                    "sample_index": t.sample_index,
+                    "prompt": t.prompt,
+                    "completion": t.completion,
+                    "reward": t.reward,
+                    "rewards": rewards,
+                    "advantage": t.advantage,
+                    "correct": t.correct,
+                    "finish_reason": t.finish_reason,
+                    "tokens": tokens,
+                }))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        emit(&format!(
+            "{}\n",
+            json!({ "run": run, "step": step, "rollouts": rollouts })
+        ))
+    } else {
+        let mut out = String::new();
+        for t in &traces {
+            let mean_entropy = t.tokens.iter().map(|x| f64::from(x.entropy)).sum::<f64>()
+                / t.tokens.len().max(1) as f64;
+            out.push_str(&format!(
+                "prompt {} sample {} · reward {:.3} · advantage {:+.3} · {} tokens ({}) · mean entropy {:.2}\n",
+                t.prompt_index,
+                t.sample_index,
+                t.reward,
+                t.advantage,
+                t.tokens.len(),
+                t.finish_reason,
+                mean_entropy
+            ));
+            out.push_str(&format!("  {:?} → {:?}\n", t.prompt, t.completion));
+        }
+        emit(&out)
+    }
+}

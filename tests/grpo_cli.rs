@@ -1,0 +1,301 @@
+//! GRPO runs from the command line, end to end through the real binary and worker processes:
+//! the metrics carry TRL's names, every rollout is stored and read back in the JSON contract of
+//! `studio traces`, a stored rollout's log-probs equal `studio score` of prompt + completion
+//! under the checkpoint that sampled it, a killed GRPO worker resumes to the uninterrupted run's
+//! metrics, and `studio train --check` resolves or rejects a config.
+
+mod common;
+
+use common::{latest_run, studio_in, write_config};
+use engine::store::Workspace;
+use serde_json::Value;
+
+const GRPO_RUN: &str = r#"
+name = "grpo-check"
+algorithm = "grpo"
+model = "builtin:tiny-reasoner"
+seed = 5
+[data]
+builtin = "arithmetic"
+difficulty = 0
+count = 256
+[grpo]
+max_steps = 4
+prompts_per_step = 2
+num_generations = 3
+max_completion_length = 12
+temperature = 1.0
+lr = 1e-3
+loss_type = "dapo"
+epsilon_high = 0.28
+beta = 0.04
+top_entropy_quantile = 0.5
+chat_template = false
+[[rewards]]
+kind = "accuracy"
+[[rewards]]
+name = "format"
+kind = "format"
+pattern = '<answer>'
+weight = 0.5
+[[rewards]]
+kind = "length"
+weight = 0.1
+[checkpoint]
+every = 1
+"#;
+
+/// Timing series differ between two runs of the same config.
+const TIMING: &[&str] = &[
+    "step_time",
+    "time/rollout_s",
+    "time/scoring_s",
+    "time/update_s",
+    "rollout_tokens_per_s",
+];
+
+fn json_of(out: &std::process::Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is one JSON object")
+}
+
+#[test]
+fn grpo_run_logs_trl_metrics_and_keeps_every_rollout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ws_dir = dir.path().join("ws");
+    let config = write_config(dir.path(), "grpo", GRPO_RUN);
+    let out = studio_in(&ws_dir, &["train", &config.to_string_lossy()], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ws = Workspace::open(&ws_dir).expect("workspace");
+    let run = latest_run(&ws);
+    let run_arg = run.to_string();
+
+    let metrics = json_of(&studio_in(&ws_dir, &["metrics", &run_arg, "--json"], &[]));
+    assert_eq!(metrics["run"], run);
+    let series = metrics["series"].as_object().expect("series");
+    for name in [
+        "reward",
+        "reward_std",
+        "rewards/accuracy/mean",
+        "rewards/accuracy/std",
+        "rewards/format/mean",
+        "rewards/length/std",
+        "frac_reward_zero_std",
+        "entropy",
+        "kl",
+        "clip_ratio/low_mean",
+        "clip_ratio/high_mean",
+        "clip_ratio/region_mean",
+        "completions/mean_length",
+        "completions/clipped_ratio",
+        "loss",
+        "grad_norm",
+        "learning_rate",
+        "num_tokens",
+        "step_time",
+        "time/rollout_s",
+        "time/scoring_s",
+        "time/update_s",
+        "rollout_tokens_per_s",
+        "eval/accuracy",
+    ] {
+        assert!(
+            series.contains_key(name),
+            "no `{name}` in {:?}",
+            series.keys()
+        );
+    }
+    let loss = series["loss"].as_array().expect("points");
+    assert_eq!(loss.len(), 4);
+    assert_eq!(loss[0][0], 1);
+    let lengths = series["rewards/length/mean"].as_array().expect("points");
+    for point in lengths {
+        let v = point[1].as_f64().expect("value");
+        assert!((-1.0..=0.0).contains(&v), "length reward {v}");
+    }
+
+    let steps = json_of(&studio_in(&ws_dir, &["traces", &run_arg, "--json"], &[]));
+    let steps: Vec<(u64, u64)> = steps["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| {
+            (
+                s["step"].as_u64().expect("step"),
+                s["rollouts"].as_u64().expect("n"),
+            )
+        })
+        .collect();
+    assert_eq!(steps, [(1, 6), (2, 6), (3, 6), (4, 6)]);
+
+    let step = json_of(&studio_in(
+        &ws_dir,
+        &["traces", &run_arg, "--step", "3", "--json"],
+        &[],
+    ));
+    assert_eq!(
+        (step["run"].as_i64(), step["step"].as_u64()),
+        (Some(run), Some(3))
+    );
+    let rollouts = step["rollouts"].as_array().expect("rollouts");
+    assert_eq!(rollouts.len(), 6);
+    for r in rollouts {
+        let tokens = r["tokens"].as_array().expect("tokens");
+        assert!(!tokens.is_empty() && tokens.len() <= 12);
+        assert!(r["prompt"].is_string() && r["completion"].is_string());
+        assert!(matches!(
+            r["finish_reason"].as_str(),
+            Some("eos" | "length")
+        ));
+        let parts = r["rewards"].as_object().expect("rewards");
+        let weighted = parts["accuracy"].as_f64().expect("accuracy")
+            + 0.5 * parts["format"].as_f64().expect("format")
+            + 0.1 * parts["length"].as_f64().expect("length");
+        assert!((r["reward"].as_f64().expect("reward") - weighted).abs() < 1e-9);
+        assert!(r["advantage"].is_number());
+        assert!(r["correct"].is_boolean());
+        for t in tokens {
+            assert!(t["logprob"].as_f64().expect("logprob") <= 0.0);
+            assert!(t["entropy"].as_f64().expect("entropy") >= 0.0);
+            assert_eq!(t["top"].as_array().map(Vec::len), Some(5));
+            assert!(t["text"].is_string());
+        }
+    }
+    // Advantages are group-relative: each prompt's three sum to zero.
+    for group in rollouts.chunks(3) {
+        let sum: f64 = group
+            .iter()
+            .map(|r| r["advantage"].as_f64().expect("a"))
+            .sum();
+        assert!(sum.abs() < 1e-6, "advantages of a group sum to {sum}");
+    }
+
+    // The rollouts of step 3 were sampled by the weights of step 2's checkpoint: at temperature
+    // 1 their stored log-probs are what `studio score` computes for prompt + completion there.
+    let checkpoint = ws
+        .checkpoints(run)
+        .expect("checkpoints")
+        .into_iter()
+        .find(|c| c.step == 2)
+        .expect("checkpoint at step 2");
+    let exported = dir.path().join("step2");
+    let out = studio_in(
+        &ws_dir,
+        &[
+            "export",
+            "--checkpoint",
+            &checkpoint.id.to_string(),
+            "--format",
+            "hf",
+            "--out",
+            &exported.to_string_lossy(),
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The scoring path of `studio score` (engine::infer::score), on the prompt's ids and the
+    // sampled ids: the completions of an early tiny reasoner are arbitrary bytes, which do not
+    // survive a trip through text.
+    let loaded = engine::formats::loader::load_model(
+        &exported.to_string_lossy(),
+        &engine::backend::Backend::cpu(),
+    )
+    .expect("the exported checkpoint loads");
+    let mut worst = 0.0f64;
+    for r in rollouts {
+        let tokens = r["tokens"].as_array().expect("tokens");
+        let prompt = loaded
+            .tokenizer
+            .encode(r["prompt"].as_str().expect("prompt"), true)
+            .expect("encodes");
+        let mut ids = prompt.clone();
+        ids.extend(tokens.iter().map(|t| t["id"].as_u64().expect("id") as u32));
+        let scored = engine::infer::score(&loaded.model, &ids, 5).expect("scores");
+        for (got, want) in scored[prompt.len()..].iter().zip(tokens) {
+            let a = f64::from(got.logprob.expect("logprob"));
+            let b = want["logprob"].as_f64().expect("logprob");
+            worst = worst.max((a - b).abs());
+            assert!((a - b).abs() < 1e-4, "scored {a} vs stored {b}");
+            let h = f64::from(got.entropy.expect("entropy"));
+            assert!((h - want["entropy"].as_f64().expect("entropy")).abs() < 1e-4);
+        }
+    }
+    eprintln!("largest |stored - scored| log-prob: {worst:.2e}");
+}
+
+#[test]
+fn killed_grpo_worker_resumes_to_the_same_metrics() {
+    let config = GRPO_RUN.replace("max_steps = 4", "max_steps = 6");
+    common::kill_and_resume_matches(&config, &[2, 4], 6, TIMING);
+}
+
+#[test]
+fn check_resolves_defaults_and_names_bad_settings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ws_dir = dir.path().join("ws");
+    let config = write_config(dir.path(), "ok", GRPO_RUN);
+    let out = studio_in(
+        &ws_dir,
+        &["train", &config.to_string_lossy(), "--check"],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    for default in [
+        "scale_rewards = \"group\"",
+        "num_iterations = 1",
+        "epsilon = 0.2",
+        "micro_batch = 16",
+    ] {
+        assert!(printed.contains(default), "no `{default}` in:\n{printed}");
+    }
+    assert!(
+        !ws_dir.join("workspace.sqlite").exists(),
+        "--check starts no run"
+    );
+
+    for (from, to, setting) in [
+        (
+            "num_generations = 3",
+            "num_generations = 1",
+            "grpo.num_generations",
+        ),
+        (
+            "top_entropy_quantile = 0.5",
+            "top_entropy_quantile = 0.0",
+            "grpo.top_entropy_quantile",
+        ),
+        (
+            "pattern = '<answer>'",
+            "pattern = '(<answer>'",
+            "rewards[1] (format)",
+        ),
+        ("kind = \"length\"", "kind = \"brevity\"", "brevity"),
+    ] {
+        let bad = write_config(dir.path(), "bad", &GRPO_RUN.replace(from, to));
+        let out = studio_in(&ws_dir, &["train", &bad.to_string_lossy(), "--check"], &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{to} was accepted");
+        assert!(
+            stderr.contains(setting) && stderr.contains("bad.toml"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}

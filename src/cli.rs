@@ -49,6 +49,15 @@ pub enum Command {
     /// A run's stored rollouts: the steps that have them, or one step's token by token
     /// (`--json`: {"run", "steps": [{"step", "rollouts"}]} or {"run", "step", "rollouts": [...]}).
     Traces(TracesArgs),
+    /// Run a study (several runs one after another, e.g. a preset of assets/presets/) and
+    /// print the comparison table of the metrics it names.
+    Study(StudyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StudyArgs {
+    /// The study file (TOML).
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]

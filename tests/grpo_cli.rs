@@ -30,6 +30,7 @@ loss_type = "dapo"
 epsilon_high = 0.28
 beta = 0.04
 top_entropy_quantile = 0.5
+num_iterations = 2
 chat_template = false
 [[rewards]]
 kind = "accuracy"
@@ -113,6 +114,14 @@ fn grpo_run_logs_trl_metrics_and_keeps_every_rollout() {
             series.keys()
         );
     }
+    // The second of the two updates per batch sees ratios away from 1, and clips some.
+    let clipped: f64 = series["clip_ratio/region_mean"]
+        .as_array()
+        .expect("points")
+        .iter()
+        .map(|p| p[1].as_f64().expect("value"))
+        .sum();
+    assert!(clipped > 0.0, "no token was ever clipped");
     let loss = series["loss"].as_array().expect("points");
     assert_eq!(loss.len(), 4);
     assert_eq!(loss[0][0], 1);
@@ -259,7 +268,7 @@ fn check_resolves_defaults_and_names_bad_settings() {
     let printed = String::from_utf8_lossy(&out.stdout);
     for default in [
         "scale_rewards = \"group\"",
-        "num_iterations = 1",
+        "importance_sampling_level = \"token\"",
         "epsilon = 0.2",
         "micro_batch = 16",
     ] {
@@ -297,5 +306,86 @@ fn check_resolves_defaults_and_names_bad_settings() {
             "{stderr}"
         );
         assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+/// A study runs its runs in order, the second from the first's checkpoint, and prints the
+/// comparison table with each compared metric's last value.
+#[test]
+fn a_study_runs_its_runs_in_order_and_compares_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ws_dir = dir.path().join("ws");
+    let grpo_config = GRPO_RUN
+        .lines()
+        .filter(|l| !l.starts_with("name ="))
+        .map(|l| match l.trim() {
+            "[data]" => "[runs.config.data]".to_string(),
+            "[grpo]" => "[runs.config.grpo]".to_string(),
+            "[[rewards]]" => "[[runs.config.rewards]]".to_string(),
+            "[checkpoint]" => "[runs.config.checkpoint]".to_string(),
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let study = format!(
+        r#"
+name = "mini"
+compare = ["eval/accuracy", "loss"]
+[[runs]]
+key = "sft"
+[runs.config]
+model = "builtin:tiny-reasoner"
+[runs.config.data]
+builtin = "arithmetic"
+count = 64
+[runs.config.sft]
+max_steps = 3
+batch_size = 2
+max_seq_len = 64
+chat_template = false
+[runs.config.eval]
+count = 4
+max_new_tokens = 8
+[[runs]]
+key = "grpo"
+init_from = "sft"
+[runs.config]
+{grpo_config}
+"#
+    );
+    let path = write_config(dir.path(), "study", &study);
+    let out = studio_in(&ws_dir, &["study", &path.to_string_lossy()], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ws = Workspace::open(&ws_dir).expect("workspace");
+    let runs = ws.runs().expect("runs");
+    assert_eq!(runs.len(), 2);
+    let grpo = runs
+        .iter()
+        .find(|r| r.config_toml.contains("grpo"))
+        .expect("grpo run");
+    let sft = runs.iter().find(|r| r.id != grpo.id).expect("sft run");
+    assert!(
+        grpo.config_toml.contains(&format!("run = {}", sft.id)),
+        "{}",
+        grpo.config_toml
+    );
+    let logs = ws.logs(grpo.id).expect("logs");
+    assert!(
+        logs.iter()
+            .any(|l| l.2.contains(&format!("started from run {}", sft.id))),
+        "{logs:?}"
+    );
+    let table: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("sft ") || l.starts_with("grpo "))
+        .collect();
+    assert_eq!(table.len(), 2, "{stdout}");
+    for line in table {
+        assert_eq!(line.matches(" | ").count(), 2, "{line}");
     }
 }

@@ -4,6 +4,7 @@ mod bench;
 pub mod data;
 mod inspect;
 mod runs;
+mod study;
 
 use std::io::Write;
 use std::ops::ControlFlow;
@@ -43,6 +44,7 @@ pub fn run(cli: Cli) -> Result<()> {
             inspect::metrics(ws, args.run, &args.names, args.json, args.csv)
         }
         Some(Command::Traces(args)) => inspect::traces(ws, args.run, args.step, args.json),
+        Some(Command::Study(args)) => study::run(ws, &args.file),
     }
 }
 

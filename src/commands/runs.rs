@@ -20,7 +20,7 @@ pub fn open_workspace(dir: Option<&Path>) -> Result<Workspace> {
         .with_context(|| format!("could not open the workspace at {}", dir.display()))
 }
 
-fn spawn_worker(workspace: &Workspace, run: RunId) -> Result<std::process::Child> {
+pub(crate) fn spawn_worker(workspace: &Workspace, run: RunId) -> Result<std::process::Child> {
     let exe =
         std::env::current_exe().context("cannot find the studio executable to start a worker")?;
     let log_path = workspace.run_artifacts_dir(run).join("worker.log");
@@ -51,7 +51,7 @@ fn is_terminal_status(s: RunStatus) -> bool {
 
 /// Follows a run in the workspace until it ends, printing progress; errors if it failed or if
 /// its worker process died without recording an end (the run can then be resumed).
-fn follow(
+pub(crate) fn follow(
     workspace: &Workspace,
     run: RunId,
     max_steps: u64,

@@ -9,6 +9,7 @@ pub mod rewards;
 pub mod run;
 pub mod schedule;
 pub mod sft;
+pub mod study;
 
 pub use config::RunConfig;
 

@@ -286,7 +286,7 @@ fn steps(
         let mut old_logp: Option<Vec<f32>> = None;
         let (mut loss_sum, mut grad_norm) = (0.0, 0.0);
         let (mut clipped_low, mut clipped_high, mut counted, mut kl_sum) = (0, 0, 0, 0.0);
-        for iteration in 0..g.num_iterations {
+        for _ in 0..g.num_iterations {
             let mut grads = GradBuffer::default();
             let mut iteration_old = Vec::with_capacity(layout.mask.len());
             let mut loss_value = 0.0;
@@ -327,12 +327,12 @@ fn steps(
                 })?;
                 loss_value += loss;
                 iteration_old.extend(current);
-                if iteration == 0 {
-                    clipped_low += stats.clipped_low;
-                    clipped_high += stats.clipped_high;
-                    counted += stats.tokens;
-                    kl_sum += stats.kl_sum;
-                }
+                // Over every iteration, as TRL logs each of its optimizer steps: at the first
+                // the policy is the one that sampled, so nothing can be clipped yet.
+                clipped_low += stats.clipped_low;
+                clipped_high += stats.clipped_high;
+                counted += stats.tokens;
+                kl_sum += stats.kl_sum;
             }
             if hooks.test.nan_loss_at_step == Some(step) {
                 loss_value = f64::NAN;

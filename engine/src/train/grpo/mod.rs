@@ -4,7 +4,11 @@
 //!
 //! - [`objective`]: advantages, importance weights, clipping, the k3 KL, the entropy bonus and
 //!   the loss types; the top-entropy token mask and DAPO's dynamic-sampling filter.
-//! - [`run`]: the loop of a GRPO run: rollouts, rewards, advantages, updates, metrics.
+//! - [`rollout`]: sampling and scoring a step's completions, their metrics, the trace writer;
+//! - [`batch`]: the update batch's layout and loss masks, completion log-probs under a model;
+//! - [`run`]: the loop of a GRPO run: rollouts, advantages, updates, metrics, checkpoints.
 
+pub mod batch;
 pub mod objective;
+pub mod rollout;
 pub mod run;

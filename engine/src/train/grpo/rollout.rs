@@ -1,0 +1,279 @@
+//! Rollouts: sampling a step's completions with the current policy and scoring them with the
+//! run's rewards, the step's reward and completion metrics with TRL's names, and the trace
+//! writer that stores every rollout off the training thread.
+
+use std::time::Instant;
+
+use super::batch::Layout;
+use crate::data::Example;
+use crate::data::builtin::Problem;
+use crate::infer::{GenerateRequest, GeneratedToken, SamplingConfig, generate};
+use crate::models::CausalLm;
+use crate::store::{RunId, Trace, TraceKind, TraceToken, Workspace};
+use crate::text::TextTokenizer;
+use crate::train::TrainError;
+use crate::train::config::GrpoConfig;
+use crate::train::rewards::{RewardInput, RewardSet, Scored};
+
+/// Alternatives kept per rollout token.
+pub const TRACE_TOP_K: usize = 5;
+
+/// How a completion ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// An end-of-sequence token.
+    Eos,
+    /// `max_completion_length` tokens without one.
+    Length,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Eos => "eos",
+            Self::Length => "length",
+        }
+    }
+}
+
+/// One sampled completion with what the step computed about it.
+#[derive(Debug, Clone)]
+pub struct Rollout {
+    pub prompt_index: usize,
+    pub sample_index: usize,
+    pub prompt: String,
+    pub prompt_ids: Vec<u32>,
+    pub completion: String,
+    /// The generated tokens with the log-prob, entropy and top alternatives of the policy's
+    /// distribution (before temperature and filtering).
+    pub tokens: Vec<GeneratedToken>,
+    pub finish: FinishReason,
+    pub scored: Scored,
+    pub advantage: f64,
+}
+
+/// One prompt of a step with what its rewards need.
+pub(super) struct Prompt {
+    pub(super) example: Example,
+    pub(super) problem: Option<Problem>,
+    pub(super) ids: Vec<u32>,
+}
+
+/// Samples `num_generations` completions of every prompt and scores them.
+pub(super) fn sample(
+    model: &CausalLm,
+    tokenizer: &TextTokenizer,
+    rewards: &RewardSet,
+    prompts: &[Prompt],
+    g: &GrpoConfig,
+    seed: u64,
+) -> Result<Vec<Rollout>, TrainError> {
+    let inference = model.for_inference();
+    let stop = inference.config.eos_token_ids.clone();
+    let request = GenerateRequest {
+        prompts: prompts
+            .iter()
+            .flat_map(|p| std::iter::repeat_n(p.ids.clone(), g.num_generations))
+            .collect(),
+        max_new_tokens: g.max_completion_length,
+        sampling: SamplingConfig {
+            temperature: g.temperature as f32,
+            top_k: g.top_k,
+            top_p: g.top_p as f32,
+            min_p: g.min_p as f32,
+            repetition_penalty: g.repetition_penalty as f32,
+            seed,
+        },
+        stop_token_ids: stop.clone(),
+        top_k_alternatives: TRACE_TOP_K,
+    };
+    let rows = generate(&inference, &request, |_, _| {
+        std::ops::ControlFlow::Continue(())
+    })?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (row, tokens) in rows.into_iter().enumerate() {
+        let prompt = &prompts[row / g.num_generations];
+        let finish = match tokens.last() {
+            Some(t) if stop.contains(&t.id) => FinishReason::Eos,
+            _ => FinishReason::Length,
+        };
+        let text_ids: Vec<u32> = tokens
+            .iter()
+            .map(|t| t.id)
+            .filter(|id| !stop.contains(id))
+            .collect();
+        let completion = tokenizer.decode(&text_ids)?;
+        let scored = rewards.score(&RewardInput {
+            completion: &completion,
+            tokens: tokens.len(),
+            answer: prompt.example.answer.as_deref(),
+            problem: prompt.problem.as_ref(),
+        });
+        out.push(Rollout {
+            prompt_index: row / g.num_generations,
+            sample_index: row % g.num_generations,
+            prompt: prompt.example.prompt.clone(),
+            prompt_ids: prompt.ids.clone(),
+            completion,
+            tokens,
+            finish,
+            scored,
+            advantage: 0.0,
+        });
+    }
+    Ok(out)
+}
+
+/// The reward and completion metrics of a step, with TRL's names.
+pub fn step_metrics(
+    rollouts: &[Rollout],
+    reward_names: &[String],
+    group: usize,
+) -> Vec<(String, f64)> {
+    let n = rollouts.len().max(1) as f64;
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let std = |v: &[f64]| {
+        if v.len() < 2 {
+            return 0.0;
+        }
+        let m = mean(v);
+        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
+    };
+    let totals: Vec<f64> = rollouts.iter().map(|r| r.scored.total).collect();
+    let groups = totals.chunks(group.max(1)).count().max(1);
+    let zero_std = totals
+        .chunks(group.max(1))
+        .filter(|g| g.iter().all(|r| (r - g[0]).abs() < 1e-12))
+        .count();
+    let mut out = vec![
+        ("reward".to_string(), mean(&totals)),
+        ("reward_std".to_string(), std(&totals)),
+        (
+            "frac_reward_zero_std".to_string(),
+            zero_std as f64 / groups as f64,
+        ),
+    ];
+    for (k, name) in reward_names.iter().enumerate() {
+        let parts: Vec<f64> = rollouts.iter().map(|r| r.scored.parts[k].1).collect();
+        out.push((format!("rewards/{name}/mean"), mean(&parts)));
+        out.push((format!("rewards/{name}/std"), std(&parts)));
+    }
+    let lengths: Vec<f64> = rollouts.iter().map(|r| r.tokens.len() as f64).collect();
+    let entropies: Vec<f64> = rollouts
+        .iter()
+        .flat_map(|r| r.tokens.iter().map(|t| f64::from(t.entropy)))
+        .collect();
+    out.push(("entropy".to_string(), mean(&entropies)));
+    out.push(("completions/mean_length".to_string(), mean(&lengths)));
+    for (label, want) in [("correct", true), ("incorrect", false)] {
+        let l: Vec<f64> = rollouts
+            .iter()
+            .filter(|r| r.scored.correct == Some(want))
+            .map(|r| r.tokens.len() as f64)
+            .collect();
+        if !l.is_empty() {
+            out.push((format!("completions/mean_length_{label}"), mean(&l)));
+        }
+    }
+    let clipped = rollouts
+        .iter()
+        .filter(|r| r.finish == FinishReason::Length)
+        .count();
+    out.push(("completions/clipped_ratio".to_string(), clipped as f64 / n));
+    out
+}
+
+/// The traces of a step's rollouts, with the loss masks of `layout`.
+pub(super) fn traces_of(step: u64, rollouts: &[Rollout], layout: &Layout) -> Vec<Trace> {
+    rollouts
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Trace {
+            step,
+            kind: TraceKind::Rollout,
+            prompt_index: r.prompt_index,
+            sample_index: r.sample_index,
+            prompt: r.prompt.clone(),
+            completion: r.completion.clone(),
+            tokens: r
+                .tokens
+                .iter()
+                .enumerate()
+                .map(|(j, t)| TraceToken {
+                    id: t.id,
+                    logprob: t.logprob,
+                    entropy: t.entropy,
+                    top: t.top.clone(),
+                    counted: layout.mask[i * layout.max_len + j] > 0.0,
+                    trained: layout.grad_mask[i * layout.max_len + j] > 0.0,
+                })
+                .collect(),
+            reward: r.scored.total,
+            rewards: r.scored.parts.clone(),
+            advantage: r.advantage,
+            correct: r.scored.correct,
+            finish_reason: r.finish.as_str().to_string(),
+        })
+        .collect()
+}
+
+/// Writes traces on a thread of its own with its own connection, so a step never waits on
+/// SQLite; batches queue in a bounded channel (a slow disk slows the run rather than filling
+/// memory).
+pub(super) struct TraceWriter {
+    sender: Option<std::sync::mpsc::SyncSender<Vec<Trace>>>,
+    thread: Option<std::thread::JoinHandle<Result<Written, crate::store::StoreError>>>,
+}
+
+/// What the trace writer wrote: (rollouts, bytes stored, seconds writing, batches).
+pub(super) type Written = (usize, u64, f64, usize);
+
+impl TraceWriter {
+    pub(super) fn start(workspace: &Workspace, run_id: RunId) -> Result<Self, TrainError> {
+        let own = Workspace::open(workspace.dir())?;
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Trace>>(4);
+        let thread = std::thread::Builder::new()
+            .name("studio-trace-writer".into())
+            .spawn(move || {
+                let (mut rollouts, mut secs, mut batches) = (0usize, 0.0f64, 0usize);
+                for batch in receiver {
+                    let t = Instant::now();
+                    own.add_traces(run_id, &batch)?;
+                    secs += t.elapsed().as_secs_f64();
+                    rollouts += batch.len();
+                    batches += 1;
+                }
+                Ok((rollouts, own.trace_bytes(run_id)?, secs, batches))
+            })
+            .map_err(|e| TrainError::Checkpoint {
+                path: workspace.dir().to_path_buf(),
+                message: format!("could not start the trace writer thread: {e}"),
+            })?;
+        Ok(Self {
+            sender: Some(sender),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues a step's traces; an error means the writer stopped (its error comes at `finish`).
+    pub(super) fn send(&self, traces: Vec<Trace>) -> Result<(), TrainError> {
+        match &self.sender {
+            Some(sender) if sender.send(traces).is_ok() => Ok(()),
+            _ => Err(TrainError::Internal {
+                panic: "the trace writer stopped; its error is in the run log".into(),
+            }),
+        }
+    }
+
+    /// Waits for every queued trace to be written: (rollouts, bytes, write seconds, batches).
+    pub(super) fn finish(mut self) -> Result<Written, TrainError> {
+        self.sender.take();
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(result)) => Ok(result?),
+            Some(Err(_)) => Err(TrainError::Internal {
+                panic: "the trace writer thread panicked".into(),
+            }),
+            None => Ok((0, 0, 0.0, 0)),
+        }
+    }
+}

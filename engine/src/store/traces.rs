@@ -69,6 +69,25 @@ fn f32s(values: impl Iterator<Item = f32>) -> Vec<u8> {
     values.flat_map(f32::to_le_bytes).collect()
 }
 
+/// A `traces` row as SQLite returns it, in `SELECT` order.
+type RawTrace = (
+    i64,
+    i64,
+    String,
+    String,
+    Vec<u8>,
+    Vec<u8>,
+    Vec<u8>,
+    i64,
+    Vec<u8>,
+    Vec<u8>,
+    Option<f64>,
+    String,
+    Option<f64>,
+    Option<bool>,
+    String,
+);
+
 fn word(bytes: &[u8], at: usize) -> Option<[u8; 4]> {
     bytes.get(at * 4..at * 4 + 4)?.try_into().ok()
 }
@@ -165,24 +184,7 @@ impl Workspace {
     /// The traces of `kind` at `step` of run `run`, by prompt and sample.
     pub fn traces(&self, run: RunId, step: u64, kind: TraceKind) -> Result<Vec<Trace>, StoreError> {
         let step_sql = self.step_to_sql(step)?;
-        type Raw = (
-            i64,
-            i64,
-            String,
-            String,
-            Vec<u8>,
-            Vec<u8>,
-            Vec<u8>,
-            i64,
-            Vec<u8>,
-            Vec<u8>,
-            Option<f64>,
-            String,
-            Option<f64>,
-            Option<bool>,
-            String,
-        );
-        let raws: Vec<Raw> = self
+        let raws: Vec<RawTrace> = self
             .conn()
             .prepare_cached(
                 "SELECT prompt_index, sample_index, prompt, completion, token_ids, logprobs,
@@ -263,7 +265,6 @@ impl Workspace {
         Ok(bytes.unwrap_or(0).max(0) as u64)
     }
 
-    #[allow(clippy::type_complexity)]
     fn trace_from_raw(
         &self,
         step: u64,
@@ -284,23 +285,7 @@ impl Workspace {
             advantage,
             correct,
             finish_reason,
-        ): (
-            i64,
-            i64,
-            String,
-            String,
-            Vec<u8>,
-            Vec<u8>,
-            Vec<u8>,
-            i64,
-            Vec<u8>,
-            Vec<u8>,
-            Option<f64>,
-            String,
-            Option<f64>,
-            Option<bool>,
-            String,
-        ),
+        ): RawTrace,
     ) -> Result<Trace, StoreError> {
         let n = ids.len() / 4;
         let k = usize::try_from(k).unwrap_or(0);

@@ -305,19 +305,7 @@ pub fn execute(
     let eos = model.config.eos_token_ids.first().copied();
     let pad = eos.unwrap_or(0);
     let chat = s.chat_template;
-    let mut optimizer = AdamW::new(AdamWConfig {
-        beta1: s.betas[0],
-        beta2: s.betas[1],
-        eps: s.eps,
-        weight_decay: s.weight_decay,
-    });
-    let mut state = TrainState {
-        step: 0,
-        next_example: 0,
-        pending_example: None,
-        num_tokens: 0,
-        kind: if lora.is_some() { "lora" } else { "full" }.into(),
-    };
+    let (mut optimizer, mut state) = fresh_start(s.betas, s.eps, s.weight_decay, lora.is_some());
     let mut last_checkpoint = resume(workspace, run_id, &mut model, &mut optimizer, &mut state)?;
 
     let tokenize = |stream: &mut Stream, index: u64| -> Result<TokenizedExample, TrainError> {
@@ -442,6 +430,29 @@ pub fn execute(
         }
     }
     Ok(Outcome::Completed { step: state.step })
+}
+
+/// The optimizer and training state of a run's first step.
+pub(crate) fn fresh_start(
+    betas: [f64; 2],
+    eps: f64,
+    weight_decay: f64,
+    lora: bool,
+) -> (AdamW, TrainState) {
+    let optimizer = AdamW::new(AdamWConfig {
+        beta1: betas[0],
+        beta2: betas[1],
+        eps,
+        weight_decay,
+    });
+    let state = TrainState {
+        step: 0,
+        next_example: 0,
+        pending_example: None,
+        num_tokens: 0,
+        kind: if lora { "lora" } else { "full" }.into(),
+    };
+    (optimizer, state)
 }
 
 /// Restores run `run_id`'s latest checkpoint, if it has one, into `model`, `optimizer` and

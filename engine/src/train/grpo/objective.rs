@@ -293,7 +293,7 @@ fn importance_weights(current: &[f32], batch: &MicroBatch, config: &ObjectiveCon
 }
 
 /// A tensor's values on the host, detached from the graph.
-fn read_back(t: Tensor<2>, what: &str) -> Result<Vec<f32>, TrainError> {
+pub(super) fn read_back<const D: usize>(t: Tensor<D>, what: &str) -> Result<Vec<f32>, TrainError> {
     t.detach()
         .into_data()
         .try_into_vec::<f32>()

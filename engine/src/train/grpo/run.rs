@@ -19,9 +19,9 @@ use crate::store::{RunId, Workspace};
 use crate::text::TextTokenizer;
 use crate::train::TrainError;
 use crate::train::checkpoint::TrainState;
-use crate::train::optim::{AdamW, AdamWConfig, GradBuffer};
+use crate::train::optim::{AdamW, GradBuffer};
 use crate::train::rewards::RewardSet;
-use crate::train::run::{Hooks, Outcome, Prepared, evaluate, resume, save_checkpoint};
+use crate::train::run::{Hooks, Outcome, Prepared, evaluate, fresh_start, resume, save_checkpoint};
 use crate::train::schedule::learning_rate;
 use crate::train::sft;
 
@@ -49,19 +49,7 @@ pub(crate) fn execute(
         }
     })?;
     let chat = g.chat_template;
-    let mut optimizer = AdamW::new(AdamWConfig {
-        beta1: g.betas[0],
-        beta2: g.betas[1],
-        eps: g.eps,
-        weight_decay: g.weight_decay,
-    });
-    let mut state = TrainState {
-        step: 0,
-        next_example: 0,
-        pending_example: None,
-        num_tokens: 0,
-        kind: if lora.is_some() { "lora" } else { "full" }.into(),
-    };
+    let (mut optimizer, mut state) = fresh_start(g.betas, g.eps, g.weight_decay, lora.is_some());
     // The frozen reference of the KL term: the base with the adapters off for LoRA, else the
     // weights the run started from (taken before a resume restores later ones).
     let reference = (g.beta != 0.0).then(|| reference_model(&model));

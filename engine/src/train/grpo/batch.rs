@@ -193,3 +193,129 @@ pub(super) fn read_back_1(t: Tensor<1>, what: &str) -> Result<f32, TrainError> {
             message: "empty".into(),
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::infer::GeneratedToken;
+    use crate::models::tiny;
+    use crate::train::grpo::objective::{ImportanceLevel, LossType};
+    use crate::train::grpo::objective::{
+        MicroBatch, ObjectiveConfig, StepTotals, advantages, objective,
+    };
+    use crate::train::optim::{AdamW, AdamWConfig, GradBuffer};
+    use crate::train::rewards::Scored;
+
+    fn rollout(prompt_ids: &[u32], completion: &[u32], reward: f64) -> Rollout {
+        Rollout {
+            prompt_index: 0,
+            sample_index: 0,
+            prompt: String::new(),
+            prompt_ids: prompt_ids.to_vec(),
+            completion: String::new(),
+            tokens: completion
+                .iter()
+                .map(|&id| GeneratedToken {
+                    id,
+                    logprob: 0.0,
+                    entropy: 1.0,
+                    top: Vec::new(),
+                })
+                .collect(),
+            finish: FinishReason::Eos,
+            scored: Scored {
+                total: reward,
+                parts: Vec::new(),
+                correct: None,
+            },
+            advantage: 0.0,
+        }
+    }
+
+    /// The whole update chain (completion log-probs at the right positions, the objective, the
+    /// optimizer) moves the policy the way the advantages say: the rewarded completion of a
+    /// group becomes more likely, the unrewarded one less.
+    #[test]
+    fn updates_make_rewarded_completions_more_likely() {
+        let config = tiny::config();
+        let device = burn::tensor::Device::flex().autodiff();
+        let mut model =
+            CausalLm::from_weights(config.clone(), &tiny::RandomInit::new(&config, 1), &device)
+                .expect("tiny model");
+        let prompt = [40u32, 49, 43, 50];
+        let rollouts = vec![
+            rollout(&prompt, &[51, 61, 52, 2], 1.0),
+            rollout(&prompt, &[53, 54], 0.0),
+        ];
+        let g = GrpoConfig {
+            num_generations: 2,
+            ..GrpoConfig::default()
+        };
+        let layout = Layout::new(&rollouts, &g);
+        let adv = advantages(&[1.0, 0.0], 2, g.scale_rewards);
+        let objective_config = ObjectiveConfig {
+            loss_type: LossType::Grpo,
+            epsilon: 0.2,
+            epsilon_high: 0.2,
+            delta: None,
+            importance_sampling_level: ImportanceLevel::Token,
+            beta: 0.0,
+            entropy_coef: 0.0,
+            max_completion_length: 4,
+        };
+        let sequence_logp = |model: &CausalLm| -> Vec<f64> {
+            let logp =
+                completion_logp(&model.for_inference(), &rollouts, &layout, None).expect("logp");
+            let v = read_back(logp, "logp").expect("read");
+            v.chunks(layout.max_len)
+                .zip(layout.mask.chunks(layout.max_len))
+                .map(|(l, m)| l.iter().zip(m).map(|(l, m)| f64::from(l * m)).sum())
+                .collect()
+        };
+        let before = sequence_logp(&model);
+        let mut optimizer = AdamW::new(AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        });
+        for _ in 0..5 {
+            let logp = completion_logp(&model, &rollouts, &layout, None).expect("logp");
+            let current = read_back(logp.clone(), "logp").expect("read");
+            let batch = MicroBatch {
+                sequences: 2,
+                max_len: layout.max_len,
+                mask: layout.mask.clone(),
+                grad_mask: layout.grad_mask.clone(),
+                old_logp: current,
+                ref_logp: None,
+                advantages: adv.iter().map(|&a| a as f32).collect(),
+            };
+            let totals = StepTotals {
+                sequences: 2,
+                tokens: layout.counted_tokens(),
+            };
+            let out = objective(logp, None, &batch, totals, &objective_config).expect("objective");
+            let mut grads = GradBuffer::default();
+            let mut g = out.loss.backward();
+            grads.accumulate(&model.transformer, &mut g).expect("grads");
+            let (updated, _) = optimizer
+                .step(model.transformer.clone(), &grads, 1e-3, Some(1.0))
+                .expect("step");
+            model.transformer = updated;
+        }
+        let after = sequence_logp(&model);
+        assert!(
+            after[0] > before[0] + 0.1,
+            "rewarded: {} → {}",
+            before[0],
+            after[0]
+        );
+        assert!(
+            after[1] < before[1] - 0.1,
+            "unrewarded: {} → {}",
+            before[1],
+            after[1]
+        );
+    }
+}

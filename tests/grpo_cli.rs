@@ -389,3 +389,30 @@ init_from = "sft"
         assert_eq!(line.matches(" | ").count(), 2, "{line}");
     }
 }
+
+/// With trace retention set, old steps keep only every n-th step's rollouts.
+#[test]
+fn trace_retention_thins_old_steps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ws_dir = dir.path().join("ws");
+    let config = GRPO_RUN.replace(
+        "num_iterations = 2",
+        "num_iterations = 2\ntraces_keep_every = 2\ntraces_keep_recent = 1",
+    );
+    let path = write_config(dir.path(), "thin", &config);
+    let out = studio_in(&ws_dir, &["train", &path.to_string_lossy()], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ws = Workspace::open(&ws_dir).expect("workspace");
+    let steps: Vec<u64> = ws
+        .trace_steps(latest_run(&ws), engine::store::TraceKind::Rollout)
+        .expect("steps")
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    // Steps 3 and 4 are recent; of the older ones only the even step 2 stays.
+    assert_eq!(steps, [2, 3, 4]);
+}

@@ -205,6 +205,11 @@ pub struct GrpoConfig {
     pub max_resample_rounds: usize,
     /// Sequences per forward/backward pass of the update. Default 16.
     pub micro_batch: usize,
+    /// Trace retention: keep the rollouts of every N-th step once they are more than
+    /// `traces_keep_recent` steps old; 1 (default) keeps every step.
+    pub traces_keep_every: u64,
+    /// Steps behind the newest whose rollouts are all kept. Default 100.
+    pub traces_keep_recent: u64,
     /// Peak learning rate. Default 1e-5.
     pub lr: f64,
     /// Linear warmup steps. Default 0.
@@ -251,6 +256,8 @@ impl Default for GrpoConfig {
             dynamic_sampling: false,
             max_resample_rounds: 4,
             micro_batch: 16,
+            traces_keep_every: 1,
+            traces_keep_recent: 100,
             lr: 1e-5,
             warmup_steps: 0,
             schedule: Decay::Constant,
@@ -397,6 +404,7 @@ impl RunConfig {
             ("max_completion_length", g.max_completion_length),
             ("num_iterations", g.num_iterations),
             ("micro_batch", g.micro_batch),
+            ("traces_keep_every", g.traces_keep_every as usize),
         ];
         for (name, value) in at_least_1 {
             if value == 0 {

@@ -229,7 +229,14 @@ pub(super) struct TraceWriter {
 pub(super) type Written = (usize, u64, f64, usize);
 
 impl TraceWriter {
-    pub(super) fn start(workspace: &Workspace, run_id: RunId) -> Result<Self, TrainError> {
+    /// Starts the writer. With `keep_every` > 1, the rollouts of steps more than `keep_recent`
+    /// behind the newest are thinned to every `keep_every`-th step as the run goes.
+    pub(super) fn start(
+        workspace: &Workspace,
+        run_id: RunId,
+        keep_every: u64,
+        keep_recent: u64,
+    ) -> Result<Self, TrainError> {
         let own = Workspace::open(workspace.dir())?;
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Trace>>(4);
         let thread = std::thread::Builder::new()
@@ -239,6 +246,10 @@ impl TraceWriter {
                 for batch in receiver {
                     let t = Instant::now();
                     own.add_traces(run_id, &batch)?;
+                    let newest = batch.iter().map(|t| t.step).max().unwrap_or(0);
+                    if keep_every > 1 && newest > keep_recent {
+                        own.thin_traces(run_id, newest - keep_recent, keep_every)?;
+                    }
                     secs += t.elapsed().as_secs_f64();
                     rollouts += batch.len();
                     batches += 1;

@@ -66,7 +66,7 @@ pub(crate) fn execute(
     };
     let eval_every = config.eval.every;
     let ckpt_every = config.checkpoint.every;
-    let writer = TraceWriter::start(workspace, run_id)?;
+    let writer = TraceWriter::start(workspace, run_id, g.traces_keep_every, g.traces_keep_recent)?;
     let outcome = steps(
         workspace,
         run_id,

@@ -39,10 +39,24 @@ pub struct GeneratedToken {
 pub fn generate(
     model: &CausalLm,
     request: &GenerateRequest,
+    on_token: impl FnMut(usize, &GeneratedToken) -> ControlFlow<()>,
+) -> Result<Vec<Vec<GeneratedToken>>, InferError> {
+    generate_groups(model, request, 1, on_token)
+}
+
+/// Generates `group` samples of every prompt (rows prompt after prompt, `group` each, row `r`
+/// seeded with `seed + r` as [`generate`] seeds it). The prompts are processed once and their
+/// keys and values copied to the group's rows, instead of once per sample.
+pub fn generate_groups(
+    model: &CausalLm,
+    request: &GenerateRequest,
+    group: usize,
     mut on_token: impl FnMut(usize, &GeneratedToken) -> ControlFlow<()>,
 ) -> Result<Vec<Vec<GeneratedToken>>, InferError> {
     request.sampling.validate()?;
-    let batch = request.prompts.len();
+    let group = group.max(1);
+    let unique = request.prompts.len();
+    let batch = unique * group;
     let longest = request.prompts.iter().map(Vec::len).max().unwrap_or(0);
     if batch == 0 || request.prompts.iter().any(Vec::is_empty) {
         return Err(InferError::Empty);
@@ -55,19 +69,23 @@ pub fn generate(
         });
     }
     let max_new = request.max_new_tokens.min(context - longest);
-    let pads: Vec<usize> = request.prompts.iter().map(|p| longest - p.len()).collect();
+    let prompt_pads: Vec<usize> = request.prompts.iter().map(|p| longest - p.len()).collect();
+    let pads: Vec<usize> = prompt_pads
+        .iter()
+        .flat_map(|&p| std::iter::repeat_n(p, group))
+        .collect();
     let pad_id = request.stop_token_ids.first().copied().unwrap_or(0);
     let ids: Vec<Vec<u32>> = request
         .prompts
         .iter()
-        .zip(&pads)
+        .zip(&prompt_pads)
         .map(|(p, &pad)| {
             std::iter::repeat_n(pad_id, pad)
                 .chain(p.iter().copied())
                 .collect()
         })
         .collect();
-    let positions: Vec<Vec<usize>> = pads
+    let positions: Vec<Vec<usize>> = prompt_pads
         .iter()
         .map(|&pad| (0..longest).map(|s| s.saturating_sub(pad)).collect())
         .collect();
@@ -79,17 +97,31 @@ pub fn generate(
             })
         })
         .collect();
-    let mut histories: Vec<Vec<u32>> = request.prompts.clone();
+    let mut histories: Vec<Vec<u32>> = request
+        .prompts
+        .iter()
+        .flat_map(|p| std::iter::repeat_n(p.clone(), group))
+        .collect();
     let mut outputs: Vec<Vec<GeneratedToken>> = vec![Vec::new(); batch];
     let mut finished = vec![false; batch];
     let mut cache = model.new_cache(longest + max_new);
-    let mask = AttentionMask::LeftPadded(pads.clone());
+    let mask = AttentionMask::LeftPadded(prompt_pads.clone());
     let vocab = model.config.vocab_size;
 
-    let mut logits = in_pool(|| {
+    let prompt_logits = in_pool(|| {
         let hidden = model.forward_hidden(&ids, &positions, mask, &mut cache);
         host_values(model.logits(hidden.narrow(1, longest - 1, 1)))
     })?;
+    // Each prompt's keys, values and last logits, copied to its group's rows.
+    let mut logits = if group == 1 {
+        prompt_logits
+    } else {
+        cache.repeat_rows(group);
+        prompt_logits
+            .chunks(vocab)
+            .flat_map(|row| std::iter::repeat_n(row, group).flatten().copied())
+            .collect()
+    };
     for step in 0..max_new {
         let mut next = Vec::with_capacity(batch);
         let mut stop_all = false;
@@ -130,4 +162,63 @@ pub fn generate(
         })?;
     }
     Ok(outputs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::tiny;
+
+    /// Sampling a group from one processed prompt gives what sampling the prompt repeated does:
+    /// the same tokens and statistics, greedy and at temperature 1.
+    #[test]
+    fn groups_share_the_prompt_and_sample_as_repeated_prompts() {
+        let config = tiny::config();
+        let device = burn::tensor::Device::flex();
+        let model =
+            CausalLm::from_weights(config.clone(), &tiny::RandomInit::new(&config, 4), &device)
+                .expect("tiny model");
+        let prompts = vec![vec![40u32, 49, 43, 50, 41], vec![42u32, 51, 61]];
+        for temperature in [0.0, 1.0] {
+            let request = GenerateRequest {
+                prompts: prompts.clone(),
+                max_new_tokens: 12,
+                sampling: SamplingConfig {
+                    temperature,
+                    seed: 11,
+                    ..SamplingConfig::default()
+                },
+                stop_token_ids: Vec::new(),
+                top_k_alternatives: 3,
+            };
+            let grouped = generate_groups(&model, &request, 3, |_, _| ControlFlow::Continue(()))
+                .expect("grouped");
+            let repeated = generate(
+                &model,
+                &GenerateRequest {
+                    prompts: prompts
+                        .iter()
+                        .flat_map(|p| std::iter::repeat_n(p.clone(), 3))
+                        .collect(),
+                    ..request.clone()
+                },
+                |_, _| ControlFlow::Continue(()),
+            )
+            .expect("repeated");
+            assert_eq!(grouped.len(), 6);
+            for (g, r) in grouped.iter().zip(&repeated) {
+                let ids = |row: &Vec<GeneratedToken>| row.iter().map(|t| t.id).collect::<Vec<_>>();
+                assert_eq!(ids(g), ids(r), "temperature {temperature}");
+                for (a, b) in g.iter().zip(r) {
+                    assert!(
+                        (a.logprob - b.logprob).abs() < 1e-4
+                            && (a.entropy - b.entropy).abs() < 1e-4
+                    );
+                }
+            }
+            if temperature > 0.0 {
+                assert_ne!(grouped[0], grouped[1], "samples of a group differ");
+            }
+        }
+    }
 }

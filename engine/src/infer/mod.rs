@@ -7,7 +7,7 @@ pub mod sampling;
 pub mod score;
 
 pub use crate::kernels::token_stats::{RowStats, row_stats, rows_stats};
-pub use generate::{GenerateRequest, GeneratedToken, generate};
+pub use generate::{GenerateRequest, GeneratedToken, generate, generate_groups};
 pub use sampling::SamplingConfig;
 pub use score::{ScoredToken, score};
 

@@ -87,6 +87,23 @@ impl KvCache {
         self.layers.iter_mut()
     }
 
+    /// Repeats every batch row `n` times, in place of the row (row `b` becomes rows
+    /// `b·n … b·n + n − 1`), so several samples continue from one processed prompt.
+    pub fn repeat_rows(&mut self, n: usize) {
+        for (k, v) in self.layers.iter_mut().flatten() {
+            let rows = k.dims()[0];
+            let index: Vec<i64> = (0..rows as i64)
+                .flat_map(|b| std::iter::repeat_n(b, n))
+                .collect();
+            let index = Tensor::<1, burn::tensor::Int>::from_data(
+                burn::tensor::TensorData::new(index, [rows * n]),
+                &k.device(),
+            );
+            *k = k.clone().select(0, index.clone());
+            *v = v.clone().select(0, index);
+        }
+    }
+
     /// Counts the pass's `seq` positions as cached.
     pub(crate) fn advance(&mut self, seq: usize) {
         self.len += seq;

@@ -339,9 +339,9 @@ impl Sizes {
     }
 }
 
-/// Seconds of each part of one GRPO-shaped step: sampling a group of rollouts, scoring them
-/// with a frozen reference, and one LoRA policy update on them. The GRPO trainer itself is not
-/// built yet; these are the engine parts it will spend its time in.
+/// Seconds of each part of one GRPO-shaped step: sampling a group of rollouts from one prompt
+/// (processed once, as `train::grpo` samples), scoring them with a frozen reference, and one
+/// LoRA policy update on them.
 fn grpo_split(model_spec: &str, prompt: &[u32], sizes: &Sizes) -> Result<[f64; 3]> {
     use engine::models::lora::LoraConfig;
     use engine::train::optim::{AdamW, AdamWConfig, GradBuffer};
@@ -350,7 +350,7 @@ fn grpo_split(model_spec: &str, prompt: &[u32], sizes: &Sizes) -> Result<[f64; 3
     let reference =
         engine::formats::loader::load_model(model_spec, &engine::backend::Backend::cpu())?;
     let request = GenerateRequest {
-        prompts: vec![prompt.to_vec(); sizes.grpo_group],
+        prompts: vec![prompt.to_vec()],
         max_new_tokens: sizes.grpo_new_tokens,
         sampling: SamplingConfig {
             temperature: 1.0,
@@ -361,7 +361,10 @@ fn grpo_split(model_spec: &str, prompt: &[u32], sizes: &Sizes) -> Result<[f64; 3
         top_k_alternatives: 0,
     };
     let t = Instant::now();
-    let rollouts = generate(&reference.model, &request, |_, _| ControlFlow::Continue(()))?;
+    let rollouts =
+        engine::infer::generate_groups(&reference.model, &request, sizes.grpo_group, |_, _| {
+            ControlFlow::Continue(())
+        })?;
     let rollout_s = t.elapsed().as_secs_f64();
     let sequences: Vec<Vec<u32>> = rollouts
         .iter()

@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::batch::Layout;
 use crate::data::Example;
 use crate::data::builtin::Problem;
-use crate::infer::{GenerateRequest, GeneratedToken, SamplingConfig, generate};
+use crate::infer::{GenerateRequest, GeneratedToken, SamplingConfig, generate_groups};
 use crate::models::CausalLm;
 use crate::store::{RunId, Trace, TraceKind, TraceToken, Workspace};
 use crate::text::TextTokenizer;
@@ -71,10 +71,7 @@ pub(super) fn sample(
     let inference = model.for_inference();
     let stop = inference.config.eos_token_ids.clone();
     let request = GenerateRequest {
-        prompts: prompts
-            .iter()
-            .flat_map(|p| std::iter::repeat_n(p.ids.clone(), g.num_generations))
-            .collect(),
+        prompts: prompts.iter().map(|p| p.ids.clone()).collect(),
         max_new_tokens: g.max_completion_length,
         sampling: SamplingConfig {
             temperature: g.temperature as f32,
@@ -87,7 +84,8 @@ pub(super) fn sample(
         stop_token_ids: stop.clone(),
         top_k_alternatives: TRACE_TOP_K,
     };
-    let rows = generate(&inference, &request, |_, _| {
+    // Each prompt is processed once; its keys and values serve the group's samples.
+    let rows = generate_groups(&inference, &request, g.num_generations, |_, _| {
         std::ops::ControlFlow::Continue(())
     })?;
     let mut out = Vec::with_capacity(rows.len());

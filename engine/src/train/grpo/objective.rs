@@ -126,8 +126,10 @@ pub struct MicroBatch {
     pub mask: Vec<f32>,
     /// 1 for a counted token that gets gradient (the top-entropy mask), else 0.
     pub grad_mask: Vec<f32>,
-    /// Log-probs under the policy that sampled the rollouts.
-    pub old_logp: Vec<f32>,
+    /// Log-probs under the policy that sampled the rollouts; `None` when that policy is the
+    /// current one (the first pass over a batch): the ratios are then exactly 1, and the
+    /// output carries the log-probs for the passes after it.
+    pub old_logp: Option<Vec<f32>>,
     /// Log-probs under the frozen reference (needed when `beta` ≠ 0).
     pub ref_logp: Option<Vec<f32>>,
     /// One per sequence.
@@ -155,6 +157,9 @@ pub struct ObjectiveOutput {
     pub tokens: usize,
     /// Σ of the k3 KL over counted tokens.
     pub kl_sum: f64,
+    /// The current log-probs on the host when the batch had no `old_logp` (the old log-probs
+    /// of the batch's later passes).
+    pub policy_logp: Option<Vec<f32>>,
 }
 
 /// The objective over `logp [sequences, max_len]` (the current policy's log-probs of the sampled
@@ -175,7 +180,11 @@ pub fn objective(
         .chunks(t.max(1))
         .map(|row| row.iter().sum::<f32>().max(1.0))
         .collect();
-    let log_ratio = logp.clone() - host(&batch.old_logp);
+    let old = match &batch.old_logp {
+        Some(old) => host(old),
+        None => logp.clone().detach(),
+    };
+    let log_ratio = logp.clone() - old;
     let log_w = match config.importance_sampling_level {
         ImportanceLevel::Token => log_ratio,
         ImportanceLevel::Sequence => {
@@ -220,8 +229,7 @@ pub fn objective(
     let loss = (per_token * host(&weights)).sum();
 
     let (mut clipped_low, mut clipped_high, mut tokens) = (0, 0, 0);
-    let current = read_back(logp, "the policy's log-probs")?;
-    let ratios = importance_weights(&current, batch, config);
+    let ratios = read_back(coef_1, "the importance weights")?;
     for (i, row) in batch.mask.chunks(t.max(1)).enumerate() {
         let a = batch.advantages[i];
         for (j, &m) in row.iter().enumerate() {
@@ -229,17 +237,22 @@ pub fn objective(
                 continue;
             }
             tokens += 1;
-            let w = ratios[i * t + j];
+            let w = f64::from(ratios[i * t + j]);
             clipped_low += usize::from(w < 1.0 - config.epsilon && a < 0.0);
             clipped_high += usize::from(w > 1.0 + config.epsilon_high && a > 0.0);
         }
     }
+    let policy_logp = match batch.old_logp {
+        Some(_) => None,
+        None => Some(read_back(logp, "the policy's log-probs")?),
+    };
     Ok(ObjectiveOutput {
         loss,
         clipped_low,
         clipped_high,
         tokens,
         kl_sum,
+        policy_logp,
     })
 }
 
@@ -267,29 +280,6 @@ fn token_weights(
             m * g / norm
         })
         .collect()
-}
-
-/// The unclipped importance weights on the host (for the clip statistics), from the current
-/// log-probs `current`.
-fn importance_weights(current: &[f32], batch: &MicroBatch, config: &ObjectiveConfig) -> Vec<f64> {
-    let t = batch.max_len.max(1);
-    let log_ratio: Vec<f64> = current
-        .iter()
-        .zip(&batch.old_logp)
-        .map(|(c, o)| f64::from(*c) - f64::from(*o))
-        .collect();
-    match config.importance_sampling_level {
-        ImportanceLevel::Token => log_ratio.iter().map(|r| r.exp()).collect(),
-        ImportanceLevel::Sequence => log_ratio
-            .chunks(t)
-            .zip(batch.mask.chunks(t))
-            .flat_map(|(r, m)| {
-                let len = m.iter().map(|&m| f64::from(m)).sum::<f64>().max(1.0);
-                let mean = r.iter().zip(m).map(|(r, m)| r * f64::from(*m)).sum::<f64>() / len;
-                std::iter::repeat_n(mean.exp(), t)
-            })
-            .collect(),
-    }
 }
 
 /// A tensor's values on the host, detached from the graph.
@@ -459,7 +449,7 @@ mod tests {
                 max_len: t,
                 mask: mask.clone(),
                 grad_mask: vec![1.0; n * t],
-                old_logp: old.clone(),
+                old_logp: Some(old.clone()),
                 ref_logp: Some(reference.clone()),
                 advantages: adv.iter().map(|&a| a as f32).collect(),
             };
@@ -539,7 +529,7 @@ mod tests {
             max_len: t,
             mask: vec![1.0, 1.0, 0.0, 1.0, 1.0, 1.0],
             grad_mask: vec![1.0; n * t],
-            old_logp: vec![-1.0, -2.0, -1.0, -0.5, -0.7, -3.0],
+            old_logp: Some(vec![-1.0, -2.0, -1.0, -0.5, -0.7, -3.0]),
             ref_logp: None,
             advantages: vec![0.5, -0.5],
         };
@@ -558,7 +548,12 @@ mod tests {
                 entropy_coef: coef,
                 max_completion_length: t,
             };
-            let logp = tensor_2d(batch.old_logp.clone(), [n, t], &device).require_grad();
+            let logp = tensor_2d(
+                batch.old_logp.clone().expect("old log-probs"),
+                [n, t],
+                &device,
+            )
+            .require_grad();
             let h = tensor_2d(vec![1.0, 2.0, 3.0, 0.5, 0.25, 4.0], [n, t], &device).require_grad();
             let out = objective(logp.clone(), Some(h.clone()), &batch, totals, &config)
                 .expect("objective");

@@ -227,10 +227,11 @@ fn steps(
         let (mut clipped_low, mut clipped_high, mut counted, mut kl_sum) = (0, 0, 0, 0.0);
         for _ in 0..g.num_iterations {
             let mut grads = GradBuffer::default();
-            let mut iteration_old = Vec::with_capacity(layout.mask.len());
+            // The first pass's log-probs are the old ones of the passes after it.
+            let mut first_pass_logp = Vec::new();
             let mut loss_value = 0.0;
             for chunk in layout.chunks(g.micro_batch) {
-                let (loss, stats, current) = in_pool(|| -> Result<_, TrainError> {
+                let (loss, stats) = in_pool(|| -> Result<_, TrainError> {
                     let entropy_needed = g.entropy_coef != 0.0;
                     let mut entropy = None;
                     let logp = completion_logp(
@@ -239,18 +240,13 @@ fn steps(
                         &layout.part(&chunk),
                         entropy_needed.then_some(&mut entropy),
                     )?;
-                    let current = read_back(logp.clone(), "the policy's log-probs")?;
-                    let old = match &old_logp {
-                        Some(old) => layout.slice(old, &chunk),
-                        // The first pass is the rollout policy itself: ratios are exactly 1.
-                        None => current.clone(),
-                    };
                     let batch = MicroBatch {
                         sequences: chunk.len(),
                         max_len: layout.max_len,
                         mask: layout.slice(&layout.mask, &chunk),
                         grad_mask: layout.slice(&layout.grad_mask, &chunk),
-                        old_logp: old,
+                        // The first pass is the rollout policy itself: ratios are exactly 1.
+                        old_logp: old_logp.as_ref().map(|old| layout.slice(old, &chunk)),
                         ref_logp: ref_logp.as_ref().map(|r| layout.slice(r, &chunk)),
                         advantages: chunk.iter().map(|&i| adv[i] as f32).collect(),
                     };
@@ -262,10 +258,12 @@ fn steps(
                     let value = f64::from(read_back_1(out.loss.clone(), "the loss")?);
                     let mut g = out.loss.backward();
                     grads.accumulate(&model.transformer, &mut g)?;
-                    Ok((value, out, current))
+                    Ok((value, out))
                 })?;
                 loss_value += loss;
-                iteration_old.extend(current);
+                if let Some(current) = &stats.policy_logp {
+                    first_pass_logp.extend_from_slice(current);
+                }
                 // Over every iteration, as TRL logs each of its optimizer steps: at the first
                 // the policy is the one that sampled, so nothing can be clipped yet.
                 clipped_low += stats.clipped_low;
@@ -290,7 +288,7 @@ fn steps(
                 });
             }
             if old_logp.is_none() {
-                old_logp = Some(iteration_old);
+                old_logp = Some(first_pass_logp);
             }
             // Each micro-batch's loss is its share of the step's: the shares add, not average.
             grads.micro_batches = 1;

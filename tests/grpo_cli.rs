@@ -6,9 +6,8 @@
 
 mod common;
 
-use common::{latest_run, studio_in, write_config};
+use common::{json_stdout, latest_run, studio_in, write_config};
 use engine::store::Workspace;
-use serde_json::Value;
 
 const GRPO_RUN: &str = r#"
 name = "grpo-check"
@@ -55,31 +54,18 @@ const TIMING: &[&str] = &[
     "rollout_tokens_per_s",
 ];
 
-fn json_of(out: &std::process::Output) -> Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("stdout is one JSON object")
-}
-
 #[test]
 fn grpo_run_logs_trl_metrics_and_keeps_every_rollout() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ws_dir = dir.path().join("ws");
     let config = write_config(dir.path(), "grpo", GRPO_RUN);
     let out = studio_in(&ws_dir, &["train", &config.to_string_lossy()], &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out);
     let ws = Workspace::open(&ws_dir).expect("workspace");
     let run = latest_run(&ws);
     let run_arg = run.to_string();
 
-    let metrics = json_of(&studio_in(&ws_dir, &["metrics", &run_arg, "--json"], &[]));
+    let metrics = json_stdout(&studio_in(&ws_dir, &["metrics", &run_arg, "--json"], &[]));
     assert_eq!(metrics["run"], run);
     let series = metrics["series"].as_object().expect("series");
     for name in [
@@ -131,7 +117,7 @@ fn grpo_run_logs_trl_metrics_and_keeps_every_rollout() {
         assert!((-1.0..=0.0).contains(&v), "length reward {v}");
     }
 
-    let steps = json_of(&studio_in(&ws_dir, &["traces", &run_arg, "--json"], &[]));
+    let steps = json_stdout(&studio_in(&ws_dir, &["traces", &run_arg, "--json"], &[]));
     let steps: Vec<(u64, u64)> = steps["steps"]
         .as_array()
         .expect("steps")
@@ -145,7 +131,7 @@ fn grpo_run_logs_trl_metrics_and_keeps_every_rollout() {
         .collect();
     assert_eq!(steps, [(1, 6), (2, 6), (3, 6), (4, 6)]);
 
-    let step = json_of(&studio_in(
+    let step = json_stdout(&studio_in(
         &ws_dir,
         &["traces", &run_arg, "--step", "3", "--json"],
         &[],
@@ -209,11 +195,7 @@ fn grpo_run_logs_trl_metrics_and_keeps_every_rollout() {
         ],
         &[],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out);
     // The scoring path of `studio score` (engine::infer::score), on the prompt's ids and the
     // sampled ids: the completions of an early tiny reasoner are arbitrary bytes, which do not
     // survive a trip through text.
@@ -260,11 +242,7 @@ fn check_resolves_defaults_and_names_bad_settings() {
         &["train", &config.to_string_lossy(), "--check"],
         &[],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out);
     let printed = String::from_utf8_lossy(&out.stdout);
     for default in [
         "scale_rewards = \"group\"",
@@ -401,11 +379,7 @@ fn trace_retention_thins_old_steps() {
     );
     let path = write_config(dir.path(), "thin", &config);
     let out = studio_in(&ws_dir, &["train", &path.to_string_lossy()], &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out);
     let ws = Workspace::open(&ws_dir).expect("workspace");
     let steps: Vec<u64> = ws
         .trace_steps(latest_run(&ws), engine::store::TraceKind::Rollout)

@@ -132,11 +132,7 @@ every = 0
 "#,
     );
     let out = studio_in(&ws_dir, &["train", &config.to_string_lossy()], &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out);
     let ws = Workspace::open(&ws_dir).expect("workspace");
     let acc = eval_accuracy(&ws, 1);
     assert_eq!(acc.iter().map(|p| p.0).collect::<Vec<_>>(), vec![0, 200]);
@@ -196,11 +192,7 @@ every = 0
         ),
     );
     let out = studio_in(&ws_dir, &["train", &config.to_string_lossy()], &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out);
     let ws = Workspace::open(&ws_dir).expect("workspace");
     let loss: Vec<f64> = ws
         .metric(1, "loss")
@@ -235,11 +227,7 @@ every = 0
             ],
             &[],
         );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::assert_success(&out);
     }
     let adapter: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(peft.join("adapter_config.json")).expect("read"),
@@ -334,11 +322,7 @@ fn following_a_run_whose_worker_dies_reports_it_and_the_run_resumes() {
     );
     assert_eq!(ws.run(1).expect("run").status, RunStatus::Failed);
     let out = studio_in(&ws_dir, &["resume", "1"], &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out);
     assert_eq!(ws.run(1).expect("run").status, RunStatus::Completed);
     let steps: Vec<u64> = ws
         .metric(1, "loss")

@@ -42,12 +42,12 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    let out = studio(args);
-    assert!(
-        out.status.success(),
-        "studio failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    json_stdout(&studio(args))
+}
+
+/// The stdout of a successful command, parsed as one JSON object.
+pub fn json_stdout(out: &Output) -> serde_json::Value {
+    assert_success(out);
     serde_json::from_slice(&out.stdout).expect("stdout is one JSON object")
 }
 
@@ -73,6 +73,15 @@ pub fn studio_in(ws: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
         cmd.env(k, v);
     }
     cmd.output().expect("studio runs")
+}
+
+/// Fails the test, showing the command's stderr, unless it exited successfully.
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Writes a run config `NAME.toml` into `dir`.
@@ -133,11 +142,7 @@ pub fn kill_and_resume_matches(
 
     // The uninterrupted reference run.
     let out = studio_in(&ws_dir, &["train", &config.to_string_lossy()], &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let ws = Workspace::open(&ws_dir).expect("workspace");
     let reference_run = latest_run(&ws);
     let reference = all_metrics(&ws, reference_run, timing);
@@ -157,11 +162,7 @@ pub fn kill_and_resume_matches(
         &["train", "--detach", &config.to_string_lossy()],
         &[],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let run = latest_run(&ws);
     for &kill_after_step in kill_after_steps {
         let pid = wait_for(Duration::from_secs(300), || {
@@ -179,11 +180,7 @@ pub fn kill_and_resume_matches(
             (!Path::new(&format!("/proc/{pid}")).exists()).then_some(())
         });
         let out = studio_in(&ws_dir, &["resume", &run.to_string(), "--detach"], &[]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out);
     }
     wait_for(Duration::from_secs(300), || {
         let r = ws.run(run).ok()?;

@@ -58,11 +58,14 @@ impl Layout {
         self.mask.iter().filter(|&&m| m > 0.0).count()
     }
 
+    /// Every sequence index.
+    pub(super) fn rows(&self) -> Vec<usize> {
+        (0..self.mask.len() / self.max_len).collect()
+    }
+
     /// Sequence indices in micro-batches of at most `size`.
     pub(super) fn chunks(&self, size: usize) -> Vec<Vec<usize>> {
-        let n = self.mask.len() / self.max_len;
-        (0..n)
-            .collect::<Vec<_>>()
+        self.rows()
             .chunks(size.max(1))
             .map(<[usize]>::to_vec)
             .collect()
@@ -79,32 +82,19 @@ impl Layout {
             })
             .collect()
     }
-
-    pub(super) fn part(&self, chunk: &[usize]) -> Part {
-        Part {
-            rows: chunk.to_vec(),
-            max_len: self.max_len,
-        }
-    }
 }
 
-/// Some sequences of a layout.
-pub(super) struct Part {
-    rows: Vec<usize>,
-    max_len: usize,
-}
-
-/// The log-probs `[rows, max_len]` of the rollouts' completion tokens under `model` (0 at
+/// The log-probs `[rows, max_len]` of the completion tokens of rollouts `rows` under `model` (0 at
 /// padding), differentiable when `model` is on an autodiff device; with `entropy`, also the
 /// entropies of the same distributions (differentiable, for the entropy bonus).
 pub(super) fn completion_logp(
     model: &CausalLm,
     rollouts: &[Rollout],
-    part: &impl PartLike,
+    layout: &Layout,
+    rows: &[usize],
     entropy: Option<&mut Option<Tensor<2>>>,
 ) -> Result<Tensor<2>, TrainError> {
-    let rows = part.rows();
-    let max_len = part.max_len();
+    let max_len = layout.max_len;
     let device = &model.device;
     // Right-padded prompt + completion; causal attention never lets a real token see padding.
     let width = rows
@@ -157,30 +147,6 @@ pub(super) fn completion_logp(
     }
     let nll = crate::kernels::token_nll(logits, targets);
     Ok(nll.neg().reshape([rows.len(), max_len]))
-}
-
-/// What [`completion_logp`] reads of a layout.
-pub(super) trait PartLike {
-    fn rows(&self) -> Vec<usize>;
-    fn max_len(&self) -> usize;
-}
-
-impl PartLike for Part {
-    fn rows(&self) -> Vec<usize> {
-        self.rows.clone()
-    }
-    fn max_len(&self) -> usize {
-        self.max_len
-    }
-}
-
-impl PartLike for Layout {
-    fn rows(&self) -> Vec<usize> {
-        (0..self.mask.len() / self.max_len).collect()
-    }
-    fn max_len(&self) -> usize {
-        self.max_len
-    }
 }
 
 /// A scalar's value on the host, detached from the graph.
@@ -264,8 +230,14 @@ mod tests {
             max_completion_length: 4,
         };
         let sequence_logp = |model: &CausalLm| -> Vec<f64> {
-            let logp =
-                completion_logp(&model.for_inference(), &rollouts, &layout, None).expect("logp");
+            let logp = completion_logp(
+                &model.for_inference(),
+                &rollouts,
+                &layout,
+                &layout.rows(),
+                None,
+            )
+            .expect("logp");
             let v = read_back(logp, "logp").expect("read");
             v.chunks(layout.max_len)
                 .zip(layout.mask.chunks(layout.max_len))
@@ -280,7 +252,8 @@ mod tests {
             weight_decay: 0.0,
         });
         for _ in 0..5 {
-            let logp = completion_logp(&model, &rollouts, &layout, None).expect("logp");
+            let logp =
+                completion_logp(&model, &rollouts, &layout, &layout.rows(), None).expect("logp");
             let batch = MicroBatch {
                 sequences: 2,
                 max_len: layout.max_len,

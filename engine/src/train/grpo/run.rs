@@ -212,7 +212,7 @@ fn steps(
         let layout = Layout::new(&rollouts, g);
         let ref_logp = match reference {
             Some(reference) => Some(in_pool(|| {
-                completion_logp(reference, &rollouts, &layout, None)
+                completion_logp(reference, &rollouts, &layout, &layout.rows(), None)
                     .and_then(|t| read_back(t, "the reference's log-probs"))
             })?),
             None => None,
@@ -237,7 +237,8 @@ fn steps(
                     let logp = completion_logp(
                         model,
                         &rollouts,
-                        &layout.part(&chunk),
+                        &layout,
+                        &chunk,
                         entropy_needed.then_some(&mut entropy),
                     )?;
                     let batch = MicroBatch {

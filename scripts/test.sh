@@ -66,5 +66,6 @@ fi
 echo "==> benchmarks, quick (figures only, nothing asserted)"
 cargo run --quiet -- bench --quick --model "$STUDIO_SMOLLM2_GGUF"
 cargo run --quiet -- bench --quick --json > /dev/null
+cargo run --quiet -- bench grpo --quick
 
 echo "==> all tests passed in $(( $(date +%s) - start )) s"

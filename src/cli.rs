@@ -83,6 +83,10 @@ pub struct TracesArgs {
     /// log-prob, entropy and top alternatives).
     #[arg(long)]
     pub step: Option<u64>,
+    /// The evaluation's greedy answers (one per held-out item, reward 1 when correct) instead of
+    /// the rollouts; every run keeps them, SFT runs too.
+    #[arg(long)]
+    pub eval: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -246,7 +250,7 @@ pub struct ExportArgs {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Without a subcommand, runs every part (prompt processing, decode at batch 1 and 16, \
-SFT LoRA r16 and full, a GRPO-shaped step split, token statistics) and prints each figure with \
+SFT LoRA r16 and full, a GRPO step split, token statistics) and prints each figure with \
 this machine's limit for it, measured first (f32 matrix-product GFLOP/s, memory read GB/s)."
 )]
 pub struct BenchArgs {
@@ -270,6 +274,52 @@ pub enum BenchWhat {
     Generate(BenchGenerateArgs),
     /// SFT step tokens/s, LoRA r16 and full fine-tuning, at a fixed batch and sequence length.
     Train(BenchTrainArgs),
+    /// Real GRPO steps (the loop of `studio train`, in a scratch workspace), each split into
+    /// rollout, scoring and update, and the rollout's tokens/s against batch-16 decode.
+    Grpo(BenchGrpoArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Each model runs --steps GRPO steps on the task or file of --data with accuracy and \
+format rewards; the first step warms up, the rest are averaged. Rollout tokens/s is compared with \
+the same model's batch-16 decode after a prompt of the rollouts' mean length. \
+benches/peers/grpo.sh runs TRL's GRPOTrainer on the same prompts and settings."
+)]
+pub struct BenchGrpoArgs {
+    /// A model to benchmark: a Hugging Face folder, a .gguf file or `builtin:tiny-reasoner`;
+    /// repeat for several. Default: the tiny reasoner.
+    #[arg(long, value_name = "PATH")]
+    pub model: Vec<String>,
+    /// The prompts: `builtin:TASK` (arithmetic, countdown, linear_equation) or a dataset file
+    /// with an answer column.
+    #[arg(long, value_name = "DATA", default_value = "builtin:arithmetic")]
+    pub data: String,
+    /// Prompts per step.
+    #[arg(long, default_value_t = 8)]
+    pub prompts: usize,
+    /// Completions sampled per prompt (G).
+    #[arg(long, default_value_t = 8)]
+    pub num_generations: usize,
+    /// Tokens per completion at most.
+    #[arg(long, default_value_t = 128)]
+    pub max_completion_length: usize,
+    /// LoRA rank on the attention projections (alpha = 2 × rank); 0 trains every weight.
+    #[arg(long, default_value_t = 16)]
+    pub lora_rank: usize,
+    /// Weight of the KL to the frozen reference; non-zero makes the step score every rollout
+    /// under the reference (TRL's default is 0).
+    #[arg(long, default_value_t = 0.04)]
+    pub beta: f64,
+    /// Steps per model, the first a warm-up.
+    #[arg(long, default_value_t = 2)]
+    pub steps: u64,
+    /// Two prompts × two completions of 16 tokens, so the command runs in seconds.
+    #[arg(long)]
+    pub quick: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

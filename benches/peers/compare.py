@@ -47,7 +47,7 @@ for s in studio_rounds:
             "value": max(f["value"], old["value"]) if old else f["value"],
             "limit": max(f["limit"], old["limit"]) if old else f["limit"],
         }
-# The quickest GRPO-shaped step of the rounds, whole (its parts are shares of one run).
+# The quickest GRPO step of the rounds, whole (its parts are shares of one run).
 studio["grpo_step"] = min((s["grpo_step"] for s in studio_rounds),
                           key=lambda g: g["rollout_s"] + g["reference_s"] + g["update_s"])
 n_rounds = len(studio_rounds)
@@ -75,7 +75,7 @@ for name, f in figures.items():
     print(f"{row}   {', '.join(ratios)}")
 g = studio["grpo_step"]
 total = g["rollout_s"] + g["reference_s"] + g["update_s"]
-print(f"\nGRPO-shaped step, studio ({g['group']} rollouts x {g['new_tokens']} tokens): "
+print(f"\nGRPO step (LoRA r16, beta 0.04), studio ({g['group']} rollouts x {g['new_tokens']} tokens): "
       f"rollouts {g['rollout_s']:.2f} s ({100 * g['rollout_s'] / total:.0f}%), "
       f"reference {g['reference_s']:.2f} s ({100 * g['reference_s'] / total:.0f}%), "
       f"update {g['update_s']:.2f} s ({100 * g['update_s'] / total:.0f}%)")

@@ -88,33 +88,49 @@ pub fn traces(
     workspace_dir: Option<&Path>,
     run: RunId,
     step: Option<u64>,
+    kind: TraceKind,
     json_out: bool,
 ) -> Result<()> {
     let workspace = open_workspace(workspace_dir)?;
     let record = workspace.run(run)?;
+    let what = match kind {
+        TraceKind::Rollout => "rollouts",
+        TraceKind::Eval => "evaluation answers",
+    };
     let Some(step) = step else {
-        let steps = workspace.trace_steps(run, TraceKind::Rollout)?;
+        let steps = workspace.trace_steps(run, kind)?;
         let mut out = String::new();
         if json_out {
             let steps: Vec<Value> = steps
                 .iter()
                 .map(|(s, n)| json!({"step": s, "rollouts": n}))
                 .collect();
-            out = format!("{}\n", json!({ "run": run, "steps": steps }));
+            out = format!(
+                "{}\n",
+                json!({ "run": run, "kind": kind.as_str(), "steps": steps })
+            );
         } else if steps.is_empty() {
-            out = format!("run {run} has no rollouts stored (only GRPO runs sample them)\n");
+            out = match kind {
+                TraceKind::Rollout => {
+                    format!("run {run} has no rollouts stored (only GRPO runs sample them)\n")
+                }
+                TraceKind::Eval => format!(
+                    "run {run} has no evaluation answers stored (runs evaluate at the end and \
+                     every [eval] every steps)\n"
+                ),
+            };
         } else {
             for (s, n) in steps {
-                out.push_str(&format!("step {s:>6}: {n} rollouts\n"));
+                out.push_str(&format!("step {s:>6}: {n} {what}\n"));
             }
         }
         return emit(&out);
     };
-    let traces = workspace.traces(run, step, TraceKind::Rollout)?;
+    let traces = workspace.traces(run, step, kind)?;
     if traces.is_empty() {
-        let have = workspace.trace_steps(run, TraceKind::Rollout)?;
+        let have = workspace.trace_steps(run, kind)?;
         bail!(
-            "run {run} has no rollouts at step {step} (steps with rollouts: {})",
+            "run {run} has no {what} at step {step} (steps with {what}: {})",
             match (have.first(), have.last()) {
                 (Some(a), Some(b)) => format!("{} to {}", a.0, b.0),
                 _ => "none".into(),
@@ -169,7 +185,7 @@ pub fn traces(
             .collect::<Result<Vec<_>>>()?;
         emit(&format!(
             "{}\n",
-            json!({ "run": run, "step": step, "rollouts": rollouts })
+            json!({ "run": run, "kind": kind.as_str(), "step": step, "rollouts": rollouts })
         ))
     } else {
         let mut out = String::new();

@@ -43,7 +43,14 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Metrics(args)) => {
             inspect::metrics(ws, args.run, &args.names, args.json, args.csv)
         }
-        Some(Command::Traces(args)) => inspect::traces(ws, args.run, args.step, args.json),
+        Some(Command::Traces(args)) => {
+            let kind = if args.eval {
+                engine::store::TraceKind::Eval
+            } else {
+                engine::store::TraceKind::Rollout
+            };
+            inspect::traces(ws, args.run, args.step, kind, args.json)
+        }
         Some(Command::Study(args)) => study::run(ws, &args.file),
     }
 }

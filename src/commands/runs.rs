@@ -361,7 +361,8 @@ pub fn load_checkpoint(
     let mut loaded =
         engine::formats::loader::load_model(&config.model, &engine::backend::Backend::cpu())
             .with_context(|| format!("could not load the run's base model `{}`", config.model))?;
-    let lora = config.sft.lora.clone();
+    // A GRPO run's adapter sits in `[grpo.lora]`, an SFT run's in `[sft.lora]`.
+    let lora = config.lora().1.cloned();
     if let Some(l) = &lora {
         loaded.model = loaded.model.attach_lora(l).map_err(anyhow::Error::msg)?;
     }

@@ -22,9 +22,9 @@ pub fn restore_module<M: burn::module::Module>(
     tensors: &BTreeMap<String, HostTensor>,
     origin: &Path,
 ) -> Result<M, TrainError> {
-    crate::models::params::restore_module(module, tensors).map_err(|source| TrainError::Restore {
+    crate::models::params::restore_module(module, tensors).map_err(|problem| TrainError::Restore {
         path: origin.to_path_buf(),
-        source,
+        problem,
     })
 }
 

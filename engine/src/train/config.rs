@@ -472,12 +472,22 @@ impl RunConfig {
         Ok(())
     }
 
-    /// The settings of the algorithm this run uses: (max_steps, lr, warmup, schedule).
+    /// The optimizer steps of the algorithm this run uses.
     pub fn steps(&self) -> u64 {
         if self.algorithm == "grpo" {
             self.grpo.max_steps
         } else {
             self.sft.max_steps
+        }
+    }
+
+    /// The LoRA settings of the algorithm this run uses, with the table they sit in (`grpo` or
+    /// `sft`); `None` for full fine-tuning.
+    pub fn lora(&self) -> (&'static str, Option<&LoraConfig>) {
+        if self.algorithm == "grpo" {
+            ("grpo", self.grpo.lora.as_ref())
+        } else {
+            ("sft", self.sft.lora.as_ref())
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod run;
 pub mod schedule;
 pub mod sft;
 pub mod study;
+pub mod traces;
 
 pub use config::RunConfig;
 
@@ -42,11 +43,11 @@ pub enum TrainError {
     ReadBack { what: String, message: String },
     #[error("could not read the gradient of `{parameter}` from the backend: {message}")]
     ReadGradient { parameter: String, message: String },
-    #[error("checkpoint {path}: {source}")]
+    // Not a `#[source]`: the message carries it, and a chain printer would print it twice.
+    #[error("checkpoint {path}: {problem}")]
     Restore {
         path: std::path::PathBuf,
-        #[source]
-        source: crate::models::ModelError,
+        problem: crate::models::ModelError,
     },
     #[error("checkpoint {path}: {message}")]
     Checkpoint {

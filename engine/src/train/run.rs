@@ -15,6 +15,7 @@ use super::config::RunConfig;
 use super::optim::{AdamW, AdamWConfig, GradBuffer};
 use super::schedule::learning_rate;
 use super::sft::{self, TokenizedExample};
+use super::traces::{EvalAnswer, FinishReason, eval_trace};
 use crate::backend::{Backend, BackendKind};
 use crate::data::builtin::{BuiltinTask, Problem, extract_answer};
 use crate::data::{Dataset, Example};
@@ -180,11 +181,8 @@ pub(crate) fn prepare(workspace: &Workspace, run_id: RunId) -> Result<Prepared, 
     let loaded = load_model(&config.model, &backend)?;
     let tokenizer = loaded.tokenizer;
     let mut model = loaded.model;
-    let (table, lora) = if config.algorithm == "grpo" {
-        ("grpo", config.grpo.lora.clone())
-    } else {
-        ("sft", config.sft.lora.clone())
-    };
+    let (table, lora) = config.lora();
+    let lora = lora.cloned();
     if let Some(l) = &lora {
         model = model.attach_lora(l).map_err(|e| TrainError::Setting {
             origin: origin.clone(),
@@ -326,8 +324,9 @@ pub fn execute(
 
     if state.step == 0 && eval_every > 0 {
         // The starting point of the eval curve.
-        let accuracy = evaluate(&model, &tokenizer, &stream, &config, chat)?;
-        workspace.log_metrics(run_id, 0, &[("eval/accuracy", accuracy)])?;
+        let eval = evaluate(&model, &tokenizer, &stream, &config, chat, 0)?;
+        workspace.add_traces(run_id, &eval.traces)?;
+        workspace.log_metrics(run_id, 0, &[("eval/accuracy", eval.accuracy)])?;
     }
     while state.step < s.max_steps {
         if (hooks.should_stop)()? {
@@ -419,8 +418,9 @@ pub fn execute(
         ];
         let at_end = step == s.max_steps;
         if (eval_every > 0 && step.is_multiple_of(eval_every)) || at_end {
-            let accuracy = evaluate(&model, &tokenizer, &stream, &config, chat)?;
-            metrics.push(("eval/accuracy", accuracy));
+            let eval = evaluate(&model, &tokenizer, &stream, &config, chat, step)?;
+            workspace.add_traces(run_id, &eval.traces)?;
+            metrics.push(("eval/accuracy", eval.accuracy));
         }
         workspace.log_metrics(run_id, step, &metrics)?;
         (hooks.on_step)(step, s.max_steps, &metrics);
@@ -505,37 +505,61 @@ pub(crate) fn save_checkpoint(
     Ok(())
 }
 
-/// Accuracy of greedy answers on held-out items.
+/// One evaluation: the accuracy of greedy answers on the held-out items, and each answer as a
+/// trace of the step it was taken at.
+pub(crate) struct Evaluation {
+    pub(crate) accuracy: f64,
+    pub(crate) traces: Vec<crate::store::Trace>,
+}
+
+/// Greedy answers on the held-out items after `step` steps, checked by the task's verifier or
+/// against the answer column.
 pub(crate) fn evaluate(
     model: &crate::models::CausalLm,
     tokenizer: &crate::text::tokenizer::TextTokenizer,
     stream: &Stream,
     config: &RunConfig,
     chat: bool,
-) -> Result<f64, TrainError> {
+    step: u64,
+) -> Result<Evaluation, TrainError> {
     let items = stream.eval_items(config.eval.count)?;
     if items.is_empty() {
-        return Ok(0.0);
+        return Ok(Evaluation {
+            accuracy: 0.0,
+            traces: Vec::new(),
+        });
     }
     let prompts = items
         .iter()
         .map(|(ex, _)| sft::prompt_ids(tokenizer, ex, chat))
         .collect::<Result<Vec<_>, _>>()?;
-    let completions =
-        sft::greedy_completions(model, tokenizer, prompts, config.eval.max_new_tokens)?;
-    let correct = items
-        .iter()
-        .zip(&completions)
-        .filter(|((ex, problem), completion)| {
-            let answer = extract_answer(completion);
-            match problem {
-                Some(p) => p.task.verify(p, &answer),
-                None => ex
-                    .answer
-                    .as_deref()
-                    .is_some_and(|a| normalized(a) == normalized(&answer)),
-            }
-        })
-        .count();
-    Ok(correct as f64 / items.len() as f64)
+    let rows = sft::greedy_completions(model, tokenizer, prompts, config.eval.max_new_tokens)?;
+    let stop = &model.config.eos_token_ids;
+    let mut traces = Vec::with_capacity(items.len());
+    for (index, ((ex, problem), (tokens, completion))) in items.iter().zip(rows).enumerate() {
+        let answer = extract_answer(&completion);
+        let correct = match problem {
+            Some(p) => p.task.verify(p, &answer),
+            None => ex
+                .answer
+                .as_deref()
+                .is_some_and(|a| normalized(a) == normalized(&answer)),
+        };
+        traces.push(eval_trace(
+            step,
+            EvalAnswer {
+                index,
+                prompt: &ex.prompt,
+                finish: FinishReason::of(&tokens, stop),
+                tokens: &tokens,
+                completion,
+                correct,
+            },
+        ));
+    }
+    let correct = traces.iter().filter(|t| t.correct == Some(true)).count();
+    Ok(Evaluation {
+        accuracy: correct as f64 / items.len() as f64,
+        traces,
+    })
 }

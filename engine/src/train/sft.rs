@@ -10,7 +10,7 @@ use burn::tensor::{Bool, Int, Tensor, TensorData};
 use super::TrainError;
 use super::optim::{AdamW, GradBuffer};
 use crate::data::Example;
-use crate::infer::{GenerateRequest, SamplingConfig, generate};
+use crate::infer::{GenerateRequest, GeneratedToken, SamplingConfig, generate};
 use crate::kernels::AttentionMask;
 use crate::models::CausalLm;
 use crate::text::chat_template::ChatMessage;
@@ -348,30 +348,34 @@ pub fn apply_update(
     Ok((model, norm))
 }
 
-/// Greedy completions for `prompts` (token ids), batched.
+/// Greedy answers to `prompts`: each row's tokens (with log-prob, entropy and the top
+/// [`TRACE_TOP_K`](crate::train::traces::TRACE_TOP_K) alternatives) and its text without the end
+/// token.
 pub fn greedy_completions(
     model: &CausalLm,
     tokenizer: &TextTokenizer,
     prompts: Vec<Vec<u32>>,
     max_new_tokens: usize,
-) -> Result<Vec<String>, TrainError> {
+) -> Result<Vec<(Vec<GeneratedToken>, String)>, TrainError> {
     let inference = model.for_inference();
+    let stop = &inference.config.eos_token_ids;
     let request = GenerateRequest {
         prompts,
         max_new_tokens,
         sampling: SamplingConfig::greedy(),
-        stop_token_ids: inference.config.eos_token_ids.clone(),
-        top_k_alternatives: 0,
+        stop_token_ids: stop.clone(),
+        top_k_alternatives: crate::train::traces::TRACE_TOP_K,
     };
     let rows = generate(&inference, &request, |_, _| ControlFlow::Continue(()))?;
-    rows.iter()
+    rows.into_iter()
         .map(|row| {
             let ids: Vec<u32> = row
                 .iter()
                 .map(|t| t.id)
-                .filter(|id| !inference.config.eos_token_ids.contains(id))
+                .filter(|id| !stop.contains(id))
                 .collect();
-            Ok(tokenizer.decode(&ids)?)
+            let text = tokenizer.decode(&ids)?;
+            Ok((row, text))
         })
         .collect()
 }

@@ -1,5 +1,6 @@
 //! `studio bench`: throughput of the engine on this machine. Figures, never pass/fail.
 
+mod grpo;
 mod probe;
 
 use std::ops::ControlFlow;
@@ -15,6 +16,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     match &args.what {
         Some(BenchWhat::Generate(g)) => bench_generate(g),
         Some(BenchWhat::Train(t)) => bench_train(t),
+        Some(BenchWhat::Grpo(g)) => grpo::bench_grpo(g),
         None => bench_all(args),
     }
 }
@@ -339,72 +341,6 @@ impl Sizes {
     }
 }
 
-/// Seconds of each part of one GRPO-shaped step: sampling a group of rollouts from one prompt
-/// (processed once, as `train::grpo` samples), scoring them with a frozen reference, and one
-/// LoRA policy update on them.
-fn grpo_split(model_spec: &str, prompt: &[u32], sizes: &Sizes) -> Result<[f64; 3]> {
-    use engine::models::lora::LoraConfig;
-    use engine::train::optim::{AdamW, AdamWConfig, GradBuffer};
-    use engine::train::sft::{apply_update, forward_backward};
-
-    let reference =
-        engine::formats::loader::load_model(model_spec, &engine::backend::Backend::cpu())?;
-    let request = GenerateRequest {
-        prompts: vec![prompt.to_vec()],
-        max_new_tokens: sizes.grpo_new_tokens,
-        sampling: SamplingConfig {
-            temperature: 1.0,
-            seed: 7,
-            ..SamplingConfig::default()
-        },
-        stop_token_ids: Vec::new(),
-        top_k_alternatives: 0,
-    };
-    let t = Instant::now();
-    let rollouts =
-        engine::infer::generate_groups(&reference.model, &request, sizes.grpo_group, |_, _| {
-            ControlFlow::Continue(())
-        })?;
-    let rollout_s = t.elapsed().as_secs_f64();
-    let sequences: Vec<Vec<u32>> = rollouts
-        .iter()
-        .map(|r| {
-            prompt
-                .iter()
-                .copied()
-                .chain(r.iter().map(|t| t.id))
-                .collect()
-        })
-        .collect();
-    let t = Instant::now();
-    for seq in &sequences {
-        engine::infer::score(&reference.model, seq, 0)?;
-    }
-    let reference_s = t.elapsed().as_secs_f64();
-
-    let policy = engine::formats::loader::load_model(
-        model_spec,
-        &engine::backend::Backend::cpu().autodiff(),
-    )?;
-    let model = policy
-        .model
-        .attach_lora(&LoraConfig::default())
-        .map_err(anyhow::Error::msg)?;
-    let batch = lm_batch(sequences);
-    let mut optimizer = AdamW::new(AdamWConfig {
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weight_decay: 0.0,
-    });
-    let t = Instant::now();
-    let mut grads = GradBuffer::default();
-    forward_backward(&model, &batch, &mut grads)?;
-    apply_update(model, &mut optimizer, &grads, 1e-5, Some(1.0))?;
-    let update_s = t.elapsed().as_secs_f64();
-    Ok([rollout_s, reference_s, update_s])
-}
-
 /// `studio bench`: every figure, each against this machine's limit for it.
 fn bench_all(args: &BenchArgs) -> Result<()> {
     let sizes = Sizes::new(args.quick);
@@ -479,9 +415,20 @@ fn bench_all(args: &BenchArgs) -> Result<()> {
     let lora = sft_tokens / time_sft_steps(&shape, true)?;
     let full = sft_tokens / time_sft_steps(&shape, false)?;
 
-    say("GRPO-shaped step");
-    let grpo_prompt = &prompt[..prompt_len.min(64)];
-    let [rollout_s, reference_s, update_s] = grpo_split(&args.model, grpo_prompt, &sizes)?;
+    say("GRPO steps (one warm-up, one timed)");
+    let grpo = grpo::grpo_steps(
+        &args.model,
+        &grpo::GrpoShape {
+            data: "builtin:arithmetic",
+            prompts: 1,
+            generations: sizes.grpo_group,
+            max_completion_length: sizes.grpo_new_tokens,
+            lora_rank: 16,
+            beta: 0.04,
+            steps: 2,
+        },
+    )?;
+    let (rollout_s, reference_s, update_s) = (grpo.rollout_s, grpo.scoring_s, grpo.update_s);
 
     let gf = |x: f64| gflops * 1e9 / x;
     let figures = [
@@ -545,7 +492,8 @@ fn bench_all(args: &BenchArgs) -> Result<()> {
             "figures": figures.iter().map(Figure::json).collect::<Vec<_>>(),
             "grpo_step": {
                 "group": sizes.grpo_group,
-                "prompt_tokens": grpo_prompt.len(),
+                "prompt_tokens": grpo.prompt_tokens,
+                "completion_tokens": grpo.completion_tokens,
                 "new_tokens": sizes.grpo_new_tokens,
                 "rollout_s": rollout_s,
                 "reference_s": reference_s,
@@ -586,8 +534,9 @@ fn bench_all(args: &BenchArgs) -> Result<()> {
         );
     }
     println!(
-        "\nGRPO-shaped step ({} rollouts × {} new tokens): rollouts {:.2} s ({:.0}%), \
-         reference scoring {:.2} s ({:.0}%), LoRA update {:.2} s ({:.0}%)",
+        "\nGRPO step, LoRA r16, beta 0.04 ({} rollouts of one prompt, ≤ {} tokens): rollouts {:.2} \
+         s ({:.0}%), reference scoring {:.2} s ({:.0}%), update {:.2} s ({:.0}%)\n\
+         (`studio bench grpo` for the full step: 8 prompts × 8 completions of 128 tokens)",
         sizes.grpo_group,
         sizes.grpo_new_tokens,
         rollout_s,

@@ -15,26 +15,7 @@ use crate::train::TrainError;
 use crate::train::config::GrpoConfig;
 use crate::train::rewards::{RewardInput, RewardSet, Scored};
 
-/// Alternatives kept per rollout token.
-pub const TRACE_TOP_K: usize = 5;
-
-/// How a completion ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FinishReason {
-    /// An end-of-sequence token.
-    Eos,
-    /// `max_completion_length` tokens without one.
-    Length,
-}
-
-impl FinishReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Eos => "eos",
-            Self::Length => "length",
-        }
-    }
-}
+pub use crate::train::traces::{FinishReason, TRACE_TOP_K};
 
 /// One sampled completion with what the step computed about it.
 #[derive(Debug, Clone)]
@@ -91,10 +72,7 @@ pub(super) fn sample(
     let mut out = Vec::with_capacity(rows.len());
     for (row, tokens) in rows.into_iter().enumerate() {
         let prompt = &prompts[row / g.num_generations];
-        let finish = match tokens.last() {
-            Some(t) if stop.contains(&t.id) => FinishReason::Eos,
-            _ => FinishReason::Length,
-        };
+        let finish = FinishReason::of(&tokens, &stop);
         let text_ids: Vec<u32> = tokens
             .iter()
             .map(|t| t.id)

@@ -98,7 +98,7 @@ pub(crate) fn execute(
             run_id,
             "info",
             &format!(
-                "traces: {rollouts} rollouts stored, {:.0} bytes each, {:.1} ms per step to write \
+                "traces: {rollouts} stored (rollouts and evaluation answers), {:.0} bytes each, {:.1} ms per step to write \
                  (on the trace writer thread)",
                 bytes as f64 / rollouts as f64,
                 1e3 * secs / batches.max(1) as f64
@@ -147,8 +147,9 @@ fn steps(
     } = l;
     let g = &config.grpo;
     if state.step == 0 && eval_every > 0 {
-        let accuracy = evaluate(model, tokenizer, stream, config, chat)?;
-        workspace.log_metrics(run_id, 0, &[("eval/accuracy", accuracy)])?;
+        let eval = evaluate(model, tokenizer, stream, config, chat, 0)?;
+        writer.send(eval.traces)?;
+        workspace.log_metrics(run_id, 0, &[("eval/accuracy", eval.accuracy)])?;
     }
     let mut zero_signal_steps = 0u64;
     while state.step < g.max_steps {
@@ -349,8 +350,9 @@ fn steps(
         writer.send(traces_of(step, &rollouts, &layout))?;
         let at_end = step == g.max_steps;
         if (eval_every > 0 && step.is_multiple_of(eval_every)) || at_end {
-            let accuracy = evaluate(model, tokenizer, stream, config, chat)?;
-            metrics.push(("eval/accuracy".to_string(), accuracy));
+            let eval = evaluate(model, tokenizer, stream, config, chat, step)?;
+            writer.send(eval.traces)?;
+            metrics.push(("eval/accuracy".to_string(), eval.accuracy));
         }
         let borrowed: Vec<(&str, f64)> = metrics.iter().map(|(n, v)| (n.as_str(), *v)).collect();
         workspace.log_metrics(run_id, step, &borrowed)?;

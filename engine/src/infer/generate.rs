@@ -5,6 +5,8 @@
 
 use std::ops::ControlFlow;
 
+use rayon::prelude::*;
+
 use super::sampling::{Sampler, SamplingConfig};
 use super::{InferError, host_values};
 use crate::kernels::AttentionMask;
@@ -122,41 +124,69 @@ pub fn generate_groups(
             .flat_map(|row| std::iter::repeat_n(row, group).flatten().copied())
             .collect()
     };
+    // The cache's rows: which output row each holds. Finished rows are dropped from the batch
+    // once they are an eighth of it, so a group whose samples stop early stops costing.
+    let mut present: Vec<usize> = (0..batch).collect();
     for step in 0..max_new {
-        let mut next = Vec::with_capacity(batch);
+        // Each live row's token, sampled in parallel (statistics over the vocabulary are the
+        // per-row cost); callbacks then run in row order.
+        let live: Vec<(usize, &mut Sampler)> = samplers
+            .iter_mut()
+            .enumerate()
+            .filter(|(row, _)| !finished[*row])
+            .collect();
+        let slot_of: Vec<usize> = live
+            .iter()
+            .map(|(row, _)| present.binary_search(row).expect("a live row is present"))
+            .collect();
+        let sampled: Vec<GeneratedToken> = in_pool(|| {
+            live.into_par_iter()
+                .zip(slot_of.par_iter())
+                .map(|((row, sampler), &slot)| {
+                    let row_logits = &logits[slot * vocab..(slot + 1) * vocab];
+                    let stats = row_stats(row_logits, request.top_k_alternatives);
+                    let mut scratch = row_logits.to_vec();
+                    let id = sampler.sample(&mut scratch, &histories[row]);
+                    GeneratedToken {
+                        id,
+                        logprob: row_logits[id as usize] - stats.log_sum_exp,
+                        entropy: stats.entropy,
+                        top: stats.top,
+                    }
+                })
+                .collect()
+        });
+        let mut next = vec![pad_id; present.len()];
         let mut stop_all = false;
-        for row in 0..batch {
-            let row_logits = &logits[row * vocab..(row + 1) * vocab];
-            if finished[row] {
-                next.push(pad_id);
-                continue;
-            }
-            let stats = row_stats(row_logits, request.top_k_alternatives);
-            let mut scratch = row_logits.to_vec();
-            let id = samplers[row].sample(&mut scratch, &histories[row]);
-            let token = GeneratedToken {
-                id,
-                logprob: row_logits[id as usize] - stats.log_sum_exp,
-                entropy: stats.entropy,
-                top: stats.top,
-            };
+        let live_rows: Vec<usize> = (0..batch).filter(|&r| !finished[r]).collect();
+        for ((row, token), &slot) in live_rows.into_iter().zip(sampled).zip(&slot_of) {
             if on_token(row, &token).is_break() {
                 stop_all = true;
             }
-            histories[row].push(id);
-            outputs[row].push(token);
-            if request.stop_token_ids.contains(&id) {
+            histories[row].push(token.id);
+            if request.stop_token_ids.contains(&token.id) {
                 finished[row] = true;
             }
-            next.push(id);
+            next[slot] = token.id;
+            outputs[row].push(token);
         }
         if stop_all || finished.iter().all(|&f| f) || step + 1 == max_new {
             break;
         }
+        let stale = present.iter().filter(|&&r| finished[r]).count();
+        if stale > 0 && stale * 8 >= present.len() {
+            let keep: Vec<usize> = (0..present.len())
+                .filter(|&slot| !finished[present[slot]])
+                .collect();
+            cache.select_rows(&keep);
+            next = keep.iter().map(|&slot| next[slot]).collect();
+            present = keep.iter().map(|&slot| present[slot]).collect();
+        }
         let slot = longest + step;
         let step_ids: Vec<Vec<u32>> = next.iter().map(|&id| vec![id]).collect();
-        let step_pos: Vec<Vec<usize>> = pads.iter().map(|&pad| vec![slot - pad]).collect();
-        let mask = AttentionMask::LeftPadded(pads.clone());
+        let step_pads: Vec<usize> = present.iter().map(|&row| pads[row]).collect();
+        let step_pos: Vec<Vec<usize>> = step_pads.iter().map(|&pad| vec![slot - pad]).collect();
+        let mask = AttentionMask::LeftPadded(step_pads);
         logits = in_pool(|| {
             host_values(model.logits(model.forward_hidden(&step_ids, &step_pos, mask, &mut cache)))
         })?;
@@ -218,6 +248,48 @@ mod tests {
             }
             if temperature > 0.0 {
                 assert_ne!(grouped[0], grouped[1], "samples of a group differ");
+            }
+        }
+    }
+
+    /// Rows that stop early leave the batch (the cache keeps only live rows) without changing
+    /// what the others generate: each row of a batch whose rows end at different steps equals
+    /// that prompt generated alone, greedy, token for token.
+    #[test]
+    fn rows_that_stop_leave_the_batch_and_the_others_go_on_unchanged() {
+        let config = tiny::config();
+        let device = burn::tensor::Device::flex();
+        let model =
+            CausalLm::from_weights(config.clone(), &tiny::RandomInit::new(&config, 4), &device)
+                .expect("tiny model");
+        let prompts: Vec<Vec<u32>> = (0..8u32)
+            .map(|p| (0..3 + p % 4).map(|t| 40 + (p * 7 + t * 3) % 30).collect())
+            .collect();
+        let request = |prompts: Vec<Vec<u32>>, stop: Vec<u32>| GenerateRequest {
+            prompts,
+            max_new_tokens: 16,
+            sampling: SamplingConfig::greedy(),
+            stop_token_ids: stop,
+            top_k_alternatives: 3,
+        };
+        let go = |r: &GenerateRequest| {
+            generate(&model, r, |_, _| ControlFlow::Continue(())).expect("generates")
+        };
+        // Stop tokens: what some prompts produce early when nothing stops them.
+        let free = go(&request(prompts.clone(), Vec::new()));
+        let stop: Vec<u32> = free.iter().step_by(3).map(|row| row[2].id).collect();
+        let batched = go(&request(prompts.clone(), stop.clone()));
+        let lengths: Vec<usize> = batched.iter().map(Vec::len).collect();
+        assert!(
+            lengths.iter().any(|&l| l < 16) && lengths.iter().any(|&l| l > lengths[0].min(3)),
+            "rows should end at different steps: {lengths:?}"
+        );
+        for (prompt, row) in prompts.iter().zip(&batched) {
+            let alone = go(&request(vec![prompt.clone()], stop.clone())).remove(0);
+            let ids = |r: &[GeneratedToken]| r.iter().map(|t| t.id).collect::<Vec<_>>();
+            assert_eq!(ids(row), ids(&alone), "prompt {prompt:?}");
+            for (a, b) in row.iter().zip(&alone) {
+                assert!((a.logprob - b.logprob).abs() < 1e-4, "{a:?} vs {b:?}");
             }
         }
     }

@@ -90,13 +90,21 @@ impl KvCache {
     /// Repeats every batch row `n` times, in place of the row (row `b` becomes rows
     /// `b·n … b·n + n − 1`), so several samples continue from one processed prompt.
     pub fn repeat_rows(&mut self, n: usize) {
+        let Some((k, _)) = self.layers.iter().flatten().next() else {
+            return;
+        };
+        let rows = k.dims()[0];
+        let index: Vec<usize> = (0..rows).flat_map(|b| std::iter::repeat_n(b, n)).collect();
+        self.select_rows(&index);
+    }
+
+    /// Keeps the batch rows `rows`, in that order (a row may repeat): generation drops the rows
+    /// that have finished, so later steps compute only the live ones.
+    pub fn select_rows(&mut self, rows: &[usize]) {
+        let index: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
         for (k, v) in self.layers.iter_mut().flatten() {
-            let rows = k.dims()[0];
-            let index: Vec<i64> = (0..rows as i64)
-                .flat_map(|b| std::iter::repeat_n(b, n))
-                .collect();
             let index = Tensor::<1, burn::tensor::Int>::from_data(
-                burn::tensor::TensorData::new(index, [rows * n]),
+                burn::tensor::TensorData::new(index.clone(), [rows.len()]),
                 &k.device(),
             );
             *k = k.clone().select(0, index.clone());

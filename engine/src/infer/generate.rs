@@ -130,14 +130,15 @@ pub fn generate_groups(
     for step in 0..max_new {
         // Each live row's token, sampled in parallel (statistics over the vocabulary are the
         // per-row cost); callbacks then run in row order.
+        let live_rows: Vec<usize> = (0..batch).filter(|&r| !finished[r]).collect();
+        let slot_of: Vec<usize> = live_rows
+            .iter()
+            .map(|row| present.binary_search(row).expect("a live row is present"))
+            .collect();
         let live: Vec<(usize, &mut Sampler)> = samplers
             .iter_mut()
             .enumerate()
             .filter(|(row, _)| !finished[*row])
-            .collect();
-        let slot_of: Vec<usize> = live
-            .iter()
-            .map(|(row, _)| present.binary_search(row).expect("a live row is present"))
             .collect();
         let sampled: Vec<GeneratedToken> = in_pool(|| {
             live.into_par_iter()
@@ -158,7 +159,6 @@ pub fn generate_groups(
         });
         let mut next = vec![pad_id; present.len()];
         let mut stop_all = false;
-        let live_rows: Vec<usize> = (0..batch).filter(|&r| !finished[r]).collect();
         for ((row, token), &slot) in live_rows.into_iter().zip(sampled).zip(&slot_of) {
             if on_token(row, &token).is_break() {
                 stop_all = true;

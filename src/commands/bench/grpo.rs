@@ -141,8 +141,8 @@ fn read_figures(workspace: &Workspace, run: RunId, model: &str) -> Result<GrpoFi
         .map(|t| (t.prompt_index, t.prompt.clone()))
         .collect();
     prompts.sort();
-    let rollout_tokens: Vec<f64> = lengths.iter().map(|l| l * rollouts_per_step).collect();
-    let tokens_per_s = rollout_tokens.iter().sum::<f64>() / rollout.iter().sum::<f64>().max(1e-9);
+    let rollout_tokens = lengths.iter().sum::<f64>() * rollouts_per_step;
+    let tokens_per_s = rollout_tokens / rollout.iter().sum::<f64>().max(1e-9);
     Ok(GrpoFigures {
         model: model.to_string(),
         rollout_s: mean(&rollout),
@@ -198,6 +198,11 @@ pub fn bench_grpo(args: &BenchGrpoArgs) -> Result<()> {
             steps: args.steps,
         }
     };
+    let training = if shape.lora_rank > 0 {
+        format!("LoRA r{}", shape.lora_rank)
+    } else {
+        "full".to_string()
+    };
     let mut reports = Vec::new();
     for model in &models {
         if !args.json {
@@ -214,7 +219,7 @@ pub fn bench_grpo(args: &BenchGrpoArgs) -> Result<()> {
         if args.json {
             reports.push(json!({
                 "model": f.model,
-                "training": if shape.lora_rank > 0 { format!("lora r{}", shape.lora_rank) } else { "full".into() },
+                "training": training.to_lowercase(),
                 "prompts_per_step": shape.prompts,
                 "num_generations": shape.generations,
                 "max_completion_length": shape.max_completion_length,
@@ -239,11 +244,7 @@ pub fn bench_grpo(args: &BenchGrpoArgs) -> Result<()> {
             "{} ({}, {} prompts × {} completions, ≤ {} tokens, beta {}; mean of {} step(s) after \
              a warm-up, {:.0} s in all)",
             f.model,
-            if shape.lora_rank > 0 {
-                format!("LoRA r{}", shape.lora_rank)
-            } else {
-                "full".into()
-            },
+            training,
             shape.prompts,
             shape.generations,
             shape.max_completion_length,

@@ -9,7 +9,8 @@ start=$(date +%s)
 
 # --- system packages -------------------------------------------------------------------
 packages=(xvfb mesa-vulkan-drivers libvulkan1 libgl1-mesa-dri libgl1 libegl1 libegl-mesa0
-          libxkbcommon-x11-0 libxkbcommon0 libxcursor1 libxrandr2 libxi6 libx11-xcb1 unzip)
+          libxkbcommon-x11-0 libxkbcommon0 libxcursor1 libxrandr2 libxi6 libx11-xcb1 unzip
+          imagemagick xdotool)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -62,6 +63,10 @@ else
   echo "==> cargo test"
   cargo test --workspace --all-targets --no-fail-fast
 fi
+
+echo "==> the real window under Xvfb: Try it on a fresh workspace"
+cargo build --quiet --bin studio
+bash scripts/gui-e2e.sh target/debug/studio
 
 echo "==> benchmarks, quick (figures only, nothing asserted)"
 cargo run --quiet -- bench --quick --model "$STUDIO_SMOLLM2_GGUF"

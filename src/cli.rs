@@ -49,14 +49,24 @@ pub enum Command {
     /// A run's stored rollouts: the steps that have them, or one step's token by token
     /// (`--json`: {"run", "steps": [{"step", "rollouts"}]} or {"run", "step", "rollouts": [...]}).
     Traces(TracesArgs),
+    /// Import a run made elsewhere: a Hugging Face Trainer / TRL `trainer_state.json` becomes a
+    /// read-only run whose `log_history` curves overlay the studio's (`eval_X` is stored as
+    /// `eval/X`).
+    Import(ImportArgs),
     /// Run a study (several runs one after another, e.g. a preset of assets/presets/) and
     /// print the comparison table of the metrics it names.
     Study(StudyArgs),
 }
 
 #[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The `trainer_state.json` file.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
 pub struct StudyArgs {
-    /// The study file (TOML).
+    /// The study file (TOML); `-` reads it from standard input.
     pub file: PathBuf,
 }
 
@@ -94,7 +104,7 @@ pub struct TracesArgs {
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// The run configuration (TOML).
+    /// The run configuration (TOML); `-` reads it from standard input.
     pub config: PathBuf,
     /// Return once the worker has started instead of following its progress.
     #[arg(long)]
@@ -150,6 +160,12 @@ pub struct GuiArgs {
     /// Model to open in the Playground at start.
     #[arg(long)]
     pub model: Option<String>,
+    /// The view to open on (default: the one shown when the window last closed, else home).
+    #[arg(long, value_parser = ["home", "runs", "launch", "datasets", "models", "playground"])]
+    pub view: Option<String>,
+    /// A run to show in the Runs view (implies --view runs).
+    #[arg(long, value_name = "ID")]
+    pub run: Option<i64>,
 }
 
 #[derive(Debug, Args)]
@@ -239,9 +255,12 @@ pub struct ExportArgs {
     /// A checkpoint of a run (its id from `studio runs show`).
     #[arg(long, value_name = "ID")]
     pub checkpoint: Option<i64>,
-    /// hf: a Hugging Face folder with merged f32 weights; peft: the LoRA adapter in PEFT's layout.
+    /// hf: a Hugging Face folder with merged weights; peft: the LoRA adapter in PEFT's layout.
     #[arg(long, default_value = "hf", value_parser = ["hf", "peft"])]
     pub format: String,
+    /// The weights' element type with --format hf: f32 (exact) or bf16 (half the size).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
+    pub dtype: String,
     /// Output folder (created).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,

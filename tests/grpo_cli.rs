@@ -13,7 +13,7 @@ use engine::store::Workspace;
 const GRPO_RUN: &str = r#"
 name = "grpo-check"
 algorithm = "grpo"
-model = "builtin:tiny-reasoner"
+model = "builtin:tiny-reasoner-init"
 seed = 5
 [data]
 builtin = "arithmetic"
@@ -364,7 +364,7 @@ compare = ["eval/accuracy", "loss"]
 [[runs]]
 key = "sft"
 [runs.config]
-model = "builtin:tiny-reasoner"
+model = "builtin:tiny-reasoner-init"
 [runs.config.data]
 builtin = "arithmetic"
 count = 64

@@ -14,7 +14,7 @@ use engine::store::{RunStatus, Workspace};
 
 const SMALL_RUN: &str = r#"
 name = "resume-check"
-model = "builtin:tiny-reasoner"
+model = "builtin:tiny-reasoner-init"
 seed = 7
 [data]
 builtin = "arithmetic"
@@ -79,7 +79,7 @@ fn bad_config_names_the_setting() {
     let config = write_config(
         dir.path(),
         "bad",
-        "model = \"builtin:tiny-reasoner\"\n[data]\nbuiltin = \"arithmetic\"\n[sft]\nbatch_size = 0\n",
+        "model = \"builtin:tiny-reasoner-init\"\n[data]\nbuiltin = \"arithmetic\"\n[sft]\nbatch_size = 0\n",
     );
     let out = studio_in(
         &dir.path().join("ws"),
@@ -110,7 +110,7 @@ fn tiny_reasoner_learns_arithmetic_from_scratch() {
         "learn",
         r#"
 name = "tiny learns arithmetic"
-model = "builtin:tiny-reasoner"
+model = "builtin:tiny-reasoner-init"
 seed = 3
 [data]
 builtin = "arithmetic"

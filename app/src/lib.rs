@@ -3,27 +3,31 @@
 //! model, so the UI never blocks on loading or generation.
 
 mod app;
+pub mod context;
+pub mod dialogs;
+pub mod feed;
+pub mod series;
 pub mod state;
 pub mod views;
 pub mod widgets;
 mod worker;
 
 pub use app::{Studio, StudioApp};
+pub use context::StudioOptions;
 pub use worker::ModelSummary;
 
 /// The window's size at start, in points.
 pub const WINDOW_SIZE: [f32; 2] = [1280.0, 800.0];
 
-/// Opens the studio window and runs until it is closed. `model` is opened in the Playground at
-/// start (default: the built-in tiny reasoner).
+/// Opens the studio window and runs until it is closed.
 ///
 /// Tries the OpenGL (glow) renderer first, the most robust on virtual machines, then wgpu.
-pub fn run_native(model: Option<String>) -> anyhow::Result<()> {
-    match run_with(eframe::Renderer::Glow, model.clone()) {
+pub fn run_native(options: StudioOptions) -> anyhow::Result<()> {
+    match run_with(eframe::Renderer::Glow, options.clone()) {
         Ok(()) => Ok(()),
         Err(glow_error) => {
             tracing::warn!("the OpenGL renderer failed ({glow_error}); trying wgpu");
-            run_with(eframe::Renderer::Wgpu, model).map_err(|wgpu_error| {
+            run_with(eframe::Renderer::Wgpu, options).map_err(|wgpu_error| {
                 anyhow::anyhow!(
                     "could not open the studio window: OpenGL failed ({glow_error}) and wgpu failed ({wgpu_error})"
                 )
@@ -32,8 +36,8 @@ pub fn run_native(model: Option<String>) -> anyhow::Result<()> {
     }
 }
 
-fn run_with(renderer: eframe::Renderer, model: Option<String>) -> Result<(), String> {
-    let options = eframe::NativeOptions {
+fn run_with(renderer: eframe::Renderer, options: StudioOptions) -> Result<(), String> {
+    let native = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("Reasoning Studio")
             .with_inner_size(WINDOW_SIZE)
@@ -43,8 +47,8 @@ fn run_with(renderer: eframe::Renderer, model: Option<String>) -> Result<(), Str
     };
     eframe::run_native(
         "Reasoning Studio",
-        options,
-        Box::new(move |cc| Ok(Box::new(StudioApp::new(cc, model)))),
+        native,
+        Box::new(move |cc| Ok(Box::new(StudioApp::new(cc, options)))),
     )
     .map_err(|e| e.to_string())
 }

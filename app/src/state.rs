@@ -1,24 +1,42 @@
-//! What the studio remembers between frames (and, later, between sessions): the selected view,
-//! recently opened models and the Playground's settings. Runtime handles (threads, channels,
+//! What the studio remembers between frames and between launches (eframe persistence): the
+//! selected view, recently opened models, the Playground's settings, the Runs view's selection
+//! and plot settings, the theme. Runtime handles (threads, channels,
 //! loaded models) live beside it in the views, never in it.
 
 use engine::infer::SamplingConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::views::View;
+use crate::views::runs::RunsSettings;
 
 /// Recent model paths kept.
 pub const RECENT_MODELS_MAX: usize = 10;
 
 /// The studio's persisted state.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct State {
-    /// The view shown in the central panel. Default: Playground.
+    /// The view shown in the central panel. Default: Home.
     pub selected_view: View,
     /// Models opened successfully, most recent first. Default: none.
     pub recent_models: Vec<String>,
     pub playground: PlaygroundSettings,
+    /// The Runs view's selection and plot settings.
+    pub runs: RunsSettings,
+    /// Dark theme (default) or light.
+    pub dark_theme: bool,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            selected_view: View::default(),
+            recent_models: Vec::new(),
+            playground: PlaygroundSettings::default(),
+            runs: RunsSettings::default(),
+            dark_theme: true,
+        }
+    }
 }
 
 impl State {

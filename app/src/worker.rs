@@ -333,14 +333,14 @@ fn heatmap_token(
         .map(|&(id, logprob)| {
             Ok(Alternative {
                 id,
-                text: tokenizer.token_text(id)?,
+                text: tokenizer.token_piece(id)?,
                 logprob,
             })
         })
         .collect::<Result<Vec<_>, engine::text::TextError>>()?;
     Ok(HeatmapToken {
         id: token.id,
-        text: tokenizer.token_text(token.id)?,
+        text: tokenizer.token_piece(token.id)?,
         logprob: token.logprob,
         entropy_nats: token.entropy,
         alternatives,

@@ -50,6 +50,8 @@ fn wait_for_model(harness: &mut Harness<'static, Studio>) {
 }
 
 fn type_prompt_and_generate(harness: &mut Harness<'static, Studio>, prompt: &str) {
+    // The prompt starts with an example for the tiny reasoner; replace it.
+    harness.state_mut().playground.prompt.clear();
     harness.get_by_label("Prompt").click();
     harness.run_steps(2);
     harness.get_by_label("Prompt").type_text(prompt);
@@ -78,9 +80,17 @@ fn shown_token_count(harness: &Harness<'static, Studio>) -> usize {
         .unwrap_or_else(|| panic!("counts line should start with a number: {:?}", labels[0]))
 }
 
+/// A studio opened on the Playground with the default (built-in) model.
+fn playground_studio() -> Studio {
+    let dir = std::env::temp_dir().join(format!("studio-playground-test-{}", std::process::id()));
+    let mut options = app::StudioOptions::new(dir, None);
+    options.view = Some(app::views::View::Playground);
+    Studio::new(options, app::state::State::default())
+}
+
 #[test]
 fn generates_with_the_builtin_model_and_shows_tokens() {
-    let mut harness = harness(Studio::new(None));
+    let mut harness = harness(playground_studio());
     wait_for_model(&mut harness);
     match &harness.state().playground.model {
         ModelStatus::Loaded(m) => {
@@ -143,7 +153,7 @@ fn generates_with_the_builtin_model_and_shows_tokens() {
 
 #[test]
 fn a_bad_model_path_shows_a_readable_error() {
-    let mut harness = harness(Studio::new(None));
+    let mut harness = harness(playground_studio());
     wait_for_model(&mut harness);
 
     let bad_path = "/nonexistent/studio-test/model.gguf";
@@ -186,7 +196,7 @@ fn a_bad_model_path_shows_a_readable_error() {
 
 #[test]
 fn snapshot_after_generation() {
-    let mut harness = harness(Studio::new(None));
+    let mut harness = harness(playground_studio());
     wait_for_model(&mut harness);
     type_prompt_and_generate(&mut harness, "Think: 1+1");
     harness.remove_cursor();

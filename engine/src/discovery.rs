@@ -10,7 +10,7 @@ use crate::formats::FormatError;
 use crate::formats::gguf::GgufFile;
 use crate::formats::hf_config::read_config;
 use crate::formats::loader::{ModelFormat, display_name, gguf_config};
-use crate::models::tiny::{self, TINY_REASONER};
+use crate::models::tiny::{self, TINY_REASONER, TINY_REASONER_INIT};
 
 /// A model found on disk, summarized from its config.
 #[derive(Debug, Clone, Serialize)]
@@ -22,8 +22,43 @@ pub struct ModelInfo {
     pub architecture: String,
     pub parameters: usize,
     pub layers: usize,
+    pub hidden_size: usize,
+    pub attention_heads: usize,
+    pub kv_heads: usize,
+    /// The context the model was trained for (`max_position_embeddings`).
+    pub context: usize,
     pub dtype: String,
     pub vocab_size: usize,
+    /// Bytes of weights on disk (the .gguf file, or the folder's safetensors); for the
+    /// built-in model, what the binary carries.
+    pub file_size: u64,
+}
+
+impl ModelInfo {
+    fn new(
+        name: String,
+        path: String,
+        format: ModelFormat,
+        c: &crate::models::DecoderConfig,
+        dtype: String,
+        file_size: u64,
+    ) -> Self {
+        Self {
+            name,
+            path,
+            format,
+            architecture: c.architecture.model_type().into(),
+            parameters: c.num_parameters(),
+            layers: c.num_hidden_layers,
+            hidden_size: c.hidden_size,
+            attention_heads: c.num_attention_heads,
+            kv_heads: c.num_key_value_heads,
+            context: c.max_position_embeddings,
+            dtype,
+            vocab_size: c.vocab_size,
+            file_size,
+        }
+    }
 }
 
 /// Folders searched for Hugging Face cache snapshots.
@@ -42,51 +77,73 @@ pub fn hf_cache_dirs() -> Vec<PathBuf> {
     dirs
 }
 
+/// Bytes of the safetensors files in a model folder (links followed, as in the HF cache).
+fn weights_size(folder: &Path) -> u64 {
+    std::fs::read_dir(folder)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.path()
+                .extension()
+                .is_some_and(|x| x.eq_ignore_ascii_case("safetensors"))
+        })
+        .filter_map(|e| std::fs::metadata(e.path()).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
 /// Summarizes one model location without loading its weights.
 pub fn describe(spec: &str) -> Result<ModelInfo, FormatError> {
     use crate::formats::loader::ModelLocation;
     match ModelLocation::parse(spec)? {
-        ModelLocation::TinyReasoner => {
+        ModelLocation::TinyReasoner { trained } => {
             let c = tiny::config();
-            Ok(ModelInfo {
-                name: "tiny-reasoner (built-in)".into(),
-                path: TINY_REASONER.into(),
-                format: ModelFormat::Builtin,
-                architecture: c.architecture.model_type().into(),
-                parameters: c.num_parameters(),
-                layers: c.num_hidden_layers,
-                dtype: "float32".into(),
-                vocab_size: c.vocab_size,
-            })
+            let (name, path, size) = if trained {
+                (
+                    "tiny-reasoner (built-in, trained)",
+                    TINY_REASONER,
+                    tiny::TRAINED_WEIGHTS.len() as u64,
+                )
+            } else {
+                (
+                    "tiny-reasoner-init (built-in, untrained)",
+                    TINY_REASONER_INIT,
+                    0,
+                )
+            };
+            Ok(ModelInfo::new(
+                name.into(),
+                path.into(),
+                ModelFormat::Builtin,
+                &c,
+                "float32".into(),
+                size,
+            ))
         }
         ModelLocation::HfFolder(folder) => {
             let config = read_config(&folder.join("config.json"))?;
-            let c = &config.decoder;
-            Ok(ModelInfo {
-                name: display_name(&folder),
-                path: folder.display().to_string(),
-                format: ModelFormat::Hf,
-                architecture: c.architecture.model_type().into(),
-                parameters: c.num_parameters(),
-                layers: c.num_hidden_layers,
-                dtype: config.dtype.clone().unwrap_or_else(|| "float32".into()),
-                vocab_size: c.vocab_size,
-            })
+            Ok(ModelInfo::new(
+                display_name(&folder),
+                folder.display().to_string(),
+                ModelFormat::Hf,
+                &config.decoder,
+                config.dtype.clone().unwrap_or_else(|| "float32".into()),
+                weights_size(&folder),
+            ))
         }
         ModelLocation::Gguf(path) => {
             let gguf = GgufFile::open(&path)?;
             let (config, dtype) = gguf_config(&gguf)?;
-            let c = &config.decoder;
-            Ok(ModelInfo {
-                name: display_name(&path),
-                path: path.display().to_string(),
-                format: ModelFormat::Gguf,
-                architecture: c.architecture.model_type().into(),
-                parameters: c.num_parameters(),
-                layers: c.num_hidden_layers,
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            Ok(ModelInfo::new(
+                display_name(&path),
+                path.display().to_string(),
+                ModelFormat::Gguf,
+                &config.decoder,
                 dtype,
-                vocab_size: c.vocab_size,
-            })
+                size,
+            ))
         }
     }
 }
@@ -135,7 +192,10 @@ pub fn discover(extra_dirs: &[PathBuf]) -> Vec<Result<ModelInfo, (String, Format
         }
     }
     candidates.dedup();
-    let mut found = vec![describe(TINY_REASONER).map_err(|e| (TINY_REASONER.to_string(), e))];
+    let mut found: Vec<_> = [TINY_REASONER, TINY_REASONER_INIT]
+        .into_iter()
+        .map(|spec| describe(spec).map_err(|e| (spec.to_string(), e)))
+        .collect();
     for c in candidates {
         let spec = c.display().to_string();
         found.push(describe(&spec).map_err(|e| (spec, e)));
@@ -143,9 +203,75 @@ pub fn discover(extra_dirs: &[PathBuf]) -> Vec<Result<ModelInfo, (String, Format
     found
 }
 
+/// Dataset files in the Hugging Face cache (`datasets--ORG--NAME/snapshots/HASH/…`): Parquet,
+/// JSON and JSONL files, up to four folders below the snapshot.
+pub fn hf_cache_datasets() -> Vec<PathBuf> {
+    hf_cache_datasets_in(&hf_cache_dirs())
+}
+
+/// [`hf_cache_datasets`] in the given cache folders.
+pub fn hf_cache_datasets_in(caches: &[PathBuf]) -> Vec<PathBuf> {
+    fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                if depth > 0 {
+                    walk(&path, depth - 1, out);
+                }
+            } else if path.extension().is_some_and(|e| {
+                ["parquet", "json", "jsonl"]
+                    .iter()
+                    .any(|x| e.eq_ignore_ascii_case(x))
+            }) {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for cache in caches {
+        let Ok(entries) = std::fs::read_dir(cache) else {
+            continue;
+        };
+        let mut repos: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("datasets--"))
+            })
+            .collect();
+        repos.sort();
+        for repo in repos {
+            walk(&repo.join("snapshots"), 5, &mut out);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_dataset_files_in_the_hub_cache() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let snap = dir.path().join("datasets--org--data/snapshots/abc/main");
+        std::fs::create_dir_all(&snap).expect("mkdir");
+        std::fs::write(snap.join("train-00000.parquet"), b"x").expect("write");
+        std::fs::write(snap.join("README.md"), b"x").expect("write");
+        std::fs::create_dir_all(dir.path().join("models--org--m/snapshots/abc")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("models--org--m/snapshots/abc/x.json"),
+            b"{}",
+        )
+        .expect("write");
+        let found = hf_cache_datasets_in(&[dir.path().to_path_buf()]);
+        assert_eq!(found, vec![snap.join("train-00000.parquet")]);
+    }
 
     #[test]
     fn builtin_is_always_listed() {
@@ -153,6 +279,11 @@ mod tests {
         let first = found[0].as_ref().expect("built-in describes");
         assert_eq!(first.path, TINY_REASONER);
         assert!(first.parameters > 100_000);
+        let second = found[1].as_ref().expect("built-in describes");
+        assert_eq!(second.path, TINY_REASONER_INIT);
+        assert_eq!(second.parameters, first.parameters);
+        assert_eq!(first.file_size, tiny::TRAINED_WEIGHTS.len() as u64);
+        assert_eq!(first.context, tiny::config().max_position_embeddings);
     }
 
     #[test]
@@ -169,10 +300,10 @@ mod tests {
         std::fs::write(dir.path().join("broken.gguf"), b"not gguf").expect("write");
         let found = discover(&[dir.path().to_path_buf()]);
         let ok: Vec<&ModelInfo> = found.iter().filter_map(|r| r.as_ref().ok()).collect();
-        assert!(
-            ok.iter()
-                .any(|i| i.architecture == "qwen2" && i.layers == 2)
-        );
+        assert!(ok.iter().any(|i| i.architecture == "qwen2"
+            && i.layers == 2
+            && i.attention_heads == 4
+            && i.kv_heads == 2));
         assert!(
             found
                 .iter()

@@ -23,15 +23,16 @@ use crate::cli::{
 pub fn run(cli: Cli) -> Result<()> {
     let ws = cli.workspace.as_deref();
     match cli.command {
-        None => app::run_native(None),
-        Some(Command::Gui(args)) => app::run_native(args.model),
+        None => app::run_native(gui_options(ws, None)),
+        Some(Command::Gui(args)) => app::run_native(gui_options(ws, Some(args))),
+        Some(Command::Import(args)) => runs::import(ws, &args.file),
         Some(Command::Score(args)) => score_cmd(&args),
         Some(Command::Generate(args)) => generate_cmd(&args),
         Some(Command::Models(args)) => models_cmd(&args),
         Some(Command::Export(args)) => export_cmd(ws, &args),
         Some(Command::Bench(args)) => bench::run(&args),
         Some(Command::Data(args)) => data::run(&args),
-        Some(Command::Train(args)) if args.check => runs::check(&args.config),
+        Some(Command::Train(args)) if args.check => runs::check(ws, &args.config),
         Some(Command::Train(args)) => runs::train(ws, &args.config, args.detach),
         Some(Command::Worker(args)) => runs::worker(ws, args.run),
         Some(Command::Runs(args)) => match args.what {
@@ -231,6 +232,24 @@ fn models_cmd(args: &ModelsArgs) -> Result<()> {
     Ok(())
 }
 
+/// What the window opens on: the workspace (`--workspace`, else the default one), workers
+/// started from this executable, and the view, run and model of `studio gui`.
+fn gui_options(
+    ws: Option<&std::path::Path>,
+    args: Option<crate::cli::GuiArgs>,
+) -> app::StudioOptions {
+    let workspace = ws
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(engine::store::Workspace::default_dir);
+    let mut options = app::StudioOptions::new(workspace, std::env::current_exe().ok());
+    if let Some(args) = args {
+        options.model = args.model;
+        options.view = args.view.as_deref().and_then(app::views::View::from_name);
+        options.run = args.run;
+    }
+    options
+}
+
 fn export_cmd(ws: Option<&std::path::Path>, args: &ExportArgs) -> Result<()> {
     let (loaded, lora) = match (&args.model, args.checkpoint) {
         (Some(model), _) => (
@@ -255,7 +274,11 @@ fn export_cmd(ws: Option<&std::path::Path>, args: &ExportArgs) -> Result<()> {
             );
         }
         _ => {
-            engine::formats::export::export_hf(&loaded, &args.out)
+            let dtype = match args.dtype.as_str() {
+                "bf16" => engine::formats::safetensors::StoredDtype::Bf16,
+                _ => engine::formats::safetensors::StoredDtype::F32,
+            };
+            engine::formats::export::export_hf(&loaded, &args.out, dtype)
                 .with_context(|| format!("could not export to {}", args.out.display()))?;
             println!(
                 "exported {} as a Hugging Face folder to {}",

@@ -3,7 +3,6 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -20,26 +19,17 @@ pub fn open_workspace(dir: Option<&Path>) -> Result<Workspace> {
         .with_context(|| format!("could not open the workspace at {}", dir.display()))
 }
 
+/// The studio executable, which workers are started from.
+pub(crate) fn studio_exe() -> Result<PathBuf> {
+    std::env::current_exe().context("cannot find the studio executable to start a worker")
+}
+
 pub(crate) fn spawn_worker(workspace: &Workspace, run: RunId) -> Result<std::process::Child> {
-    let exe =
-        std::env::current_exe().context("cannot find the studio executable to start a worker")?;
-    let log_path = workspace.run_artifacts_dir(run).join("worker.log");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("could not open {}", log_path.display()))?;
-    let child = Command::new(exe)
-        .arg("--workspace")
-        .arg(workspace.dir())
-        .args(["worker", "--run", &run.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .context("could not start the worker process")?;
-    workspace.set_worker_pid(run, Some(child.id()))?;
-    Ok(child)
+    Ok(engine::train::launch::spawn_worker(
+        workspace,
+        run,
+        &studio_exe()?,
+    )?)
 }
 
 fn is_terminal_status(s: RunStatus) -> bool {
@@ -123,11 +113,22 @@ pub(crate) fn follow(
 
 /// `studio train CONFIG --check`: the config parses and validates, its model and dataset open,
 /// a GRPO run's dataset has answers; prints the config with every default filled in.
-pub fn check(config_path: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(config_path)
-        .with_context(|| format!("could not read the run config {}", config_path.display()))?;
-    let origin = config_path.display().to_string();
+pub fn check(workspace_dir: Option<&Path>, config_path: &Path) -> Result<()> {
+    let (text, origin) = read_document(config_path, "run config")?;
     let config = RunConfig::from_toml(&text, &origin)?;
+    // What the launcher checks without weights: roles, the checkpoint to start from, memory.
+    let workspace = open_workspace(workspace_dir).ok();
+    let preflight = engine::train::preflight::check(&config, workspace.as_ref());
+    if let Some(problem) = preflight.problems.first() {
+        if problem.setting.is_empty() {
+            bail!("{origin}: {}", problem.message);
+        }
+        bail!(
+            "{origin}: setting `{}`: {}",
+            problem.setting,
+            problem.message
+        );
+    }
     let loaded =
         engine::formats::loader::load_model(&config.model, &engine::backend::Backend::cpu())
             .with_context(|| format!("{origin}: setting `model`"))?;
@@ -145,10 +146,17 @@ pub fn check(config_path: &Path) -> Result<()> {
         }
     }
     println!(
-        "# {origin}: valid ({} run on {}, {} parameters); every setting with its default:",
+        "# {origin}: valid ({} run on {}, {} parameters, about {} of memory of {} available); \
+         every setting with its default:",
         config.algorithm,
         loaded.name,
-        loaded.model.config.num_parameters()
+        loaded.model.config.num_parameters(),
+        preflight
+            .memory_bytes
+            .map_or("?".into(), engine::train::preflight::human_bytes),
+        preflight
+            .available_bytes
+            .map_or("?".into(), engine::train::preflight::human_bytes),
     );
     print!(
         "{}",
@@ -157,16 +165,33 @@ pub fn check(config_path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Reads a TOML document named on the command line; `-` reads standard input. Returns its
+/// text and how errors name it.
+pub fn read_document(path: &Path, what: &str) -> Result<(String, String)> {
+    if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .with_context(|| format!("could not read the {what} from standard input"))?;
+        return Ok((text, format!("the {what} on standard input")));
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("could not read the {what} {}", path.display()))?;
+    Ok((text, path.display().to_string()))
+}
+
 pub fn train(workspace_dir: Option<&Path>, config_path: &Path, detach: bool) -> Result<()> {
-    let text = std::fs::read_to_string(config_path)
-        .with_context(|| format!("could not read the run config {}", config_path.display()))?;
-    let config = RunConfig::from_toml(&text, &config_path.display().to_string())?;
+    let (text, origin) = read_document(config_path, "run config")?;
+    let config = RunConfig::from_toml(&text, &origin)?;
     let workspace = open_workspace(workspace_dir)?;
     let run = workspace.create_run(&config.name, &text)?;
     let mut worker = spawn_worker(&workspace, run)?;
     println!(
         "run {run} started (worker pid {}, workspace {})",
         worker.id(),
+        workspace.dir().display()
+    );
+    println!(
+        "watch it: studio --workspace {} gui --view runs --run {run}",
         workspace.dir().display()
     );
     if detach {
@@ -178,21 +203,8 @@ pub fn train(workspace_dir: Option<&Path>, config_path: &Path, detach: bool) -> 
 pub fn resume(workspace_dir: Option<&Path>, run: RunId, detach: bool) -> Result<()> {
     let workspace = open_workspace(workspace_dir)?;
     let record = workspace.run(run)?;
-    if matches!(record.status, RunStatus::Running | RunStatus::Stopping)
-        && record.worker_pid.is_some_and(process_alive)
-    {
-        bail!(
-            "run {run} is still running (worker pid {:?}); stop it first",
-            record.worker_pid
-        );
-    }
-    if record.status == RunStatus::Completed {
-        bail!("run {run} already completed");
-    }
     let config = RunConfig::from_toml(&record.config_toml, &format!("run {run} config"))?;
-    workspace.clear_stop(run)?;
-    workspace.set_status(run, RunStatus::Queued, None)?;
-    let mut worker = spawn_worker(&workspace, run)?;
+    let mut worker = engine::train::launch::resume_run(&workspace, run, &studio_exe()?)?;
     println!("run {run} resumed (worker pid {})", worker.id());
     if detach {
         return Ok(());
@@ -200,20 +212,16 @@ pub fn resume(workspace_dir: Option<&Path>, run: RunId, detach: bool) -> Result<
     follow(&workspace, run, config.steps(), &mut worker)
 }
 
-fn process_alive(pid: u32) -> bool {
-    PathBuf::from(format!("/proc/{pid}")).exists()
-}
-
 pub fn stop(workspace_dir: Option<&Path>, run: RunId) -> Result<()> {
     let workspace = open_workspace(workspace_dir)?;
-    let record = workspace.run(run)?;
-    if is_terminal_status(record.status) {
-        println!("run {run} is already {}", record.status.as_str());
-        return Ok(());
+    if engine::train::launch::request_stop(&workspace, run)? {
+        println!("stop requested for run {run}; the worker stops after its current step");
+    } else {
+        println!(
+            "run {run} is already {}",
+            workspace.run(run)?.status.as_str()
+        );
     }
-    workspace.request_stop(run)?;
-    workspace.set_status(run, RunStatus::Stopping, None)?;
-    println!("stop requested for run {run}; the worker stops after its current step");
     Ok(())
 }
 
@@ -377,4 +385,23 @@ pub fn load_checkpoint(
         loaded.name, record.id, id, ckpt.step
     );
     Ok((loaded, lora))
+}
+
+/// `studio import FILE`: a `trainer_state.json` becomes a read-only run.
+pub fn import(workspace_dir: Option<&Path>, file: &Path) -> Result<()> {
+    let workspace = open_workspace(workspace_dir)?;
+    let imported = workspace.import_trainer_state(file)?;
+    println!(
+        "imported {} as run {} ({} points)",
+        file.display(),
+        imported.run,
+        imported.points
+    );
+    if !imported.skipped.is_empty() {
+        println!(
+            "skipped log_history entries without a step: {:?}",
+            imported.skipped
+        );
+    }
+    Ok(())
 }

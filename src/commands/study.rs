@@ -11,9 +11,8 @@ use engine::train::study::Study;
 use super::runs::{follow, open_workspace, spawn_worker};
 
 pub fn run(workspace_dir: Option<&Path>, file: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("could not read the study {}", file.display()))?;
-    let study = Study::from_toml(&text, &file.display().to_string())?;
+    let (text, origin) = super::runs::read_document(file, "study")?;
+    let study = Study::from_toml(&text, &origin)?;
     let workspace = open_workspace(workspace_dir)?;
     println!("study `{}`: {} runs", study.name, study.runs.len());
     if !study.description.is_empty() {

@@ -1,24 +1,58 @@
-//! The studio's views, one module each. The left panel switches between them.
+//! The studio's views, one module each. The left panel switches between them (Ctrl+1…).
 
+pub mod datasets;
+pub mod home;
+pub mod launch;
+pub mod models;
 pub mod playground;
+pub mod runs;
 
 use serde::{Deserialize, Serialize};
 
 /// A view the left panel can select.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum View {
-    /// Chat with a model; tokens coloured by entropy as they stream.
+    /// What the studio is for, Try it, and the workspace at a glance.
     #[default]
+    Home,
+    /// Every run with live, overlaid curves.
+    Runs,
+    /// The form that starts a run: every setting, presets, checks before Start.
+    Launch,
+    /// Dataset files: rows, roles, search, token lengths.
+    Datasets,
+    /// Models found on disk with their config summary.
+    Models,
+    /// Chat with a model; tokens coloured by entropy as they stream.
     Playground,
 }
 
 impl View {
-    /// Every view, in the order the left panel lists them.
-    pub const ALL: [Self; 1] = [Self::Playground];
+    /// Every view, in the order the left panel lists them (Ctrl+1 is the first).
+    pub const ALL: [Self; 6] = [
+        Self::Home,
+        Self::Runs,
+        Self::Launch,
+        Self::Datasets,
+        Self::Models,
+        Self::Playground,
+    ];
 
     pub fn title(self) -> &'static str {
         match self {
+            Self::Home => "Home",
+            Self::Runs => "Runs",
+            Self::Launch => "Launch",
+            Self::Datasets => "Datasets",
+            Self::Models => "Models",
             Self::Playground => "Playground",
         }
+    }
+
+    /// The view named on the command line (`studio gui --view NAME`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.title().eq_ignore_ascii_case(name))
     }
 }

@@ -15,6 +15,8 @@ use crate::widgets::token_heatmap::{
 };
 use crate::worker::{Command, Event, GenerateJob, ModelSummary, ModelWorker};
 
+/// The prompt the Playground starts with on the built-in tiny reasoner.
+pub const EXAMPLE_PROMPT: &str = "(12+7)*3=";
 /// Time spent draining worker events per frame before yielding to drawing.
 const EVENT_BUDGET: Duration = Duration::from_millis(4);
 /// The most tokens one generation may ask for.
@@ -97,14 +99,19 @@ impl Playground {
     /// A Playground that loads `model` (default: the built-in tiny reasoner) when first shown.
     pub fn new(model: Option<String>) -> Self {
         Self {
-            model_path: model.unwrap_or_else(|| TINY_REASONER.to_string()),
+            model_path: model.clone().unwrap_or_else(|| TINY_REASONER.to_string()),
             load_on_first_frame: true,
             worker: None,
             model: ModelStatus::Empty,
             load_error: None,
             discovery: Discovery::NotStarted,
             browse: None,
-            prompt: String::new(),
+            // The built-in tiny reasoner was trained on arithmetic: a problem it answers.
+            prompt: if model.as_deref().is_none_or(|m| m == TINY_REASONER) {
+                EXAMPLE_PROMPT.to_string()
+            } else {
+                String::new()
+            },
             generation: Generation::default(),
             generate_error: None,
             next_job_id: 1,
@@ -261,6 +268,13 @@ impl Playground {
         worker.send(command).map_err(|e| e.to_string())
     }
 
+    /// Opens `spec` (from another view: Home's model list, Models' "Open in Playground").
+    pub fn open(&mut self, ctx: &egui::Context, spec: &str) {
+        self.model_path = spec.to_string();
+        self.load_on_first_frame = false;
+        self.load(ctx);
+    }
+
     fn load(&mut self, ctx: &egui::Context) {
         let spec = self.model_path.trim().to_string();
         if spec.is_empty() {
@@ -321,7 +335,7 @@ impl Playground {
             )
             .labelled_by(label.id);
 
-            let dialog_block = dialogs_unavailable_reason();
+            let dialog_block = crate::dialogs::unavailable_reason();
             let browse_enabled = dialog_block.is_none() && self.browse.is_none();
             let browse = ui.add_enabled(browse_enabled, egui::Button::new("Browse…"));
             let browse = match dialog_block {
@@ -632,51 +646,21 @@ fn human_count(n: usize) -> String {
     }
 }
 
-/// Why native file dialogs are off, if they are: `STUDIO_NO_DIALOGS` is set, or there is no
-/// display to show them on.
-pub fn dialogs_unavailable_reason() -> Option<&'static str> {
-    if std::env::var_os("STUDIO_NO_DIALOGS").is_some() {
-        Some("File dialogs are turned off (STUDIO_NO_DIALOGS is set); type the path instead")
-    } else if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none()
-    {
-        Some(
-            "No display for a file dialog (neither DISPLAY nor WAYLAND_DISPLAY is set); type the path instead",
-        )
-    } else {
-        None
-    }
-}
-
-/// Opens a native file dialog on a background thread; the chosen path (or `None`) arrives on the
-/// returned channel.
+/// Opens the model file dialog on a background thread.
 fn start_browse(ctx: egui::Context) -> Option<Receiver<Option<PathBuf>>> {
-    let (tx, rx) = sync_channel(1);
-    let spawned = std::thread::Builder::new()
-        .name("studio-file-dialog".into())
-        .spawn(move || {
-            let picked = rfd::FileDialog::new()
-                .set_title("Open a model (.gguf file or config.json)")
-                .add_filter("Models", &["gguf", "json"])
-                .pick_file()
-                // A Hugging Face model is its folder.
-                .map(|path| {
-                    if path.file_name().is_some_and(|n| n == "config.json") {
-                        path.parent().map_or(path.clone(), PathBuf::from)
-                    } else {
-                        path
-                    }
-                });
-            // The UI may be gone; then nobody wants the answer.
-            let _ = tx.send(picked);
-            ctx.request_repaint();
-        });
-    match spawned {
-        Ok(_) => Some(rx),
-        Err(e) => {
-            tracing::warn!("could not start the file dialog thread: {e}");
-            None
-        }
-    }
+    let dialog = rfd::FileDialog::new()
+        .set_title("Open a model (.gguf file or config.json)")
+        .add_filter("Models", &["gguf", "json"]);
+    crate::dialogs::run(ctx, move || {
+        // A Hugging Face model is its folder.
+        dialog.pick_file().map(|path| {
+            if path.file_name().is_some_and(|n| n == "config.json") {
+                path.parent().map_or(path.clone(), PathBuf::from)
+            } else {
+                path
+            }
+        })
+    })
 }
 
 /// Lists models on disk on a background thread (only headers are read).

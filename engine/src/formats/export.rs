@@ -1,5 +1,5 @@
 //! Writing a model as a Hugging Face folder that transformers loads: `config.json`,
-//! `model.safetensors` (f32), `tokenizer.json`, `tokenizer_config.json` (special tokens and chat
+//! `model.safetensors` (f32 or bf16), `tokenizer.json`, `tokenizer_config.json` (special tokens and chat
 //! template) and `generation_config.json`. Each file is written to a temporary name and renamed.
 
 use std::path::Path;
@@ -9,7 +9,7 @@ use serde_json::json;
 use super::FormatError;
 use super::hf_config::to_json;
 use super::loader::LoadedModel;
-use super::safetensors::write_f32;
+use super::safetensors::{StoredDtype, write_tensors};
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FormatError> {
     let tmp = path.with_extension("tmp-write");
@@ -25,16 +25,19 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), FormatError>
     write_atomic(path, text.as_bytes())
 }
 
-/// Writes `model` as a Hugging Face folder at `out` (created if needed).
-pub fn export_hf(model: &LoadedModel, out: &Path) -> Result<(), FormatError> {
+/// Writes `model` as a Hugging Face folder at `out` (created if needed), its weights as `dtype`.
+pub fn export_hf(model: &LoadedModel, out: &Path, dtype: StoredDtype) -> Result<(), FormatError> {
     std::fs::create_dir_all(out).map_err(|e| FormatError::io(out, e))?;
     let config = &model.model.config;
     let tensors = model.model.named_tensors()?;
     let weights = out.join("model.safetensors");
     let tmp = out.join("model.safetensors.tmp-write");
-    write_f32(&tmp, &tensors)?;
+    write_tensors(&tmp, &tensors, dtype)?;
     std::fs::rename(&tmp, &weights).map_err(|e| FormatError::io(&weights, e))?;
-    write_json(&out.join("config.json"), &to_json(config))?;
+    let mut config_json = to_json(config);
+    config_json["dtype"] = dtype.hf_name().into();
+    config_json["torch_dtype"] = dtype.hf_name().into();
+    write_json(&out.join("config.json"), &config_json)?;
 
     let tokenizer_path = out.join("tokenizer.json");
     let tok_tmp = out.join("tokenizer.json.tmp-write");

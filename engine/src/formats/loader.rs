@@ -10,7 +10,7 @@ use super::safetensors::SafetensorsWeights;
 use super::{FormatError, HostTensor, WeightSource};
 use crate::backend::Backend;
 use crate::models::ModelError;
-use crate::models::tiny::{self, RandomInit, TINY_REASONER};
+use crate::models::tiny::{self, RandomInit, TINY_REASONER, TINY_REASONER_INIT};
 use crate::models::{CausalLm, DecoderConfig};
 use crate::text::chat_template::ChatTemplate;
 use crate::text::tokenizer::TextTokenizer;
@@ -27,16 +27,24 @@ pub enum ModelFormat {
 /// Where a model is, decided from the path alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelLocation {
-    TinyReasoner,
+    /// The built-in tiny reasoner: trained (`builtin:tiny-reasoner`) or its seeded
+    /// initialization (`builtin:tiny-reasoner-init`).
+    TinyReasoner {
+        trained: bool,
+    },
     HfFolder(PathBuf),
     Gguf(PathBuf),
 }
 
 impl ModelLocation {
-    /// Reads a model argument: `builtin:tiny-reasoner`, a folder with `config.json`, or a `.gguf`.
+    /// Reads a model argument: `builtin:tiny-reasoner[-init]`, a folder with `config.json`, or a
+    /// `.gguf`.
     pub fn parse(spec: &str) -> Result<Self, FormatError> {
         if spec == TINY_REASONER || spec == "tiny-reasoner" {
-            return Ok(Self::TinyReasoner);
+            return Ok(Self::TinyReasoner { trained: true });
+        }
+        if spec == TINY_REASONER_INIT || spec == "tiny-reasoner-init" {
+            return Ok(Self::TinyReasoner { trained: false });
         }
         let path = PathBuf::from(spec);
         if !path.exists() {
@@ -171,23 +179,56 @@ fn check_tokenizer_fits(
     Ok(())
 }
 
+/// Opens a model's tokenizer and config without its weights, with the same checks as
+/// [`load_model`] (the tokenizer's ids fit the embedding): what a launcher validates before
+/// it starts a run.
+pub fn open_tokenizer(spec: &str) -> Result<(TextTokenizer, DecoderConfig), FormatError> {
+    match ModelLocation::parse(spec)? {
+        ModelLocation::TinyReasoner { .. } => Ok((tiny::tokenizer()?, tiny::config())),
+        ModelLocation::HfFolder(folder) => {
+            let config = read_config(&folder.join("config.json"))?;
+            let tokenizer = tokenizer_from_hf_folder(&folder, &config.decoder.eos_token_ids)?;
+            check_tokenizer_fits(&tokenizer, &config.decoder, &folder)?;
+            Ok((tokenizer, config.decoder))
+        }
+        ModelLocation::Gguf(path) => {
+            let gguf = GgufFile::open(&path)?;
+            gguf.check_tensor_types()?;
+            let (config, _) = gguf_config(&gguf)?;
+            let tokenizer = gguf_tokenizer(&gguf)?;
+            check_tokenizer_fits(&tokenizer, &config.decoder, &path)?;
+            Ok((tokenizer, config.decoder))
+        }
+    }
+}
+
 /// Opens a model and its tokenizer on `backend`.
 pub fn load_model(spec: &str, backend: &Backend) -> Result<LoadedModel, FormatError> {
     let location = ModelLocation::parse(spec)?;
     let device = &backend.device;
     match location {
-        ModelLocation::TinyReasoner => {
+        ModelLocation::TinyReasoner { trained } => {
             let config = tiny::config();
             let tokenizer = tiny::tokenizer()?;
-            let weights = RandomInit::new(&config, 0);
-            let model = CausalLm::from_weights(config, &weights, device)?;
+            let (model, name, dtype) = if trained {
+                let weights = SafetensorsWeights::from_static(
+                    Path::new(TINY_REASONER),
+                    tiny::TRAINED_WEIGHTS,
+                )?;
+                let model = CausalLm::from_weights(config, &weights, device)?;
+                (model, "tiny-reasoner", "float32")
+            } else {
+                let weights = RandomInit::new(&config, tiny::INIT_SEED);
+                let model = CausalLm::from_weights(config, &weights, device)?;
+                (model, "tiny-reasoner-init", "float32")
+            };
             Ok(LoadedModel {
-                name: "tiny-reasoner".into(),
+                name: name.into(),
                 spec: spec.to_string(),
                 format: ModelFormat::Builtin,
                 model,
                 tokenizer,
-                dtype: "float32".into(),
+                dtype: dtype.into(),
             })
         }
         ModelLocation::HfFolder(folder) => {

@@ -12,7 +12,24 @@ use crate::models::ModelError;
 
 struct Shard {
     path: PathBuf,
-    map: Mmap,
+    bytes: ShardBytes,
+}
+
+/// A shard's bytes: a mapped file, or bytes compiled into the binary (the built-in model).
+enum ShardBytes {
+    Mapped(Mmap),
+    Static(&'static [u8]),
+}
+
+impl std::ops::Deref for ShardBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Mapped(map) => map,
+            Self::Static(bytes) => bytes,
+        }
+    }
 }
 
 /// The safetensors weights of one model folder.
@@ -86,17 +103,35 @@ impl SafetensorsWeights {
         Self::from_files(path, vec![path.to_path_buf()])
     }
 
+    /// Reads safetensors bytes compiled into the binary; `origin` names them in errors.
+    pub fn from_static(origin: &Path, bytes: &'static [u8]) -> Result<Self, FormatError> {
+        Self::from_shards(
+            origin,
+            vec![(origin.to_path_buf(), ShardBytes::Static(bytes))],
+        )
+    }
+
     fn from_files(origin: &Path, files: Vec<PathBuf>) -> Result<Self, FormatError> {
+        let shards = files
+            .into_iter()
+            .map(|path| {
+                let map = map_file(&path).map_err(|e| FormatError::io(&path, e))?;
+                Ok((path, ShardBytes::Mapped(map)))
+            })
+            .collect::<Result<Vec<_>, FormatError>>()?;
+        Self::from_shards(origin, shards)
+    }
+
+    fn from_shards(origin: &Path, files: Vec<(PathBuf, ShardBytes)>) -> Result<Self, FormatError> {
         let mut shards = Vec::with_capacity(files.len());
         let mut index = HashMap::new();
-        for (i, path) in files.into_iter().enumerate() {
-            let map = map_file(&path).map_err(|e| FormatError::io(&path, e))?;
+        for (i, (path, bytes)) in files.into_iter().enumerate() {
             // `deserialize` validates the header and that every tensor lies inside the file.
-            let st = SafeTensors::deserialize(&map).map_err(|e| corrupt(&path, e))?;
+            let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(&path, e))?;
             for (name, view) in st.tensors() {
                 index.insert(name, (i, view.dtype(), view.shape().to_vec()));
             }
-            shards.push(Shard { path, map });
+            shards.push(Shard { path, bytes });
         }
         Ok(Self {
             folder: origin.to_path_buf(),
@@ -147,7 +182,7 @@ impl WeightSource for SafetensorsWeights {
             return Ok(None);
         };
         let shard = &self.shards[*shard];
-        let st = SafeTensors::deserialize(&shard.map).map_err(|e| corrupt(&shard.path, e))?;
+        let st = SafeTensors::deserialize(&shard.bytes).map_err(|e| corrupt(&shard.path, e))?;
         let view = st.tensor(name).map_err(|e| corrupt(&shard.path, e))?;
         let values = f32_from_bytes(view.dtype(), view.data()).ok_or_else(|| {
             FormatError::UnsupportedDtype {
@@ -163,8 +198,37 @@ impl WeightSource for SafetensorsWeights {
     }
 }
 
+/// The element type weights are written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StoredDtype {
+    /// Exact (the default): what training checkpoints use.
+    #[default]
+    F32,
+    /// Half the size, rounded to nearest even: for shipping weights.
+    Bf16,
+}
+
+impl StoredDtype {
+    /// The name `config.json` gives it (`dtype` / `torch_dtype`).
+    pub fn hf_name(self) -> &'static str {
+        match self {
+            Self::F32 => "float32",
+            Self::Bf16 => "bfloat16",
+        }
+    }
+}
+
 /// Writes f32 tensors to one safetensors file.
 pub fn write_f32(path: &Path, tensors: &[(String, HostTensor)]) -> Result<(), FormatError> {
+    write_tensors(path, tensors, StoredDtype::F32)
+}
+
+/// Writes tensors to one safetensors file as `dtype`.
+pub fn write_tensors(
+    path: &Path,
+    tensors: &[(String, HostTensor)],
+    dtype: StoredDtype,
+) -> Result<(), FormatError> {
     let write_err = |e: &dyn std::fmt::Display| FormatError::Write {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -172,14 +236,25 @@ pub fn write_f32(path: &Path, tensors: &[(String, HostTensor)]) -> Result<(), Fo
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
         .iter()
         .map(|(n, t)| {
-            let raw: Vec<u8> = t.values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let raw: Vec<u8> = match dtype {
+                StoredDtype::F32 => t.values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                StoredDtype::Bf16 => t
+                    .values
+                    .iter()
+                    .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+                    .collect(),
+            };
             (n.clone(), raw, t.shape.clone())
         })
         .collect();
+    let st_dtype = match dtype {
+        StoredDtype::F32 => Dtype::F32,
+        StoredDtype::Bf16 => Dtype::BF16,
+    };
     let views = bytes
         .iter()
         .map(|(n, raw, shape)| {
-            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), raw)
+            safetensors::tensor::TensorView::new(st_dtype, shape.clone(), raw)
                 .map(|v| (n.clone(), v))
                 .map_err(|e| write_err(&e))
         })
@@ -227,6 +302,36 @@ mod tests {
         assert!(
             e.contains("model.safetensors") && e.contains("truncated"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn bf16_written_reads_back_within_its_rounding() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.safetensors");
+        let values: Vec<f32> = (0..64).map(|i| (i as f32 - 31.5) * 0.013_7).collect();
+        let t = HostTensor {
+            values: values.clone(),
+            shape: vec![8, 8],
+        };
+        write_tensors(&path, &[("w".into(), t)], StoredDtype::Bf16).expect("write");
+        let bytes: &'static [u8] =
+            Box::leak(std::fs::read(&path).expect("read").into_boxed_slice());
+        assert!(bytes.len() < 64 * 4, "bf16 is 2 bytes a value");
+        let back = SafetensorsWeights::from_static(Path::new("builtin:test"), bytes)
+            .expect("open")
+            .require("w", &[8, 8])
+            .expect("present");
+        for (a, b) in values.iter().zip(&back.values) {
+            // bf16 keeps 8 significant bits: rounding to nearest moves a value by at most half
+            // an ulp, 2^-8 of the value in the worst case (just above a power of two).
+            assert!((a - b).abs() <= a.abs() / 256.0 + 1e-30, "{a} {b}");
+        }
+        assert!(
+            SafetensorsWeights::from_static(Path::new("builtin:test"), &bytes[..20])
+                .expect_err("truncated")
+                .to_string()
+                .contains("builtin:test")
         );
     }
 

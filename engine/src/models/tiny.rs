@@ -1,6 +1,9 @@
 //! The built-in tiny reasoner: a small configuration of the Llama code path with its own
 //! byte-level tokenizer and ChatML-style template, so the studio runs with no download.
-//! Its weights start from a seeded random initialization (training it is a run like any other).
+//! `builtin:tiny-reasoner` carries trained weights compiled into the binary (f32, made by
+//! `scripts/train-tiny-reasoner.sh` with `assets/presets/tiny-reasoner.toml`);
+//! `builtin:tiny-reasoner-init` is the same architecture from a seeded random initialization,
+//! for runs that train from scratch.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -13,12 +16,25 @@ use tokenizers::Tokenizer;
 use super::decoder::{Architecture, DecoderConfig, tensor_shapes};
 use super::rope::RopeConfig;
 use super::{HostTensor, ModelError, WeightSource};
-use crate::text::TextError;
 use crate::text::chat_template::ChatTemplate;
 use crate::text::tokenizer::TextTokenizer;
+use crate::text::{TextError, byte_level};
 
-/// How the tiny reasoner is named wherever a model path is expected.
+/// How the trained tiny reasoner is named wherever a model path is expected.
 pub const TINY_REASONER: &str = "builtin:tiny-reasoner";
+
+/// The untrained tiny reasoner (seeded random weights), for runs that train from scratch.
+pub const TINY_REASONER_INIT: &str = "builtin:tiny-reasoner-init";
+
+/// The seed of the untrained weights.
+pub const INIT_SEED: u64 = 0;
+
+/// The trained weights (safetensors, f32): `model.safetensors` of the export that
+/// `scripts/train-tiny-reasoner.sh` makes.
+pub const TRAINED_WEIGHTS: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../assets/models/tiny-reasoner.safetensors"
+));
 
 /// Special tokens after the 256 byte tokens, in id order.
 pub const SPECIAL_TOKENS: [&str; 8] = [
@@ -58,27 +74,10 @@ pub fn config() -> DecoderConfig {
     }
 }
 
-/// GPT-2's byte → printable character table used by byte-level BPE.
-fn byte_chars() -> Vec<char> {
-    let printable =
-        |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
-    let mut extra = 0u32;
-    (0u32..256)
-        .map(|b| {
-            if printable(b) {
-                char::from_u32(b).unwrap_or('?')
-            } else {
-                extra += 1;
-                char::from_u32(255 + extra).unwrap_or('?')
-            }
-        })
-        .collect()
-}
-
 /// The tiny reasoner's tokenizer as `tokenizer.json` would hold it: one token per byte, no
 /// merges, the special tokens above.
 pub fn tokenizer_json() -> serde_json::Value {
-    let vocab: HashMap<String, u32> = byte_chars()
+    let vocab: HashMap<String, u32> = byte_level::byte_chars()
         .into_iter()
         .enumerate()
         .map(|(i, c)| (c.to_string(), i as u32))
@@ -200,6 +199,50 @@ mod tests {
         assert!(ids.iter().all(|&i| (i as usize) < config().vocab_size));
         assert_eq!(t.decode(&ids).expect("decodes"), text);
         assert_eq!(t.max_token_id() as usize, config().vocab_size - 1);
+    }
+
+    #[test]
+    fn lone_bytes_show_as_hex_pieces() {
+        let t = tokenizer().expect("builds");
+        // Each of the first 256 ids is one byte.
+        assert_eq!(t.token_piece(0xE2).expect("piece"), "<0xE2>");
+        assert_eq!(t.token_piece(0x01).expect("piece"), "<0x01>");
+        assert_eq!(t.token_piece(u32::from(b'7')).expect("piece"), "7");
+        assert_eq!(t.token_piece(u32::from(b' ')).expect("piece"), " ");
+        assert_eq!(t.token_piece(u32::from(b'\n')).expect("piece"), "\n");
+        assert_eq!(t.token_piece(256 + 2).expect("piece"), "<|im_end|>");
+        assert_eq!(
+            crate::text::tokenizer::bytes_as_pieces(b"a\xE2\x82 \x7F\xC3\xA9"),
+            "a<0xE2><0x82> <0x7F>\u{e9}"
+        );
+    }
+
+    #[test]
+    fn trained_weights_cover_the_architecture_and_differ_from_the_init() {
+        let c = config();
+        let trained = crate::formats::safetensors::SafetensorsWeights::from_static(
+            std::path::Path::new(TINY_REASONER),
+            TRAINED_WEIGHTS,
+        )
+        .expect("the embedded weights parse");
+        for (name, shape) in tensor_shapes(&c) {
+            let w = trained
+                .require(&name, &shape)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(w.values.iter().all(|v| v.is_finite()), "{name}");
+        }
+        let name = "model.layers.0.mlp.up_proj.weight";
+        let a = trained.require(name, &[384, 128]).expect("present");
+        let b = RandomInit::new(&c, INIT_SEED)
+            .require(name, &[384, 128])
+            .expect("present");
+        let moved = a
+            .values
+            .iter()
+            .zip(&b.values)
+            .filter(|(x, y)| (*x - *y).abs() > 1e-3)
+            .count();
+        assert!(moved > a.values.len() / 2, "only {moved} weights moved");
     }
 
     #[test]

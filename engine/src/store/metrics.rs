@@ -14,6 +14,16 @@ fn wall_time_secs() -> f64 {
         .map_or(0.0, |elapsed| elapsed.as_secs_f64())
 }
 
+/// One point of a metric series.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetricPoint {
+    pub step: u64,
+    /// NaN where the run logged NaN.
+    pub value: f64,
+    /// When it was logged, Unix seconds.
+    pub wall_time: f64,
+}
+
 impl Workspace {
     /// Logs several metrics for one step in one transaction. A `(run, name, step)` already
     /// present is replaced, so a resumed run that redoes a step never duplicates it.
@@ -71,6 +81,48 @@ impl Workspace {
             .map_err(self.sql_err("read a metric series"))?;
         rows.into_iter()
             .map(|(step, value)| Ok((self.step_from_sql(step)?, value.unwrap_or(f64::NAN))))
+            .collect()
+    }
+
+    /// The points of one series after step `after` (all of them for `None`), in step order,
+    /// at most `limit`, with their wall time: what a live reader asks for each time it looks.
+    pub fn metric_points_after(
+        &self,
+        run: RunId,
+        name: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<MetricPoint>, StoreError> {
+        let after = after.map_or(Ok(-1), |s| self.step_to_sql(s))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let conn = self.conn();
+        let rows = conn
+            .prepare_cached(
+                "SELECT metrics.step, metrics.value, metrics.wall_time FROM metrics
+                 WHERE metrics.run_id = ?1
+                   AND metrics.name_id = (SELECT id FROM metric_names WHERE name = ?2)
+                   AND metrics.step > ?3
+                 ORDER BY metrics.step LIMIT ?4",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map(params![run, name, after, limit], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, Option<f64>>(1)?,
+                        row.get::<_, f64>(2)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.sql_err("read a metric series"))?;
+        rows.into_iter()
+            .map(|(step, value, wall_time)| {
+                Ok(MetricPoint {
+                    step: self.step_from_sql(step)?,
+                    value: value.unwrap_or(f64::NAN),
+                    wall_time,
+                })
+            })
             .collect()
     }
 
@@ -206,6 +258,22 @@ mod tests {
         assert_eq!(ws.metric_names(other).expect("names"), vec!["reward"]);
         assert!(ws.metric(run, "reward").expect("reward").is_empty());
         assert!(ws.metric(run, "no such metric").expect("none").is_empty());
+
+        // Incremental reads: what comes after the last step seen, in order, bounded.
+        let steps = |after, limit| -> Vec<(u64, f64)> {
+            ws.metric_points_after(run, "loss", after, limit)
+                .expect("points")
+                .iter()
+                .map(|p| (p.step, p.value))
+                .collect()
+        };
+        assert_eq!(steps(None, 2), vec![(1, 9.0), (2, 8.0)]);
+        assert_eq!(steps(Some(2), 100), vec![(3, 42.0), (4, 6.0), (5, 5.0)]);
+        assert!(steps(Some(5), 100).is_empty());
+        let nan = ws
+            .metric_points_after(run, "grad_norm", None, 10)
+            .expect("points");
+        assert!(nan[0].value.is_nan() && nan[0].wall_time > 1.6e9);
         let grad_norm = ws.metric(run, "grad_norm").expect("nan");
         assert_eq!(grad_norm.len(), 1);
         assert!(grad_norm[0].1.is_nan());

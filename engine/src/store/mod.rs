@@ -117,6 +117,8 @@ macro_rules! run_name_ids_cte {
 }
 
 mod checkpoints;
+mod datasets;
+mod import;
 mod logs;
 mod metrics;
 mod open;
@@ -125,6 +127,9 @@ mod schema;
 mod traces;
 
 pub use checkpoints::CheckpointRecord;
+pub use datasets::DatasetRecord;
+pub use import::{ImportError, Imported};
+pub use metrics::MetricPoint;
 pub use runs::{ParseRunStatusError, RunRecord, RunStatus};
 pub use traces::{Trace, TraceKind, TraceToken};
 

@@ -75,7 +75,7 @@ impl FromStr for RunStatus {
 }
 
 /// One run as stored.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RunRecord {
     pub id: RunId,
     pub name: String,

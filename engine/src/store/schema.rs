@@ -113,6 +113,14 @@ CREATE TABLE traces (
     UNIQUE (run_id, step, kind, prompt_index, sample_index)
 ) STRICT;
 ",
+    // 3: datasets opened in the window, with the column → role mapping chosen for them.
+    "
+CREATE TABLE datasets (
+    path         TEXT    PRIMARY KEY,
+    mapping_json TEXT,
+    opened_at    REAL    NOT NULL
+) STRICT;
+",
 ];
 
 /// The schema version this code writes: the number of known migrations.

@@ -2,6 +2,7 @@
 //! (Jinja through minijinja). A leaf of the engine: `formats`, `models` and `infer` use it, and it
 //! names none of them. Reading a tokenizer out of a model folder or a GGUF file is `formats`' job.
 
+pub mod byte_level;
 pub mod chat_template;
 pub mod tokenizer;
 

@@ -68,6 +68,33 @@ impl TextTokenizer {
         self.decode(&[id])
     }
 
+    /// One token as a reader should see it: its text when that is whole characters, else each
+    /// byte that is not part of a printable character as a `<0xE2>`-style piece (a lone byte of
+    /// a multi-byte character, a control character). Line breaks and tabs stay as they are.
+    pub fn token_piece(&self, id: u32) -> Result<String, TextError> {
+        let text = self.token_text(id)?;
+        let unreadable = |c: char| {
+            c == char::REPLACEMENT_CHARACTER || (c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
+        };
+        if !text.chars().any(unreadable) {
+            return Ok(text);
+        }
+        let bytes = self
+            .token_bytes(id)
+            .unwrap_or_else(|| text.as_bytes().to_vec());
+        Ok(bytes_as_pieces(&bytes))
+    }
+
+    /// The raw bytes of a token: byte-level BPE vocabulary entries (`Ġ` for a space) mapped back
+    /// through GPT-2's alphabet, or a byte-fallback token `<0xNN>`. `None` for other tokens.
+    fn token_bytes(&self, id: u32) -> Option<Vec<u8>> {
+        let raw = self.inner.id_to_token(id)?;
+        if let Some(hex) = raw.strip_prefix("<0x").and_then(|r| r.strip_suffix('>')) {
+            return u8::from_str_radix(hex, 16).ok().map(|b| vec![b]);
+        }
+        raw.chars().map(super::byte_level::byte_of).collect()
+    }
+
     /// Renders a single user message through the chat template with the generation prompt,
     /// then encodes it (the template already holds the special tokens, so none are added).
     pub fn encode_chat(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, TextError> {
@@ -96,4 +123,26 @@ impl TextTokenizer {
             .max()
             .unwrap_or(0)
     }
+}
+
+/// Bytes as text where they are printable UTF-8, and `<0xNN>` for each byte that is not (an
+/// incomplete or invalid sequence, a control character other than line break and tab).
+pub fn bytes_as_pieces(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() && !matches!(c, '\n' | '\t' | '\r') {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("<0x{b:02X}>"));
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("<0x{b:02X}>"));
+        }
+    }
+    out
 }

@@ -526,7 +526,8 @@ fn validate_lora(l: &LoraConfig, table: &str, origin: &str) -> Result<(), TrainE
 mod tests {
     use super::*;
 
-    const MINIMAL: &str = "model = \"builtin:tiny-reasoner\"\n[data]\nbuiltin = \"arithmetic\"\n";
+    const MINIMAL: &str =
+        "model = \"builtin:tiny-reasoner-init\"\n[data]\nbuiltin = \"arithmetic\"\n";
 
     #[test]
     fn minimal_config_gets_defaults() {

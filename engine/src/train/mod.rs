@@ -4,10 +4,13 @@
 pub mod checkpoint;
 pub mod config;
 pub mod grpo;
+pub mod launch;
 pub mod optim;
+pub mod preflight;
 pub mod rewards;
 pub mod run;
 pub mod schedule;
+pub mod settings;
 pub mod sft;
 pub mod study;
 pub mod traces;

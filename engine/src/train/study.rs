@@ -9,7 +9,7 @@
 //! [[runs]]
 //! key = "sft"
 //! [runs.config]
-//! model = "builtin:tiny-reasoner"
+//! model = "builtin:tiny-reasoner-init"
 //! # … a whole run config …
 //! [[runs]]
 //! key = "grpo"
@@ -133,7 +133,7 @@ compare = ["eval/accuracy"]
 [[runs]]
 key = "sft"
 [runs.config]
-model = "builtin:tiny-reasoner"
+model = "builtin:tiny-reasoner-init"
 [runs.config.data]
 builtin = "arithmetic"
 [[runs]]
@@ -141,7 +141,7 @@ key = "grpo"
 init_from = "sft"
 [runs.config]
 algorithm = "grpo"
-model = "builtin:tiny-reasoner"
+model = "builtin:tiny-reasoner-init"
 [runs.config.data]
 builtin = "arithmetic"
 [[runs.config.rewards]]

@@ -1,0 +1,55 @@
+//! Native file dialogs (rfd), always off the UI thread, and never where they cannot work: with
+//! `STUDIO_NO_DIALOGS` set or no display, the views say why and take a typed path instead
+//! (`../shared/notes/gui-toolchain.md`: rfd's portal backend answers `None` at once without a
+//! desktop session).
+
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, sync_channel};
+
+/// Why native file dialogs are off, if they are: `STUDIO_NO_DIALOGS` is set, or there is no
+/// display to show them on.
+pub fn unavailable_reason() -> Option<&'static str> {
+    if std::env::var_os("STUDIO_NO_DIALOGS").is_some() {
+        Some("File dialogs are turned off (STUDIO_NO_DIALOGS is set); type the path instead")
+    } else if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none()
+    {
+        Some(
+            "No display for a file dialog (neither DISPLAY nor WAYLAND_DISPLAY is set); type the path instead",
+        )
+    } else {
+        None
+    }
+}
+
+/// Shows `dialog` as an "open file" dialog on a background thread; the chosen path (or `None`)
+/// arrives on the returned channel, and the UI is woken when it does.
+pub fn pick_file(ctx: egui::Context, dialog: rfd::FileDialog) -> Option<Receiver<Option<PathBuf>>> {
+    run(ctx, move || dialog.pick_file())
+}
+
+/// Shows `dialog` as a "save file" dialog on a background thread.
+pub fn save_file(ctx: egui::Context, dialog: rfd::FileDialog) -> Option<Receiver<Option<PathBuf>>> {
+    run(ctx, move || dialog.save_file())
+}
+
+/// Runs `show` (a dialog) on a background thread; its answer arrives on the channel.
+pub fn run(
+    ctx: egui::Context,
+    show: impl FnOnce() -> Option<PathBuf> + Send + 'static,
+) -> Option<Receiver<Option<PathBuf>>> {
+    let (tx, rx) = sync_channel(1);
+    let spawned = std::thread::Builder::new()
+        .name("studio-file-dialog".into())
+        .spawn(move || {
+            // The UI may be gone; then nobody wants the answer.
+            let _ = tx.send(show());
+            ctx.request_repaint();
+        });
+    match spawned {
+        Ok(_) => Some(rx),
+        Err(e) => {
+            tracing::warn!("could not start the file dialog thread: {e}");
+            None
+        }
+    }
+}

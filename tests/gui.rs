@@ -1,0 +1,349 @@
+//! The window's run jobs end to end, headless (egui_kittest) with real worker processes: Try
+//! it on a fresh workspace starts the tiny reasoner and its curves grow; a run started from the
+//! CLI appears and overlays; a worker killed with SIGKILL shows as died and resumes from the
+//! window; Stop is honoured.
+//!
+//! Workers repaint through the feed thread, so the harness is stepped in a bounded loop.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use app::views::View;
+use app::{Studio, StudioOptions};
+use egui_kittest::Harness;
+use egui_kittest::kittest::{NodeT as _, Queryable as _};
+use engine::store::{RunStatus, Workspace};
+
+/// How long a worker may take to produce what a step waits for.
+const DEADLINE: Duration = Duration::from_secs(180);
+
+fn harness(workspace: &Path, view: View) -> Harness<'static, Studio> {
+    let mut options = StudioOptions::new(workspace, Some(env!("CARGO_BIN_EXE_studio").into()));
+    options.view = Some(view);
+    let studio = Studio::new(options, app::state::State::default());
+    Harness::builder()
+        .with_size([1280.0, 800.0])
+        .build_ui_state(|ui, studio: &mut Studio| studio.ui(ui), studio)
+}
+
+fn step_until(harness: &mut Harness<'static, Studio>, what: &str, done: impl Fn(&Studio) -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !done(harness.state()) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {DEADLINE:?} waiting for {what}"
+        );
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    harness.run_steps(2);
+}
+
+fn points(studio: &Studio, run: i64, metric: &str) -> usize {
+    studio
+        .ctx
+        .series
+        .get(&(run, metric.to_string()))
+        .map_or(0, |s| s.len())
+}
+
+const CLI_RUN: &str = r#"
+name = "from the cli"
+model = "builtin:tiny-reasoner-init"
+seed = 2
+[data]
+builtin = "arithmetic"
+count = 2000
+[sft]
+max_steps = 2000
+batch_size = 4
+max_seq_len = 64
+lr = 3e-3
+warmup_steps = 2
+chat_template = false
+[checkpoint]
+every = 5
+"#;
+
+#[test]
+fn try_it_then_a_cli_run_overlays_dies_resumes_and_stops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ws_dir = dir.path().join("ws");
+    let mut h = harness(&ws_dir, View::Home);
+    step_until(&mut h, "the workspace to load", |s| s.ctx.loaded);
+    assert!(h.state().ctx.runs.is_empty(), "a fresh workspace");
+    h.query_by_label_contains("No runs yet")
+        .expect("the empty state says how to start");
+
+    // Try it: a run starts and the window switches to its curves.
+    h.get_by_label("▶ Try it").click();
+    h.run_steps(2);
+    assert_eq!(h.state().state.selected_view, View::Runs);
+    let try_it = h.state().state.runs.selected[0];
+    step_until(&mut h, "Try it's loss to have 3 points", |s| {
+        points(s, try_it, "loss") >= 3
+    });
+    let seen = points(h.state(), try_it, "loss");
+    step_until(&mut h, "more loss points", |s| {
+        points(s, try_it, "loss") > seen
+    });
+    assert!(
+        h.query_by_label_contains("try it: tiny reasoner learns arithmetic")
+            .is_some(),
+        "the run is listed"
+    );
+    // Stop is honoured.
+    h.get_by_label("Stop").click();
+    step_until(&mut h, "Try it to stop", |s| {
+        s.ctx
+            .run(try_it)
+            .is_some_and(|r| r.record.status == RunStatus::Stopped)
+    });
+
+    // A run started from the command line appears and overlays.
+    let config = common::write_config(dir.path(), "cli", CLI_RUN);
+    let out = common::studio_in(
+        &ws_dir,
+        &["train", "--detach", &config.to_string_lossy()],
+        &[],
+    );
+    common::assert_success(&out);
+    step_until(&mut h, "the CLI run to appear", |s| s.ctx.runs.len() == 2);
+    let cli_run = h.state().ctx.runs[0].record.id;
+    h.get_by_label(&format!("#{cli_run} from the cli")).click();
+    step_until(&mut h, "both runs' loss", |s| {
+        points(s, try_it, "loss") > 0 && points(s, cli_run, "loss") >= 6
+    });
+    assert_eq!(h.state().state.runs.selected, vec![try_it, cli_run]);
+
+    // Killed with SIGKILL: shown as died, resumed from the window.
+    let ws = Workspace::open(&ws_dir).expect("workspace");
+    let pid = ws
+        .run(cli_run)
+        .expect("run")
+        .worker_pid
+        .expect("a worker pid");
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .expect("kill runs")
+            .success()
+    );
+    // Focus the CLI run: the details pane shows the first selected run.
+    h.state_mut().state.runs.selected = vec![cli_run, try_it];
+    step_until(&mut h, "the run to show as died", |s| {
+        s.ctx.run(cli_run).is_some_and(|r| r.died)
+    });
+    h.query_by_label_contains("worker died at step")
+        .expect("the details pane says the worker died");
+    let died_at = h
+        .state()
+        .ctx
+        .run(cli_run)
+        .and_then(|r| r.record.last_step)
+        .unwrap_or(0);
+    h.get_by_label("Resume").click();
+    step_until(&mut h, "the resumed run to go past where it died", |s| {
+        s.ctx
+            .run(cli_run)
+            .is_some_and(|r| !r.died && r.record.last_step.unwrap_or(0) > died_at)
+    });
+    h.get_by_label("Stop").click();
+    step_until(&mut h, "the resumed run to stop", |s| {
+        s.ctx
+            .run(cli_run)
+            .is_some_and(|r| r.record.status == RunStatus::Stopped)
+    });
+    let record = ws.run(cli_run).expect("run");
+    assert_eq!(record.status, RunStatus::Stopped);
+    assert!(ws.latest_checkpoint(cli_run).expect("query").is_some());
+}
+
+/// `tests/data/trainer_state.json` was written by transformers' Trainer
+/// (`benches/peers/trainer_state.py`): imported from the CLI, its `loss` and `learning_rate`
+/// curves show in the Runs view with the values of its `log_history`.
+#[test]
+fn an_imported_trainer_state_shows_its_loss_and_learning_rate() {
+    let file = common::repo_root().join("tests/data/trainer_state.json");
+    let history: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("json");
+    let logged = |key: &str| -> Vec<(u64, f64)> {
+        history["log_history"]
+            .as_array()
+            .expect("log_history")
+            .iter()
+            .filter_map(|e| Some((e["step"].as_u64()?, e.get(key)?.as_f64()?)))
+            .collect()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ws_dir = dir.path().join("ws");
+    let out = common::studio_in(&ws_dir, &["import", &file.to_string_lossy()], &[]);
+    common::assert_success(&out);
+    let ws = Workspace::open(&ws_dir).expect("workspace");
+    let run = ws.runs().expect("runs")[0].clone();
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(ws.metric(run.id, "loss").expect("loss"), logged("loss"));
+    assert_eq!(
+        ws.metric(run.id, "eval/loss").expect("eval"),
+        logged("eval_loss")
+    );
+    assert_eq!(logged("loss").len(), 40);
+
+    let mut h = harness(&ws_dir, View::Runs);
+    step_until(&mut h, "the imported run", |s| {
+        s.ctx.run(run.id).is_some_and(|r| r.imported) && points(s, run.id, "loss") == 40
+    });
+    h.query_by_label_contains("imported")
+        .expect("its status says imported");
+    h.get_by_label("learning_rate").click();
+    step_until(&mut h, "the learning rate curve", |s| {
+        points(s, run.id, "learning_rate") == logged("learning_rate").len()
+    });
+    let series = &h.state().ctx.series[&(run.id, "learning_rate".to_string())];
+    let expected = logged("learning_rate");
+    assert_eq!(
+        series.values,
+        expected.iter().map(|p| p.1).collect::<Vec<_>>()
+    );
+    assert!(
+        h.get_by_label("Resume").accesskit_node().is_disabled(),
+        "an imported run cannot be resumed"
+    );
+}
+
+/// A run document small enough to finish in seconds.
+const QUICK_RUN: &str = r#"name = "from the form"
+model = "builtin:tiny-reasoner-init"
+
+[data]
+builtin = "arithmetic"
+count = 200
+
+[sft]
+max_steps = 4
+batch_size = 2
+max_seq_len = 48
+"#;
+
+/// The Launch form: a preset opens unchanged; a bad value shows its message next to the
+/// field and Start stays off; a good document starts a worker and the window shows its run.
+#[test]
+fn the_launch_form_checks_settings_and_starts_a_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ws_dir = dir.path().join("ws");
+    let mut h = harness(&ws_dir, View::Launch);
+    step_until(&mut h, "the workspace to load", |s| s.ctx.loaded);
+
+    // Every preset, opened from the menu and rendered, is the same document.
+    for (name, text) in app::views::launch::PRESETS {
+        h.get_by_label("Presets").click();
+        h.run_steps(2);
+        h.get_by_label(name).click();
+        h.run_steps(3);
+        assert_eq!(h.state().launch.toml(), *text, "{name} changed in the form");
+    }
+
+    let config = common::write_config(dir.path(), "quick", QUICK_RUN);
+    h.state_mut().launch.path = config.to_string_lossy().into_owned();
+    h.get_by_label("Open").click();
+    step_until(&mut h, "the check to pass", |s| s.launch.can_start());
+    h.query_by_label_contains("✔ ready")
+        .expect("the check says ready");
+    assert!(!h.get_by_label("▶ Start").accesskit_node().is_disabled());
+
+    // A learning rate that is not a number: the message sits by the field, Start is off.
+    h.get_by_label("sft.lr").click();
+    h.run_steps(2);
+    h.get_by_label("sft.lr").type_text("fast");
+    h.run_steps(3);
+    h.query_by_label_contains("`sft.lr` takes a number")
+        .expect("the field explains what it takes");
+    assert!(h.get_by_label("▶ Start").accesskit_node().is_disabled());
+    assert_eq!(
+        h.state().launch.toml(),
+        QUICK_RUN,
+        "a bad value is not written"
+    );
+
+    // In range for TOML but not for the run: the engine's check names the setting.
+    h.state_mut()
+        .launch
+        .open_text(&QUICK_RUN.replace("max_steps = 4", "max_steps = 0"), "zero")
+        .expect("parses");
+    step_until(&mut h, "the check to fail", |s| {
+        !s.launch.can_start() && s.launch.checked()
+    });
+    h.query_by_label_contains("must be at least 1")
+        .expect("the engine's message is shown");
+    assert!(h.get_by_label("▶ Start").accesskit_node().is_disabled());
+
+    // Back to the good document; Start opens the run's plots and the worker finishes it.
+    h.state_mut()
+        .launch
+        .open_text(QUICK_RUN, "quick")
+        .expect("parses");
+    step_until(&mut h, "the check to pass", |s| s.launch.can_start());
+    h.get_by_label("▶ Start").click();
+    h.run_steps(2);
+    assert_eq!(h.state().state.selected_view, View::Runs);
+    let run = h.state().state.runs.selected[0];
+    step_until(&mut h, "the run to complete", |s| {
+        s.ctx
+            .run(run)
+            .is_some_and(|r| r.record.status == RunStatus::Completed)
+    });
+    let ws = Workspace::open(&ws_dir).expect("workspace");
+    assert_eq!(ws.run(run).expect("run").config_toml, QUICK_RUN);
+    assert_eq!(ws.metric(run, "loss").expect("loss").len(), 4);
+}
+
+/// Models lists the built-in models with their config; Fine-tune opens Launch on one.
+#[test]
+fn the_models_view_lists_the_builtin_models_and_fine_tunes_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut h = harness(&dir.path().join("ws"), View::Models);
+    step_until(&mut h, "the models to be found", |s| s.ctx.models_found());
+    h.get_by_label("tiny-reasoner (built-in, trained)");
+    h.get_by_label("tiny-reasoner-init (built-in, untrained)");
+    let config = engine::models::tiny::config();
+    assert!(
+        h.query_all_by_label(&config.max_position_embeddings.to_string())
+            .count()
+            >= 2,
+        "the context length is shown for both"
+    );
+    h.query_all_by_label("Fine-tune")
+        .next()
+        .expect("a Fine-tune button")
+        .click();
+    h.run_steps(3);
+    assert_eq!(h.state().state.selected_view, View::Launch);
+    let run =
+        engine::train::RunConfig::from_toml(&h.state().launch.toml(), "form").expect("a valid run");
+    assert_eq!(run.model, engine::models::tiny::TINY_REASONER);
+}
+
+/// `studio gui --view NAME` offers exactly the window's views.
+#[test]
+fn the_gui_deep_link_names_every_view() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = common::studio_in(&dir.path().join("ws"), &["gui", "--help"], &[]);
+    common::assert_success(&out);
+    let help = String::from_utf8_lossy(&out.stdout);
+    let line = help
+        .lines()
+        .skip_while(|l| !l.contains("--view"))
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
+    for view in View::ALL {
+        assert!(
+            line.contains(&view.title().to_lowercase()),
+            "--view does not offer {}: {line}",
+            view.title()
+        );
+    }
+}

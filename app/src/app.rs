@@ -204,11 +204,7 @@ impl Studio {
             ui.add_space(4.0);
             let dark = ui.visuals().dark_mode;
             if ui
-                .small_button(if dark {
-                    "☀ Light theme"
-                } else {
-                    "🌙 Dark theme"
-                })
+                .small_button(if dark { "Light theme" } else { "Dark theme" })
                 .clicked()
             {
                 self.state.dark_theme = !dark;
@@ -219,12 +215,12 @@ impl Studio {
                 });
             }
             ui.label(RichText::new("F1: shortcuts").weak().small());
-            ui.label(
-                RichText::new(self.ctx.workspace_dir.display().to_string())
-                    .weak()
-                    .small(),
-            )
-            .on_hover_text("The workspace");
+            let folder = self.ctx.workspace_dir.file_name().map_or_else(
+                || self.ctx.workspace_dir.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            ui.label(RichText::new(format!("workspace: {folder}")).weak().small())
+                .on_hover_text(self.ctx.workspace_dir.display().to_string());
         });
     }
 }

@@ -166,6 +166,8 @@ fn feed_thread(
     let mut last_runs: Vec<RunInfo> = Vec::new();
     let mut names: BTreeMap<RunId, Vec<String>> = BTreeMap::new();
     let mut last_error: Option<String> = None;
+    // The first list is sent even when empty: a fresh workspace is loaded too.
+    let mut listed = false;
     loop {
         match requests.recv_timeout(POLL_INTERVAL) {
             Ok(Request::Watch(keys)) => {
@@ -183,7 +185,8 @@ fn feed_thread(
         };
         let result = (|| -> Result<bool, engine::store::StoreError> {
             let runs: Vec<RunInfo> = workspace.runs()?.into_iter().map(RunInfo::new).collect();
-            if runs != last_runs {
+            if runs != last_runs || !listed {
+                listed = true;
                 for run in &runs {
                     let previous = last_runs.iter().find(|r| r.record.id == run.record.id);
                     let moved = previous.is_none_or(|p| p.record.last_step != run.record.last_step);

@@ -82,7 +82,8 @@ fn shown_token_count(harness: &Harness<'static, Studio>) -> usize {
 
 /// A studio opened on the Playground with the default (built-in) model.
 fn playground_studio() -> Studio {
-    let dir = std::env::temp_dir().join(format!("studio-playground-test-{}", std::process::id()));
+    // One fixed name: the side panel shows the workspace folder's name in the snapshot.
+    let dir = std::env::temp_dir().join("studio-playground-test");
     let mut options = app::StudioOptions::new(dir, None);
     options.view = Some(app::views::View::Playground);
     Studio::new(options, app::state::State::default())

@@ -446,7 +446,7 @@ impl DatasetsView {
                     .iter()
                     .map(|c| map.get(c).map(cell_text).unwrap_or_default())
                     .collect(),
-                Err(e) => vec![format!("⚠ {e}")],
+                Err(e) => vec![format!("unreadable: {e}")],
             })
     }
 

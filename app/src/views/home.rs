@@ -59,7 +59,7 @@ impl Home {
                 ui.horizontal(|ui| {
                     let try_it = ui
                         .add(
-                            egui::Button::new(RichText::new("▶ Try it").size(18.0))
+                            egui::Button::new(RichText::new("Try it").size(18.0))
                                 .min_size(egui::vec2(120.0, 36.0)),
                         )
                         .on_hover_text(

@@ -516,7 +516,7 @@ impl Launch {
         self.poll_check(ui.ctx(), &ctx.workspace_dir.clone());
         ui.horizontal(|ui| {
             ui.heading("Launch");
-            ui.label(RichText::new(&self.source).weak());
+            ui.label(RichText::new(format!("from {}", self.source)).weak());
         });
         self.toolbar_ui(ui, ctx);
         ui.separator();
@@ -530,15 +530,14 @@ impl Launch {
     fn toolbar_ui(&mut self, ui: &mut egui::Ui, ctx: &mut AppContext) {
         ui.horizontal_wrapped(|ui| {
             let mut chosen = None;
-            egui::ComboBox::from_id_salt("launch_preset")
-                .selected_text("Presets")
-                .show_ui(ui, |ui| {
-                    for (name, text) in PRESETS {
-                        if ui.selectable_label(false, *name).clicked() {
-                            chosen = Some((*name, *text));
-                        }
+            ui.menu_button("Presets", |ui| {
+                for (name, text) in PRESETS {
+                    if ui.button(*name).clicked() {
+                        chosen = Some((*name, *text));
+                        ui.close();
                     }
-                });
+                }
+            });
             if let Some((name, text)) = chosen
                 && let Err(e) = self.open_text(text, name)
             {
@@ -684,9 +683,9 @@ impl Launch {
         ui.horizontal_wrapped(|ui| {
             let can_start = self.can_start() && ctx.can_start_runs();
             let label = if self.is_study() {
-                "▶ Start study"
+                "Start study"
             } else {
-                "▶ Start"
+                "Start"
             };
             let start = ui.add_enabled(can_start, egui::Button::new(RichText::new(label).strong()));
             let start = if ctx.can_start_runs() {
@@ -707,7 +706,7 @@ impl Launch {
                 }
                 (Some(check), true) => {
                     if check.ok() {
-                        ui.colored_label(egui::Color32::from_rgb(60, 170, 90), "✔ ready");
+                        ui.colored_label(egui::Color32::from_rgb(60, 170, 90), "ready to start");
                     } else {
                         ui.colored_label(
                             ui.visuals().error_fg_color,
@@ -968,7 +967,7 @@ impl Launch {
                 && setting.kind != SettingKind::Section
                 && key != "model"
                 && ui
-                    .small_button("↺")
+                    .small_button("default")
                     .on_hover_text("Back to the default (remove from the document)")
                     .clicked()
             {

@@ -21,7 +21,7 @@ impl ModelsView {
         ui.horizontal(|ui| {
             ui.heading("Models");
             if ui
-                .button("⟳ Look again")
+                .button("Look again")
                 .on_hover_text("Search the Hugging Face cache and STUDIO_MODEL_DIRS again")
                 .clicked()
             {

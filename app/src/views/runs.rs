@@ -99,9 +99,11 @@ fn status_color(ui: &egui::Ui, run: &RunInfo) -> Color32 {
 
 impl RunsView {
     pub fn ui(&mut self, ui: &mut egui::Ui, ctx: &mut AppContext, settings: &mut RunsSettings) {
+        // Drop runs that are gone; keep ones newer than the feed has listed yet (just started).
+        let newest_known = ctx.runs.iter().map(|r| r.record.id).max().unwrap_or(0);
         settings
             .selected
-            .retain(|id| ctx.run(*id).is_some() || !ctx.loaded);
+            .retain(|id| ctx.run(*id).is_some() || !ctx.loaded || *id > newest_known);
         if settings.selected.is_empty()
             && let Some(newest) = ctx.runs.first()
         {
@@ -216,17 +218,20 @@ impl RunsView {
                 groups.entry(metric_group(name)).or_default().push(name);
             }
         }
-        if settings.metrics.is_empty() {
-            settings.metrics = shown_metrics(settings, ctx);
-        }
+        // Until the user picks, the defaults the runs have are shown (and follow the runs as
+        // their metrics appear); the first pick starts from them.
+        let shown = shown_metrics(settings, ctx);
         for (group, members) in groups {
             egui::CollapsingHeader::new(format!("{group} ({})", members.len()))
                 .id_salt(("metric_group", group))
                 .default_open(group == "train" || group == "eval" || group == "rewards")
                 .show(ui, |ui| {
                     for name in members {
-                        let mut on = settings.metrics.contains(name);
+                        let mut on = shown.contains(name);
                         if ui.checkbox(&mut on, name.as_str()).changed() {
+                            if settings.metrics.is_empty() {
+                                settings.metrics = shown.clone();
+                            }
                             if on {
                                 settings.metrics.push(name.clone());
                             } else {

@@ -151,7 +151,7 @@ const INIT_STEP_AND_DATA: [Setting; 7] = [
     s(
         "data.mapping",
         Toml,
-        "Column → role mapping for unrecognised layouts: prompt, reasoning, answer, messages, image.",
+        "Which column holds each role, for unrecognised layouts: prompt, reasoning, answer, messages, image.",
     ),
     s(
         "data.holdout",

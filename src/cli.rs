@@ -166,6 +166,9 @@ pub struct GuiArgs {
     /// A run to show in the Runs view (implies --view runs).
     #[arg(long, value_name = "ID")]
     pub run: Option<i64>,
+    /// A dataset file to open in the Datasets view (implies --view datasets).
+    #[arg(long, value_name = "FILE")]
+    pub data: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

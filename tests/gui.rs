@@ -371,3 +371,94 @@ fn the_gui_deep_link_names_every_view() {
         );
     }
 }
+
+/// Datasets: a typed path opens the file; its rows, a row in roles with its image, a search
+/// with its matches, the bad row with its line, token lengths under the tiny tokenizer, and
+/// Use in Launch with the mapping.
+#[test]
+fn the_datasets_view_reads_searches_and_measures_a_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut png = image::RgbaImage::new(4, 4);
+    png.put_pixel(1, 1, image::Rgba([255, 0, 0, 255]));
+    png.save(dir.path().join("red.png")).expect("png");
+    let file = dir.path().join("rows.jsonl");
+    let rows = [
+        r#"{"question": "what is 2+2?", "answer": "4", "image": "red.png"}"#,
+        r#"{"question": "what colour is the sky?", "answer": "blue", "image": "red.png"}"#,
+        "{not json",
+        r#"{"question": "name a blue fruit", "answer": "blueberry", "image": "red.png"}"#,
+    ];
+    std::fs::write(&file, rows.join("\n") + "\n").expect("write");
+    let mut h = harness(&dir.path().join("ws"), View::Datasets);
+    step_until(&mut h, "the workspace to load", |s| s.ctx.loaded);
+    h.state_mut().datasets.path = file.to_string_lossy().into_owned();
+    h.get_by_label("Open").click();
+    step_until(&mut h, "the file to open", |s| s.datasets.dataset.is_some());
+    assert!(h.query_all_by_label_contains("3 rows").next().is_some());
+    h.query_all_by_label_contains("line 3")
+        .next()
+        .expect("the bad row is listed with its line");
+    // The second row in roles.
+    h.get_by_label("2").click();
+    h.run_steps(3);
+    assert_eq!(h.state().datasets.selected, Some(1));
+    assert!(
+        h.query_all_by_label("what colour is the sky?").count() >= 2,
+        "table and detail"
+    );
+
+    // Search the answers for "blue": rows 2 and 3 (0-based 1 and 2).
+    h.state_mut().datasets.search_column = Some("answer".into());
+    h.state_mut().datasets.query = "BLUE".into();
+    h.get_by_label("Search").click();
+    step_until(&mut h, "the search", |s| s.datasets.matches.is_some());
+    assert_eq!(h.state().datasets.matches, Some(vec![1, 2]));
+
+    // Token lengths under the tiny reasoner's tokenizer, against the tokenizer itself.
+    h.get_by_label("Compute").click();
+    step_until(&mut h, "the token lengths", |s| {
+        s.datasets.lengths.is_some()
+    });
+    let tokenizer = engine::models::tiny::tokenizer().expect("tokenizer");
+    let expected: Vec<usize> = [
+        ("what is 2+2?", "4"),
+        ("what colour is the sky?", "blue"),
+        ("name a blue fruit", "blueberry"),
+    ]
+    .iter()
+    .map(|(q, a)| {
+        tokenizer
+            .encode(&format!("{q}\n{a}"), false)
+            .expect("encodes")
+            .len()
+    })
+    .collect();
+    assert_eq!(
+        h.state()
+            .datasets
+            .lengths
+            .as_ref()
+            .expect("lengths")
+            .lengths,
+        expected
+    );
+
+    // The workspace remembers the file; Use in Launch points the run at it.
+    let ws = Workspace::open(&dir.path().join("ws")).expect("workspace");
+    assert_eq!(
+        ws.datasets().expect("datasets")[0].path,
+        file.to_string_lossy()
+    );
+    h.get_by_label("Use in Launch").click();
+    h.run_steps(3);
+    assert_eq!(h.state().state.selected_view, View::Launch);
+    let run = engine::train::RunConfig::from_toml(&h.state().launch.toml(), "form").expect("valid");
+    assert_eq!(
+        run.data.path.as_deref(),
+        Some(file.to_string_lossy().as_ref())
+    );
+    assert_eq!(
+        run.data.mapping.and_then(|m| m.answer).as_deref(),
+        Some("answer")
+    );
+}

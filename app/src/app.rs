@@ -44,8 +44,15 @@ impl Studio {
                 state.selected_view = View::Runs;
             }
         }
+        let mut ctx = AppContext::new(&options);
+        if let Some(file) = &options.dataset {
+            ctx.commands.push(AppCommand::OpenDataset(file.clone()));
+            if options.view.is_none() {
+                state.selected_view = View::Datasets;
+            }
+        }
         Self {
-            ctx: AppContext::new(&options),
+            ctx,
             home: Home::default(),
             runs: RunsView::default(),
             launch: Launch::default(),

@@ -34,6 +34,8 @@ pub struct StudioOptions {
     pub view: Option<View>,
     /// A run to show in the Runs view at start.
     pub run: Option<RunId>,
+    /// A dataset file to open in the Datasets view at start.
+    pub dataset: Option<PathBuf>,
 }
 
 impl StudioOptions {
@@ -45,6 +47,7 @@ impl StudioOptions {
             model: None,
             view: None,
             run: None,
+            dataset: None,
         }
     }
 }

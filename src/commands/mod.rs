@@ -246,6 +246,7 @@ fn gui_options(
         options.model = args.model;
         options.view = args.view.as_deref().and_then(app::views::View::from_name);
         options.run = args.run;
+        options.dataset = args.data;
     }
     options
 }

@@ -315,40 +315,36 @@ impl DatasetsView {
             }
             let mut pick = None;
             let recent = self.recent.clone().unwrap_or_default();
-            egui::ComboBox::from_id_salt("datasets_recent")
-                .selected_text("Recent")
-                .show_ui(ui, |ui| {
-                    if recent.is_empty() {
-                        ui.label("none yet");
+            ui.menu_button("Recent", |ui| {
+                if recent.is_empty() {
+                    ui.label("none yet");
+                }
+                for path in &recent {
+                    if ui.selectable_label(false, path).clicked() {
+                        pick = Some(PathBuf::from(path));
                     }
-                    for path in &recent {
-                        if ui.selectable_label(false, path).clicked() {
-                            pick = Some(PathBuf::from(path));
-                        }
-                    }
-                });
+                }
+            });
             let hf = self.hf_files.clone();
-            egui::ComboBox::from_id_salt("datasets_hf")
-                .selected_text("Hugging Face cache")
-                .show_ui(ui, |ui| match &hf {
-                    None => {
-                        ui.label("looking…");
-                    }
-                    Some(files) if files.is_empty() => {
-                        ui.label("no datasets in the cache");
-                    }
-                    Some(files) => {
-                        for path in files {
-                            if ui
-                                .selectable_label(false, hf_name(path))
-                                .on_hover_text(path.display().to_string())
-                                .clicked()
-                            {
-                                pick = Some(path.clone());
-                            }
+            ui.menu_button("Hugging Face cache", |ui| match &hf {
+                None => {
+                    ui.label("looking…");
+                }
+                Some(files) if files.is_empty() => {
+                    ui.label("no datasets in the cache");
+                }
+                Some(files) => {
+                    for path in files {
+                        if ui
+                            .selectable_label(false, hf_name(path))
+                            .on_hover_text(path.display().to_string())
+                            .clicked()
+                        {
+                            pick = Some(path.clone());
                         }
                     }
-                });
+                }
+            });
             if let Some(path) = pick {
                 self.open(ctx, &ui.ctx().clone(), &path, None);
             }

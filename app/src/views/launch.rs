@@ -995,20 +995,17 @@ impl Launch {
             .map(|m| (m.name.clone(), m.path.clone()))
             .collect();
         let mut chosen = None;
-        egui::ComboBox::from_id_salt("launch_model_pick")
-            .selected_text("found on disk")
-            .width(120.0)
-            .show_ui(ui, |ui| {
-                for (name, path) in &models {
-                    if ui
-                        .selectable_label(false, name)
-                        .on_hover_text(path)
-                        .clicked()
-                    {
-                        chosen = Some(path.clone());
-                    }
+        ui.menu_button("found on disk", |ui| {
+            for (name, path) in &models {
+                if ui
+                    .selectable_label(false, name)
+                    .on_hover_text(path)
+                    .clicked()
+                {
+                    chosen = Some(path.clone());
                 }
-            });
+            }
+        });
         if let Some(path) = chosen {
             self.buffers.remove("model");
             self.set("model", Value::from(path));

@@ -21,6 +21,18 @@ pub fn unavailable_reason() -> Option<&'static str> {
     }
 }
 
+/// A button that opens a file dialog: disabled, saying why, where dialogs cannot work.
+/// Returns whether it was clicked.
+pub fn button(ui: &mut egui::Ui, text: &str, hover: &str) -> bool {
+    let block = unavailable_reason();
+    let button = ui.add_enabled(block.is_none(), egui::Button::new(text));
+    let button = match block {
+        Some(why) => button.on_disabled_hover_text(why),
+        None => button.on_hover_text(hover),
+    };
+    button.clicked()
+}
+
 /// Shows `dialog` as an "open file" dialog on a background thread; the chosen path (or `None`)
 /// arrives on the returned channel, and the UI is woken when it does.
 pub fn pick_file(ctx: egui::Context, dialog: rfd::FileDialog) -> Option<Receiver<Option<PathBuf>>> {

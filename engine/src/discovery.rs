@@ -148,15 +148,21 @@ pub fn describe(spec: &str) -> Result<ModelInfo, FormatError> {
     }
 }
 
+/// The paths in `dir`, sorted (none when it cannot be read).
+fn sorted_entries(dir: &Path) -> Vec<PathBuf> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    entries
+}
+
 /// Candidate model locations under `dir`: folders with `config.json` and `.gguf` files, up to
 /// `depth` levels down.
 fn scan(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    entries.sort();
-    for path in entries {
+    for path in sorted_entries(dir) {
         if path.is_dir() {
             if path.join("config.json").is_file() {
                 out.push(path);
@@ -212,12 +218,7 @@ pub fn hf_cache_datasets() -> Vec<PathBuf> {
 /// [`hf_cache_datasets`] in the given cache folders.
 pub fn hf_cache_datasets_in(caches: &[PathBuf]) -> Vec<PathBuf> {
     fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        entries.sort();
-        for path in entries {
+        for path in sorted_entries(dir) {
             if path.is_dir() {
                 if depth > 0 {
                     walk(&path, depth - 1, out);

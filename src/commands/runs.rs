@@ -117,7 +117,12 @@ pub fn check(workspace_dir: Option<&Path>, config_path: &Path) -> Result<()> {
     let (text, origin) = read_document(config_path, "run config")?;
     let config = RunConfig::from_toml(&text, &origin)?;
     // What the launcher checks without weights: roles, the checkpoint to start from, memory.
-    let workspace = open_workspace(workspace_dir).ok();
+    // Only a run that starts from another run's checkpoint needs the workspace (opening it
+    // would create it).
+    let workspace = config
+        .init_from
+        .as_ref()
+        .and_then(|_| open_workspace(workspace_dir).ok());
     let preflight = engine::train::preflight::check(&config, workspace.as_ref());
     if let Some(problem) = preflight.problems.first() {
         if problem.setting.is_empty() {

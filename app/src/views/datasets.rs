@@ -143,7 +143,7 @@ impl DatasetsView {
             workspace
                 .as_ref()
                 .and_then(|w| w.dataset(&key).ok().flatten())
-                .and_then(|r| r.mapping)
+                .and_then(|r| r.mapping::<RoleMapping>())
         });
         if let Some(w) = &workspace {
             let _ = w.touch_dataset(&key);
@@ -301,13 +301,7 @@ impl DatasetsView {
                 let path = PathBuf::from(self.path.trim());
                 self.open(ctx, &ui.ctx().clone(), &path, None);
             }
-            let block = crate::dialogs::unavailable_reason();
-            let browse = ui.add_enabled(block.is_none(), egui::Button::new("Browse…"));
-            let browse = match block {
-                Some(why) => browse.on_disabled_hover_text(why),
-                None => browse.on_hover_text("Pick a dataset file"),
-            };
-            if browse.clicked() {
+            if crate::dialogs::button(ui, "Browse…", "Pick a dataset file") {
                 let dialog = rfd::FileDialog::new()
                     .set_title("Open a dataset")
                     .add_filter("Datasets", &["jsonl", "json", "csv", "tsv", "parquet"]);

@@ -610,13 +610,7 @@ impl Launch {
     }
 
     fn browse_buttons(&mut self, ui: &mut egui::Ui) {
-        let block = crate::dialogs::unavailable_reason();
-        let open = ui.add_enabled(block.is_none(), egui::Button::new("Browse…"));
-        let open = match block {
-            Some(why) => open.on_disabled_hover_text(why),
-            None => open.on_hover_text("Pick a run or study TOML"),
-        };
-        if open.clicked() {
+        if crate::dialogs::button(ui, "Browse…", "Pick a run or study TOML") {
             let dialog = rfd::FileDialog::new()
                 .set_title("Open a run or study")
                 .add_filter("TOML", &["toml"]);
@@ -624,8 +618,7 @@ impl Launch {
                 self.dialog = Some((DialogKind::OpenDocument, rx));
             }
         }
-        let save = ui.add_enabled(block.is_none(), egui::Button::new("Save as…"));
-        if save.clicked() {
+        if crate::dialogs::button(ui, "Save as…", "Write the document to a file you pick") {
             let dialog = rfd::FileDialog::new()
                 .set_title("Save the run")
                 .add_filter("TOML", &["toml"])
@@ -930,14 +923,10 @@ impl Launch {
                     if key == "model" {
                         self.model_picker(ui, ctx);
                     }
-                    if key == "model" || key == "data.path" {
-                        let block = crate::dialogs::unavailable_reason();
-                        let browse = ui.add_enabled(block.is_none(), egui::Button::new("…"));
-                        let browse = match block {
-                            Some(why) => browse.on_disabled_hover_text(why),
-                            None => browse.on_hover_text("Pick a file"),
-                        };
-                        if browse.clicked() {
+                    if (key == "model" || key == "data.path")
+                        && crate::dialogs::button(ui, "…", "Pick a file")
+                    {
+                        {
                             let (kind, dialog) = if key == "model" {
                                 (
                                     DialogKind::Model,

@@ -275,6 +275,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn trained_weights_cover_the_architecture_and_differ_from_the_init() {
+        let c = tiny::config();
+        let trained = SafetensorsWeights::from_static(
+            std::path::Path::new(TINY_REASONER),
+            tiny::TRAINED_WEIGHTS,
+        )
+        .expect("the embedded weights parse");
+        for (name, shape) in crate::models::decoder::tensor_shapes(&c) {
+            let w = trained
+                .require(&name, &shape)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(w.values.iter().all(|v| v.is_finite()), "{name}");
+        }
+        let name = "model.layers.0.mlp.up_proj.weight";
+        let a = trained.require(name, &[384, 128]).expect("present");
+        let b = RandomInit::new(&c, tiny::INIT_SEED)
+            .require(name, &[384, 128])
+            .expect("present");
+        let moved = a
+            .values
+            .iter()
+            .zip(&b.values)
+            .filter(|(x, y)| (*x - *y).abs() > 1e-3)
+            .count();
+        assert!(moved > a.values.len() / 2, "only {moved} weights moved");
+    }
+
+    #[test]
     fn hub_cache_snapshots_are_named_by_repository() {
         let p = Path::new("/h/hub/models--HuggingFaceTB--SmolLM2-135M/snapshots/abc123");
         assert_eq!(display_name(p), "HuggingFaceTB/SmolLM2-135M");

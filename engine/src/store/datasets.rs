@@ -2,17 +2,28 @@
 //! the user chose for it (offered again when the file is reopened and to the run launcher).
 
 use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::{StoreError, Workspace};
-use crate::data::RoleMapping;
 
-/// A dataset the workspace remembers.
+/// A dataset the workspace remembers. The store is a leaf layer: the mapping is kept as the
+/// JSON of whatever the caller saved (the data layer's `RoleMapping`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DatasetRecord {
     pub path: String,
-    pub mapping: Option<RoleMapping>,
+    pub mapping_json: Option<String>,
     /// Seconds since the Unix epoch.
     pub opened_at: f64,
+}
+
+impl DatasetRecord {
+    /// The saved mapping as `T`; one this version cannot read is `None`.
+    pub fn mapping<T: DeserializeOwned>(&self) -> Option<T> {
+        self.mapping_json
+            .as_deref()
+            .and_then(|j| serde_json::from_str(j).ok())
+    }
 }
 
 fn now() -> f64 {
@@ -35,10 +46,10 @@ impl Workspace {
     }
 
     /// Saves (or with `None` forgets) the role mapping chosen for `path`.
-    pub fn save_dataset_mapping(
+    pub fn save_dataset_mapping<T: Serialize>(
         &self,
         path: &str,
-        mapping: Option<&RoleMapping>,
+        mapping: Option<&T>,
     ) -> Result<(), StoreError> {
         let json = mapping.map(|m| serde_json::to_string(m).expect("a mapping serializes"));
         self.conn()
@@ -71,59 +82,42 @@ impl Workspace {
 }
 
 fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<DatasetRecord> {
-    let json: Option<String> = row.get(1)?;
     Ok(DatasetRecord {
         path: row.get(0)?,
-        // A mapping this version cannot read is dropped rather than failing the list.
-        mapping: json.and_then(|j| serde_json::from_str(&j).ok()),
+        mapping_json: row.get(1)?,
         opened_at: row.get(2)?,
     })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::super::test_workspace as open_temp;
-    use crate::data::RoleMapping;
 
     #[test]
     fn mappings_are_remembered_per_file() {
+        type Mapping = BTreeMap<String, String>;
         let (_dir, ws) = open_temp();
         ws.touch_dataset("/d/a.jsonl").expect("touch");
-        let mapping = RoleMapping {
-            prompt: Some("q".into()),
-            answer: Some("a".into()),
-            ..RoleMapping::default()
-        };
+        let mapping: Mapping = [
+            ("prompt".to_string(), "q".to_string()),
+            ("answer".into(), "a".into()),
+        ]
+        .into();
         ws.save_dataset_mapping("/d/b.csv", Some(&mapping))
             .expect("save");
-        let b = ws.dataset("/d/b.csv").expect("read").expect("present");
-        assert_eq!(b.mapping.as_ref(), Some(&mapping));
-        assert_eq!(
-            ws.dataset("/d/a.jsonl")
-                .expect("read")
-                .expect("present")
-                .mapping,
-            None
-        );
+        let read = |path: &str| ws.dataset(path).expect("read").expect("present");
+        assert_eq!(read("/d/b.csv").mapping::<Mapping>(), Some(mapping.clone()));
+        assert_eq!(read("/d/a.jsonl").mapping_json, None);
         assert!(ws.dataset("/d/none").expect("read").is_none());
         // Touching keeps the mapping; saving None forgets it.
         ws.touch_dataset("/d/b.csv").expect("touch");
         assert_eq!(ws.datasets().expect("list")[0].path, "/d/b.csv");
-        assert!(
-            ws.dataset("/d/b.csv")
-                .expect("read")
-                .expect("present")
-                .mapping
-                .is_some()
-        );
-        ws.save_dataset_mapping("/d/b.csv", None).expect("forget");
-        assert!(
-            ws.dataset("/d/b.csv")
-                .expect("read")
-                .expect("present")
-                .mapping
-                .is_none()
-        );
+        assert_eq!(read("/d/b.csv").mapping::<Mapping>(), Some(mapping));
+        ws.save_dataset_mapping::<Mapping>("/d/b.csv", None)
+            .expect("forget");
+        assert!(read("/d/b.csv").mapping_json.is_none());
         assert_eq!(ws.datasets().expect("list").len(), 2);
     }
 }

@@ -33,7 +33,7 @@ done
 sleep 2
 import -window root "$out/home.png"
 # The Try it button on Home at the default window size (1280x800 at the screen's origin).
-xdotool mousemove 215 112 click 1
+xdotool mousemove 218 95 click 1
 steps=0
 for _ in $(seq 1 90); do
   steps=$("$studio" --workspace "$ws" runs --json |

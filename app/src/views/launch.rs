@@ -926,28 +926,26 @@ impl Launch {
                     if (key == "model" || key == "data.path")
                         && crate::dialogs::button(ui, "…", "Pick a file")
                     {
-                        {
-                            let (kind, dialog) = if key == "model" {
-                                (
-                                    DialogKind::Model,
-                                    rfd::FileDialog::new()
-                                        .set_title("A model: .gguf file or config.json")
-                                        .add_filter("Models", &["gguf", "json"]),
-                                )
-                            } else {
-                                (
-                                    DialogKind::Dataset,
-                                    rfd::FileDialog::new()
-                                        .set_title("A dataset file")
-                                        .add_filter(
-                                            "Datasets",
-                                            &["jsonl", "json", "csv", "tsv", "parquet"],
-                                        ),
-                                )
-                            };
-                            if let Some(rx) = crate::dialogs::pick_file(ui.ctx().clone(), dialog) {
-                                self.dialog = Some((kind, rx));
-                            }
+                        let (kind, dialog) = if key == "model" {
+                            (
+                                DialogKind::Model,
+                                rfd::FileDialog::new()
+                                    .set_title("A model: .gguf file or config.json")
+                                    .add_filter("Models", &["gguf", "json"]),
+                            )
+                        } else {
+                            (
+                                DialogKind::Dataset,
+                                rfd::FileDialog::new()
+                                    .set_title("A dataset file")
+                                    .add_filter(
+                                        "Datasets",
+                                        &["jsonl", "json", "csv", "tsv", "parquet"],
+                                    ),
+                            )
+                        };
+                        if let Some(rx) = crate::dialogs::pick_file(ui.ctx().clone(), dialog) {
+                            self.dialog = Some((kind, rx));
                         }
                     }
                 }

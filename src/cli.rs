@@ -49,6 +49,16 @@ pub enum Command {
     /// A run's stored rollouts: the steps that have them, or one step's token by token
     /// (`--json`: {"run", "steps": [{"step", "rollouts"}]} or {"run", "step", "rollouts": [...]}).
     Traces(TracesArgs),
+    /// Entropy analytics of a run's rollouts over its steps: mean entropy, the share above a
+    /// threshold, the forking tokens (each step's top-ρ by entropy) by text, reflection words
+    /// per rollout, length of correct and wrong answers, and the fit R = −a·exp(H) + b
+    /// (`--json`: {"run", "kind", "steps": [...], "forking_tokens": [...], "fit": {...}|null}).
+    Analyze(AnalyzeArgs),
+    /// Score one text teacher-forced under 2–4 checkpoints or models: per token each one's
+    /// log-prob and entropy, and the KL between the first two's next-token distributions
+    /// (`--json`: {"checkpoints": [STR], "tokens": [{"id", "text", "logprob": [NUM per
+    /// checkpoint], "entropy": [...], "kl": NUM|null}]}).
+    Compare(CompareArgs),
     /// Import a run made elsewhere: a Hugging Face Trainer / TRL `trainer_state.json` becomes a
     /// read-only run whose `log_history` curves overlay the studio's (`eval_X` is stored as
     /// `eval/X`).
@@ -97,6 +107,53 @@ pub struct TracesArgs {
     /// the rollouts; every run keeps them, SFT runs too.
     #[arg(long)]
     pub eval: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// A checkpoint id (`studio runs show RUN` lists them), RUN:STEP (the run's checkpoint at
+    /// that step), or a model (path, or builtin:NAME). Give it 2 to 4 times.
+    #[arg(
+        long = "checkpoint",
+        value_name = "CHECKPOINT",
+        required = true,
+        num_args = 1
+    )]
+    pub checkpoints: Vec<String>,
+    /// The text, tokenized by the first checkpoint's tokenizer (special tokens added).
+    #[arg(long)]
+    pub text: String,
+    /// How many of the tokens where the first two disagree most to list (table output).
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// The run.
+    pub run: i64,
+    /// Analyse the evaluation answers instead of the rollouts.
+    #[arg(long)]
+    pub eval: bool,
+    /// A token is high-entropy above this many nats.
+    #[arg(long, default_value_t = 0.672)]
+    pub threshold: f32,
+    /// The share of each step's tokens, by entropy, counted as its forking tokens.
+    #[arg(long, default_value_t = 0.2)]
+    pub rho: f64,
+    /// A reflection phrase to count (repeat it; replaces the default list: wait, let me check,
+    /// hmm, alternatively, but wait, let me verify, double-check, on second thought, actually).
+    #[arg(long = "reflection", value_name = "PHRASE")]
+    pub reflection: Vec<String>,
+    /// How many forking-token texts to list.
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

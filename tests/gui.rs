@@ -462,3 +462,183 @@ fn the_datasets_view_reads_searches_and_measures_a_file() {
         Some("answer")
     );
 }
+
+// --- image snapshots of the main views ------------------------------------------------------
+
+/// Pixels a snapshot may differ by, above egui_kittest's per-pixel threshold (lavapipe's
+/// output may vary slightly between CPUs; one digit changed in the Home page's small grey
+/// text, "every 50 steps" → "every 60 steps", fails 19 pixels). Set once, here.
+const MAX_FAILED_PIXELS: usize = 8;
+
+/// A folder under the temporary directory with a fixed name, emptied: the window shows the
+/// workspace's name and the dataset's path, so a snapshot's folders are the same on every run.
+fn fixed_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create the snapshot folder");
+    dir
+}
+
+/// A harness for a snapshot: waits until the workspace is loaded and the models are found,
+/// and keeps only the built-in models (this machine's Hugging Face cache is not in the picture).
+fn snapshot_harness(options: StudioOptions) -> Harness<'static, Studio> {
+    let studio = Studio::new(options, app::state::State::default());
+    let mut h = Harness::builder()
+        .with_size([1280.0, 800.0])
+        .with_pixels_per_point(1.0)
+        .build_ui_state(|ui, studio: &mut Studio| studio.ui(ui), studio);
+    step_until(&mut h, "the workspace to load", |s| s.ctx.loaded);
+    // Every view that lists models asks for them; ask here (each frame, as a view does: the
+    // answer is taken when asked) so the list is settled.
+    let egui_ctx = h.ctx.clone();
+    let deadline = Instant::now() + DEADLINE;
+    while h.state_mut().ctx.models(&egui_ctx).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the models to be found"
+        );
+        h.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h.state_mut()
+        .ctx
+        .retain_models(|m| m.as_ref().is_ok_and(|m| m.path.starts_with("builtin:")));
+    h.run_steps(3);
+    h
+}
+
+/// Compares the window with `tests/snapshots/NAME.png` after painting over every widget whose
+/// label contains one of `volatile` (figures of this machine, such as its free memory).
+fn snapshot(h: &mut Harness<'static, Studio>, name: &str, volatile: &[&str]) {
+    let mut image = h.render().expect("the window renders");
+    for needle in volatile {
+        let rects: Vec<egui::Rect> = h
+            .query_all_by_label_contains(needle)
+            .map(|n| n.rect())
+            .collect();
+        assert!(!rects.is_empty(), "nothing labelled {needle:?} to mask");
+        for rect in rects {
+            for y in
+                rect.min.y.floor().max(0.0) as u32..(rect.max.y.ceil() as u32).min(image.height())
+            {
+                for x in rect.min.x.floor().max(0.0) as u32
+                    ..(rect.max.x.ceil() as u32).min(image.width())
+                {
+                    image.put_pixel(x, y, image::Rgba([255, 0, 255, 255]));
+                }
+            }
+        }
+    }
+    let options = egui_kittest::SnapshotOptions::new().max_failed_pixels(MAX_FAILED_PIXELS);
+    egui_kittest::image_snapshot_options(&image, name, &options);
+}
+
+/// Imports the committed `trainer_state.json` from a fixed folder into `ws_dir`.
+fn import_trainer_state(root: &Path, ws_dir: &Path) -> i64 {
+    let folder = root.join("hf-trainer");
+    std::fs::create_dir_all(&folder).expect("folder");
+    let file = folder.join("trainer_state.json");
+    std::fs::copy(
+        common::repo_root().join("tests/data/trainer_state.json"),
+        &file,
+    )
+    .expect("copy");
+    let out = common::studio_in(ws_dir, &["import", &file.to_string_lossy()], &[]);
+    common::assert_success(&out);
+    Workspace::open(ws_dir)
+        .expect("workspace")
+        .runs()
+        .expect("runs")[0]
+        .id
+}
+
+/// Home on a workspace with one run: the Try it button, the run with its sparkline, the
+/// built-in models and tasks.
+#[test]
+fn snapshot_home() {
+    let root = fixed_dir("studio-snapshot-home");
+    let ws_dir = root.join("ws");
+    let run = import_trainer_state(&root, &ws_dir);
+    let mut options = StudioOptions::new(&ws_dir, Some(env!("CARGO_BIN_EXE_studio").into()));
+    options.view = Some(View::Home);
+    let mut h = snapshot_harness(options);
+    step_until(&mut h, "the sparkline's points", |s| {
+        points(s, run, "loss") == 40
+    });
+    h.run_steps(3);
+    h.get_by_label("Try it");
+    snapshot(&mut h, "home", &[]);
+}
+
+/// Runs with an imported run selected: its loss curve, the metric picker, its config.
+#[test]
+fn snapshot_runs() {
+    let root = fixed_dir("studio-snapshot-runs");
+    let ws_dir = root.join("ws");
+    let run = import_trainer_state(&root, &ws_dir);
+    let mut options = StudioOptions::new(&ws_dir, Some(env!("CARGO_BIN_EXE_studio").into()));
+    options.view = Some(View::Runs);
+    options.run = Some(run);
+    let mut h = snapshot_harness(options);
+    step_until(&mut h, "the loss curve", |s| points(s, run, "loss") == 40);
+    h.run_steps(3);
+    snapshot(&mut h, "runs", &[]);
+}
+
+/// Launch on the default document, checked: every setting with its default, ready to start.
+/// The machine's free memory is masked.
+#[test]
+fn snapshot_launch() {
+    let root = fixed_dir("studio-snapshot-launch");
+    let mut options =
+        StudioOptions::new(root.join("ws"), Some(env!("CARGO_BIN_EXE_studio").into()));
+    options.view = Some(View::Launch);
+    let mut h = snapshot_harness(options);
+    step_until(&mut h, "the check", |s| s.launch.checked());
+    h.run_steps(3);
+    h.query_all_by_label_contains("ready to start")
+        .next()
+        .expect("the default document is ready");
+    snapshot(&mut h, "launch", &["available"]);
+}
+
+/// Datasets on a GSM8K-style file with an image column and one bad line, the second row open.
+#[test]
+fn snapshot_datasets() {
+    let root = fixed_dir("studio-snapshot-datasets");
+    let mut picture = image::RgbaImage::new(64, 48);
+    for (x, y, p) in picture.enumerate_pixels_mut() {
+        *p = image::Rgba([(x * 4) as u8, (y * 5) as u8, 160, 255]);
+    }
+    picture.save(root.join("figure.png")).expect("png");
+    let rows = [
+        r##"{"question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether in April and May?", "answer": "Natalia sold 48/2 = 24 clips in May.\nNatalia sold 48+24 = 72 clips altogether in April and May.\n#### 72", "image": "figure.png"}"##,
+        r##"{"question": "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting. How much did she earn?", "answer": "Weng earns 12/60 = $0.2 per minute.\nWorking 50 minutes, she earned 0.2 x 50 = $10.\n#### 10", "image": "figure.png"}"##,
+        "{\"question\": \"unclosed",
+        r##"{"question": "What is 7 * 8?", "answer": "7 * 8 = 56\n#### 56", "image": "figure.png"}"##,
+    ];
+    let file = root.join("gsm8k-style.jsonl");
+    std::fs::write(&file, rows.join("\n") + "\n").expect("write");
+    let mut options =
+        StudioOptions::new(root.join("ws"), Some(env!("CARGO_BIN_EXE_studio").into()));
+    options.view = Some(View::Datasets);
+    options.dataset = Some(file);
+    let mut h = snapshot_harness(options);
+    step_until(&mut h, "the file to open", |s| s.datasets.dataset.is_some());
+    h.get_by_label("2").click();
+    h.run_steps(5);
+    assert_eq!(h.state().datasets.selected, Some(1));
+    snapshot(&mut h, "datasets", &[]);
+}
+
+/// Models: the built-in models with their configs.
+#[test]
+fn snapshot_models() {
+    let root = fixed_dir("studio-snapshot-models");
+    let mut options =
+        StudioOptions::new(root.join("ws"), Some(env!("CARGO_BIN_EXE_studio").into()));
+    options.view = Some(View::Models);
+    let mut h = snapshot_harness(options);
+    h.get_by_label("tiny-reasoner (built-in, trained)");
+    snapshot(&mut h, "models", &[]);
+}

@@ -156,6 +156,14 @@ impl AppContext {
         self.models.is_some()
     }
 
+    /// Keeps only the found models `keep` accepts (image snapshots leave this machine's Hugging
+    /// Face cache out of the picture).
+    pub fn retain_models(&mut self, keep: impl Fn(&FoundModel) -> bool) {
+        if let Some(models) = &mut self.models {
+            models.retain(keep);
+        }
+    }
+
     /// Looks for models again (after the user added one).
     pub fn rediscover(&mut self) {
         if self.discovery.is_none() {

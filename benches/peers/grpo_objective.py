@@ -60,12 +60,11 @@ Formulas (A = advantages, one per sequence, broadcast over tokens as A[:, None])
     is_low    = (coef_1 < 1 - epsilon) & (A < 0)
     is_high   = (coef_1 > 1 + epsilon_high) & (A > 0)
     is_region = is_low | is_high
-    clip_ratio_{low,high,region} = (x * mask).sum() / mask.sum()   (x broadcast to [6][5] at
-                                   sequence level, so each sequence counts once per token)
+    clip_ratio_{low,high,region} = masked_batch_mean(x), as TRL 1.16 logs them: at token level
+                                   (x * mask).sum() / mask.sum(); at sequence level x is (B, 1)
+                                   and the mean is over sequences, each counting once
     kl = (kl * mask).sum() / mask.sum()   (the k3 KL of logp against ref_logp; computed for
                                            beta 0 too)
-  Note: at sequence level TRL 1.16's own logged clip ratios average the (B, 1) flags over
-  sequences (x.sum() / B), not over tokens; the values here are the token-weighted ones above.
 
 Cases: the full product loss_type {grpo, bnpo, dr_grpo, dapo} x scale_rewards {group, batch,
 none} x clip {symmetric: epsilon 0.2, epsilon_high 0.2, delta null; clip_higher: 0.2, 0.28,
@@ -190,19 +189,23 @@ def objective(logp, old, ref, mask, adv, loss_type, eps, eps_high, delta, level,
         raise ValueError(loss_type)
 
     with torch.no_grad():
-        cf = coef_1.expand(logp.shape)
-        is_low = (cf < 1 - eps) & (a < 0)
-        is_high = (cf > 1 + eps_high) & (a > 0)
+        # coef_1 is (B, T) at token level and (B, 1) at sequence level, as in TRL.
+        is_low = (coef_1 < 1 - eps) & (a < 0)
+        is_high = (coef_1 > 1 + eps_high) & (a > 0)
         is_region = is_low | is_high
 
-        def mm(x):
-            return ((x.to(torch.float64) * mask).sum() / mask.sum()).item()
+        def masked_batch_mean(x):
+            # TRL's: a (B, 1) tensor (sequence level) is averaged over sequences.
+            x = x.to(torch.float64)
+            if x.shape[1] == 1:
+                return x.mean().item()
+            return ((x * mask).sum() / mask.sum().clamp(min=1.0)).item()
 
         metrics = {
-            "clip_ratio_low": mm(is_low),
-            "clip_ratio_high": mm(is_high),
-            "clip_ratio_region": mm(is_region),
-            "kl": mm(kl),
+            "clip_ratio_low": masked_batch_mean(is_low),
+            "clip_ratio_high": masked_batch_mean(is_high),
+            "clip_ratio_region": masked_batch_mean(is_region),
+            "kl": masked_batch_mean(kl),
         }
     return loss, metrics, coef_1.detach()
 

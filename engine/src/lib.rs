@@ -6,6 +6,7 @@
 //!
 //! - `train` (run configs, SFT, AdamW, checkpoints, the run loop) → anything below;
 //! - `discovery` (models on disk) → `formats`, `models`;
+//! - `analysis` (entropy analytics over stored traces) → `store`;
 //! - `formats` (safetensors, GGUF, `config.json`, PEFT, export) → `models`, `text`, `kernels`,
 //!   `backend`; weights reach the model through `models::WeightSource`;
 //! - `infer` (scoring, generation, sampling) → `models`, `kernels`, `text`; it never opens files;
@@ -16,6 +17,7 @@
 //!   `test_files` (where tests find the files the repository does not hold).
 
 pub mod alloc;
+pub mod analysis;
 pub mod backend;
 pub mod data;
 pub mod discovery;
@@ -48,6 +50,7 @@ mod layering {
         ("infer", &["models", "kernels", "text"]),
         ("formats", &["models", "kernels", "text", "backend"]),
         ("discovery", &["formats", "models"]),
+        ("analysis", &["store"]),
         (
             "train",
             &[

@@ -207,3 +207,114 @@ pub fn traces(
         emit(&out)
     }
 }
+
+/// `studio analyze`: the entropy analytics of a run's rollouts (or evaluation answers), as a
+/// table per step or as JSON.
+pub fn analyze(workspace_dir: Option<&Path>, args: &crate::cli::AnalyzeArgs) -> Result<()> {
+    use engine::analysis::{AnalysisOptions, analyse};
+    if !(args.rho > 0.0 && args.rho <= 1.0) {
+        bail!("--rho must be in (0, 1], not {}", args.rho);
+    }
+    let workspace = open_workspace(workspace_dir)?;
+    let run = args.run;
+    let record = workspace.run(run)?;
+    let kind = if args.eval {
+        TraceKind::Eval
+    } else {
+        TraceKind::Rollout
+    };
+    let steps = workspace.trace_steps(run, kind)?;
+    if steps.is_empty() {
+        bail!(
+            "run {run} has no {} stored{}",
+            if args.eval {
+                "evaluation answers"
+            } else {
+                "rollouts"
+            },
+            if args.eval {
+                ""
+            } else {
+                " (only GRPO runs sample them; --eval analyses the evaluation answers every run keeps)"
+            }
+        );
+    }
+    let config = RunConfig::from_toml(&record.config_toml, &format!("run {run} config"))?;
+    let (tokenizer, _) = engine::formats::loader::open_tokenizer(&config.model)
+        .with_context(|| format!("could not open run {run}'s tokenizer to name its tokens"))?;
+    let mut options = AnalysisOptions {
+        threshold: args.threshold,
+        rho: args.rho,
+        top_forking: args.top,
+        ..AnalysisOptions::default()
+    };
+    if !args.reflection.is_empty() {
+        options.reflection_words = args.reflection.clone();
+    }
+    let mut traces = Vec::with_capacity(steps.len());
+    for (step, _) in &steps {
+        traces.push((*step, workspace.traces(run, *step, kind)?));
+    }
+    let mut text = |id: u32| {
+        tokenizer
+            .token_text(id)
+            .unwrap_or_else(|_| format!("<id {id}>"))
+    };
+    let analysis = analyse(traces, &options, &mut text);
+    if args.json {
+        let mut value = serde_json::to_value(&analysis)?;
+        value["run"] = json!(run);
+        value["kind"] = json!(kind.as_str());
+        value["threshold"] = json!(options.threshold);
+        value["rho"] = json!(options.rho);
+        // serde_json writes NaN (a step without tokens) as null.
+        return emit(&format!("{value}\n"));
+    }
+    let mut out = format!(
+        "run {run} · {} steps with {} · high entropy above {} nats · forking tokens: each step's top {:.0} %\n\n",
+        analysis.steps.len(),
+        kind.as_str(),
+        options.threshold,
+        options.rho * 100.0
+    );
+    out.push_str(
+        "  step  rollouts  mean H  >thresh  reward  accuracy  len ok  len wrong  reflection/rollout\n",
+    );
+    let opt =
+        |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
+    for s in &analysis.steps {
+        out.push_str(&format!(
+            "{:>6}  {:>8}  {:>6.3}  {:>7.3}  {:>6.3}  {:>8}  {:>6}  {:>9}  {:>18.3}\n",
+            s.step,
+            s.rollouts,
+            s.mean_entropy,
+            s.high_entropy_share,
+            s.mean_reward,
+            opt(s.accuracy, 3),
+            opt(s.mean_length_correct, 1),
+            opt(s.mean_length_wrong, 1),
+            s.reflection_per_rollout
+        ));
+    }
+    out.push_str("\nforking tokens (text: times among a step's top entropy)\n");
+    for f in &analysis.forking_tokens {
+        out.push_str(&format!("  {:<16} {}\n", format!("{:?}", f.text), f.total));
+    }
+    let totals: Vec<usize> = (0..options.reflection_words.len())
+        .map(|i| analysis.steps.iter().map(|s| s.reflection[i]).sum())
+        .collect();
+    out.push_str("\nreflection words (occurrences over the run)\n");
+    for (word, n) in options.reflection_words.iter().zip(totals) {
+        out.push_str(&format!("  {word:<18} {n}\n"));
+    }
+    match analysis.fit {
+        Some(f) => out.push_str(&format!(
+            "\nreward against entropy: R = -{:.4}·exp(H) + {:.4} (R² {:.3}, {} steps)\n",
+            f.a, f.b, f.r2, f.points
+        )),
+        None => out.push_str(
+            "\nreward against entropy: no fit (it needs three steps whose entropy differs)\n",
+        ),
+    }
+    emit(&out)
+}

@@ -52,6 +52,8 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             inspect::traces(ws, args.run, args.step, kind, args.json)
         }
+        Some(Command::Analyze(args)) => inspect::analyze(ws, &args),
+        Some(Command::Compare(args)) => runs::compare(ws, &args),
         Some(Command::Study(args)) => study::run(ws, &args.file),
     }
 }

@@ -392,6 +392,125 @@ pub fn load_checkpoint(
     Ok((loaded, lora))
 }
 
+/// Opens what `studio compare --checkpoint` names: a checkpoint id, RUN:STEP, or a model.
+pub fn open_checkpoint_or_model(
+    workspace_dir: Option<&Path>,
+    spec: &str,
+) -> Result<engine::formats::loader::LoadedModel> {
+    if let Ok(id) = spec.parse::<i64>() {
+        return Ok(load_checkpoint(workspace_dir, id)?.0);
+    }
+    if let Some((run, step)) = spec.split_once(':')
+        && let (Ok(run), Ok(step)) = (run.parse::<i64>(), step.parse::<u64>())
+    {
+        let workspace = open_workspace(workspace_dir)?;
+        let checkpoints = workspace.checkpoints(run)?;
+        let Some(found) = checkpoints.iter().find(|c| c.step == step) else {
+            let steps: Vec<String> = checkpoints.iter().map(|c| c.step.to_string()).collect();
+            bail!(
+                "run {run} has no checkpoint at step {step} (its checkpoints are at steps: {})",
+                if steps.is_empty() {
+                    "none".to_string()
+                } else {
+                    steps.join(", ")
+                }
+            );
+        };
+        return Ok(load_checkpoint(workspace_dir, found.id)?.0);
+    }
+    engine::formats::loader::load_model(spec, &engine::backend::Backend::cpu())
+        .with_context(|| format!("could not load model `{spec}`"))
+}
+
+/// `studio compare`: one text scored under several checkpoints, token by token.
+pub fn compare(workspace_dir: Option<&Path>, args: &crate::cli::CompareArgs) -> Result<()> {
+    if !(2..=4).contains(&args.checkpoints.len()) {
+        bail!(
+            "give --checkpoint 2 to 4 times (got {})",
+            args.checkpoints.len()
+        );
+    }
+    let models: Vec<engine::formats::loader::LoadedModel> = args
+        .checkpoints
+        .iter()
+        .map(|spec| {
+            open_checkpoint_or_model(workspace_dir, spec)
+                .with_context(|| format!("--checkpoint {spec}"))
+        })
+        .collect::<Result<_>>()?;
+    let tok = &models[0].tokenizer;
+    let ids = tok.encode(&args.text, true)?;
+    let refs: Vec<&engine::models::CausalLm> = models.iter().map(|m| &m.model).collect();
+    let tokens = engine::infer::compare(&refs, &ids)?;
+    if args.json {
+        let tokens = tokens
+            .iter()
+            .map(|t| -> Result<serde_json::Value> {
+                Ok(serde_json::json!({
+                    "id": t.id,
+                    "text": tok.token_text(t.id)?,
+                    "logprob": t.logprob,
+                    "entropy": t.entropy,
+                    "kl": t.kl,
+                }))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        println!(
+            "{}",
+            serde_json::json!({ "checkpoints": args.checkpoints, "tokens": tokens })
+        );
+        return Ok(());
+    }
+    for (i, m) in models.iter().enumerate() {
+        println!("[{}] {}", i + 1, m.name);
+    }
+    let fmt = |v: Option<f32>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+    print!("{:>6}  {:<18}", "id", "token");
+    for i in 0..models.len() {
+        print!(
+            " {:>9} {:>7}",
+            format!("lp[{}]", i + 1),
+            format!("H[{}]", i + 1)
+        );
+    }
+    println!(" {:>9} {:>9}", "Δlp 2−1", "KL(1‖2)");
+    for t in &tokens {
+        print!(
+            "{:>6}  {:<18}",
+            t.id,
+            format!("{:?}", tok.token_text(t.id)?)
+        );
+        for (lp, h) in t.logprob.iter().zip(&t.entropy) {
+            print!(
+                " {:>9} {:>7}",
+                fmt(*lp),
+                h.map_or("-".into(), |h| format!("{h:.3}"))
+            );
+        }
+        let delta = t.logprob[0].zip(t.logprob[1]).map(|(a, b)| b - a);
+        println!(
+            " {:>9} {:>9}",
+            fmt(delta),
+            t.kl.map_or("-".into(), |k| format!("{k:.5}"))
+        );
+    }
+    let mut ranked: Vec<&engine::infer::ComparedToken> =
+        tokens.iter().filter(|t| t.kl.is_some()).collect();
+    ranked.sort_by(|a, b| b.kl.unwrap_or(0.0).total_cmp(&a.kl.unwrap_or(0.0)));
+    println!(
+        "
+where [1] and [2] disagree most (KL):"
+    );
+    for t in ranked.iter().take(args.top) {
+        println!(
+            "  {:<18} KL {:.5}",
+            format!("{:?}", tok.token_text(t.id)?),
+            t.kl.unwrap_or(0.0)
+        );
+    }
+    Ok(())
+}
+
 /// `studio import FILE`: a `trainer_state.json` becomes a read-only run.
 pub fn import(workspace_dir: Option<&Path>, file: &Path) -> Result<()> {
     let workspace = open_workspace(workspace_dir)?;

@@ -128,7 +128,12 @@ impl Home {
                         ui.visuals().text_color()
                     };
                     ui.label(RichText::new(run.status_text()).color(color));
-                    ui.label(format!("{} · {}", run.algorithm, short_model(&run.model)));
+                    let model = short_model(&run.model);
+                    if model.is_empty() {
+                        ui.label(run.algorithm.to_string());
+                    } else {
+                        ui.label(format!("{} · {model}", run.algorithm));
+                    }
                     ui.label(run.record.last_step.unwrap_or(0).to_string());
                     let metric = main_metric(run);
                     sparkline_ui(ui, ctx, id, metric);

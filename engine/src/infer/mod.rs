@@ -9,7 +9,7 @@ pub mod score;
 pub use crate::kernels::token_stats::{RowStats, row_stats, rows_stats};
 pub use generate::{GenerateRequest, GeneratedToken, generate, generate_groups};
 pub use sampling::SamplingConfig;
-pub use score::{ScoredToken, score};
+pub use score::{ComparedToken, ScoredToken, compare, score};
 
 /// Why an inference call could not run.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +29,11 @@ pub enum InferError {
         setting: &'static str,
         problem: String,
     },
+    #[error(
+        "the models do not share a vocabulary ({first} and {other} entries): token-by-token \
+         comparison needs the same tokenizer"
+    )]
+    VocabularyMismatch { first: usize, other: usize },
     #[error("could not read the backend's output: {0}")]
     Backend(String),
 }

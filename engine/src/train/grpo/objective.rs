@@ -150,9 +150,12 @@ pub struct StepTotals {
 pub struct ObjectiveOutput {
     /// The micro-batch's share of the step's loss (the shares of a step add up to its loss).
     pub loss: Tensor<1>,
-    /// Counted tokens whose ratio was clipped low with a negative advantage.
+    /// Units (see `clip_units`) whose ratio was clipped low with a negative advantage.
     pub clipped_low: usize,
     pub clipped_high: usize,
+    /// What the clip ratios are shares of, as TRL's `masked_batch_mean`: the counted tokens at
+    /// token level, the sequences at sequence level (one ratio, one flag per sequence).
+    pub clip_units: usize,
     /// Counted tokens of the micro-batch.
     pub tokens: usize,
     /// Σ of the k3 KL over counted tokens.
@@ -228,20 +231,29 @@ pub fn objective(
     let weights = token_weights(&lengths, batch, totals, config);
     let loss = (per_token * host(&weights)).sum();
 
-    let (mut clipped_low, mut clipped_high, mut tokens) = (0, 0, 0);
+    let (mut clipped_low, mut clipped_high, mut clip_units) = (0, 0, 0);
+    let mut flag = |w: f32, a: f32| {
+        clip_units += 1;
+        let w = f64::from(w);
+        clipped_low += usize::from(w < 1.0 - config.epsilon && a < 0.0);
+        clipped_high += usize::from(w > 1.0 + config.epsilon_high && a > 0.0);
+    };
     let ratios = read_back(coef_1, "the importance weights")?;
     for (i, row) in batch.mask.chunks(t.max(1)).enumerate() {
         let a = batch.advantages[i];
-        for (j, &m) in row.iter().enumerate() {
-            if m == 0.0 {
-                continue;
+        match config.importance_sampling_level {
+            ImportanceLevel::Token => {
+                for (j, &m) in row.iter().enumerate() {
+                    if m != 0.0 {
+                        flag(ratios[i * t + j], a);
+                    }
+                }
             }
-            tokens += 1;
-            let w = f64::from(ratios[i * t + j]);
-            clipped_low += usize::from(w < 1.0 - config.epsilon && a < 0.0);
-            clipped_high += usize::from(w > 1.0 + config.epsilon_high && a > 0.0);
+            // The sequence's ratio is expanded over its row: every column holds it.
+            ImportanceLevel::Sequence => flag(ratios[i * t], a),
         }
     }
+    let tokens = batch.mask.iter().filter(|&&m| m != 0.0).count();
     let policy_logp = match batch.old_logp {
         Some(_) => None,
         None => Some(read_back(logp, "the policy's log-probs")?),
@@ -250,6 +262,7 @@ pub fn objective(
         loss,
         clipped_low,
         clipped_high,
+        clip_units,
         tokens,
         kl_sum,
         policy_logp,
@@ -489,10 +502,19 @@ mod tests {
                     "{label}: d loss / d logp[{k}] {got} vs {want}"
                 );
             }
+            let units = out.clip_units as f64;
+            assert_eq!(
+                out.clip_units,
+                match level {
+                    ImportanceLevel::Token => out.tokens,
+                    ImportanceLevel::Sequence => n,
+                },
+                "{label}: clip ratios are shares of tokens, or of sequences for GSPO"
+            );
+            let low = out.clipped_low as f64 / units;
+            let high = out.clipped_high as f64 / units;
+            let region = (out.clipped_low + out.clipped_high) as f64 / units;
             let tokens = out.tokens as f64;
-            let low = out.clipped_low as f64 / tokens;
-            let high = out.clipped_high as f64 / tokens;
-            let region = (out.clipped_low + out.clipped_high) as f64 / tokens;
             for (got, key) in [
                 (low, "clip_ratio_low"),
                 (high, "clip_ratio_high"),

@@ -225,7 +225,8 @@ fn steps(
         let clip = (g.clip_grad_norm > 0.0).then_some(g.clip_grad_norm);
         let mut old_logp: Option<Vec<f32>> = None;
         let (mut loss_sum, mut grad_norm) = (0.0, 0.0);
-        let (mut clipped_low, mut clipped_high, mut counted, mut kl_sum) = (0, 0, 0, 0.0);
+        let (mut clipped_low, mut clipped_high, mut clip_units) = (0, 0, 0);
+        let (mut counted, mut kl_sum) = (0, 0.0);
         for _ in 0..g.num_iterations {
             let mut grads = GradBuffer::default();
             // The first pass's log-probs are the old ones of the passes after it.
@@ -270,6 +271,7 @@ fn steps(
                 // the policy is the one that sampled, so nothing can be clipped yet.
                 clipped_low += stats.clipped_low;
                 clipped_high += stats.clipped_high;
+                clip_units += stats.clip_units;
                 counted += stats.tokens;
                 kl_sum += stats.kl_sum;
             }
@@ -314,6 +316,7 @@ fn steps(
             .find(|(n, _)| n == "frac_reward_zero_std")
             .map_or(0.0, |m| m.1);
         let tokens = counted.max(1) as f64;
+        let units = clip_units.max(1) as f64;
         metrics.extend([
             ("loss".to_string(), loss_sum / g.num_iterations as f64),
             ("grad_norm".to_string(), grad_norm),
@@ -321,15 +324,15 @@ fn steps(
             ("num_tokens".to_string(), state.num_tokens as f64),
             (
                 "clip_ratio/low_mean".to_string(),
-                clipped_low as f64 / tokens,
+                clipped_low as f64 / units,
             ),
             (
                 "clip_ratio/high_mean".to_string(),
-                clipped_high as f64 / tokens,
+                clipped_high as f64 / units,
             ),
             (
                 "clip_ratio/region_mean".to_string(),
-                (clipped_low + clipped_high) as f64 / tokens,
+                (clipped_low + clipped_high) as f64 / units,
             ),
             ("step_time".to_string(), step_time),
             ("time/rollout_s".to_string(), rollout_s),

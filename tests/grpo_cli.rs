@@ -3,7 +3,9 @@
 //! `studio traces`, a stored rollout's log-probs equal `studio score` of prompt + completion
 //! under the checkpoint that sampled it, every evaluation answer is stored as a trace, a killed
 //! GRPO worker resumes to the uninterrupted run's metrics, `studio train --check` resolves or
-//! rejects a config, and GRPO with LoRA on SmolLM2 keeps the base as its reference.
+//! rejects a config, GRPO with LoRA on SmolLM2 keeps the base as its reference, and `studio
+//! analyze` and `studio compare` agree with figures recomputed from the traces and from `studio
+//! score`.
 
 mod common;
 
@@ -276,6 +278,176 @@ fn grpo_run_logs_trl_metrics_and_keeps_every_rollout() {
         }
     }
     eprintln!("largest |stored - scored| log-prob: {worst:.2e}");
+
+    // `studio analyze`: step 3's figures, recomputed here in f64 from the traces' JSON.
+    let analysis = json_stdout(&studio_in(
+        &ws_dir,
+        &["analyze", &run_arg, "--threshold", "1.0", "--json"],
+        &[],
+    ));
+    let analysed: Vec<u64> = analysis["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| s["step"].as_u64().expect("step"))
+        .collect();
+    assert_eq!(analysed, [1, 2, 3, 4]);
+    let s3 = &analysis["steps"][2];
+    let entropies: Vec<f64> = rollouts
+        .iter()
+        .flat_map(|r| r["tokens"].as_array().expect("tokens"))
+        .map(|t| t["entropy"].as_f64().expect("entropy"))
+        .collect();
+    let mean_entropy = entropies.iter().sum::<f64>() / entropies.len() as f64;
+    let above = entropies.iter().filter(|&&h| h > 1.0).count() as f64 / entropies.len() as f64;
+    let correct3 = rollouts.iter().filter(|r| r["correct"] == true).count() as f64 / 6.0;
+    assert_eq!(s3["rollouts"], 6);
+    assert_eq!(s3["tokens"].as_u64(), Some(entropies.len() as u64));
+    let close = |key: &str, want: f64| {
+        let got = s3[key].as_f64().unwrap_or_else(|| panic!("{key} in {s3}"));
+        assert!(
+            (got - want).abs() < 1e-6,
+            "{key}: analyze {got}, traces {want}"
+        );
+    };
+    close("mean_entropy", mean_entropy);
+    close("high_entropy_share", above);
+    close("accuracy", correct3);
+    assert!(
+        !analysis["forking_tokens"]
+            .as_array()
+            .expect("forking")
+            .is_empty()
+    );
+
+    // `studio compare`: step 2's checkpoint id against its exported folder is the same weights
+    // (KL 0 everywhere); against step 4 (RUN:STEP) each column is `studio score` under that
+    // checkpoint, and the KL is the one computed here in f64 from the full distributions.
+    let text = "What is 23 + 48? <think>23 + 48 = 71</think><answer>71</answer>";
+    let same = json_stdout(&studio_in(
+        &ws_dir,
+        &[
+            "compare",
+            "--checkpoint",
+            &checkpoint.id.to_string(),
+            "--checkpoint",
+            &exported.to_string_lossy(),
+            "--text",
+            text,
+            "--json",
+        ],
+        &[],
+    ));
+    let same = same["tokens"].as_array().expect("tokens");
+    assert!(same.len() > 10);
+    assert!(same[0]["kl"].is_null());
+    for t in &same[1..] {
+        let lp = t["logprob"].as_array().expect("logprob");
+        assert!((lp[0].as_f64().expect("a") - lp[1].as_f64().expect("b")).abs() < 1e-6);
+        assert!(t["kl"].as_f64().expect("kl").abs() < 1e-6, "{t}");
+    }
+    let exported4 = dir.path().join("step4");
+    let step4 = ws
+        .checkpoints(run)
+        .expect("checkpoints")
+        .into_iter()
+        .find(|c| c.step == 4)
+        .expect("checkpoint at step 4");
+    common::assert_success(&studio_in(
+        &ws_dir,
+        &[
+            "export",
+            "--checkpoint",
+            &step4.id.to_string(),
+            "--out",
+            &exported4.to_string_lossy(),
+        ],
+        &[],
+    ));
+    let diff = json_stdout(&studio_in(
+        &ws_dir,
+        &[
+            "compare",
+            "--checkpoint",
+            &checkpoint.id.to_string(),
+            "--checkpoint",
+            &format!("{run}:4"),
+            "--text",
+            text,
+            "--json",
+        ],
+        &[],
+    ));
+    let diff = diff["tokens"].as_array().expect("tokens");
+    let full = |folder: &std::path::Path| {
+        json_stdout(&studio_in(
+            &ws_dir,
+            &[
+                "score",
+                "--model",
+                &folder.to_string_lossy(),
+                "--text",
+                text,
+                "--top-k",
+                "100000",
+                "--json",
+            ],
+            &[],
+        ))["tokens"]
+            .as_array()
+            .expect("tokens")
+            .clone()
+    };
+    let (p, q) = (full(&exported), full(&exported4));
+    assert_eq!((p.len(), q.len()), (diff.len(), diff.len()));
+    let distribution = |t: &serde_json::Value| -> std::collections::HashMap<u64, f64> {
+        t["top"]
+            .as_array()
+            .expect("top")
+            .iter()
+            .map(|x| {
+                (
+                    x["id"].as_u64().expect("id"),
+                    x["logprob"].as_f64().expect("lp"),
+                )
+            })
+            .collect()
+    };
+    let mut largest_kl = 0.0f64;
+    for (i, t) in diff.iter().enumerate() {
+        assert_eq!(t["id"], p[i]["id"]);
+        let lp = t["logprob"].as_array().expect("logprob");
+        for (col, scored) in [(0, &p[i]), (1, &q[i])] {
+            match scored["logprob"].as_f64() {
+                Some(want) => {
+                    let got = lp[col].as_f64().expect("logprob");
+                    assert!(
+                        (got - want).abs() < 1e-5,
+                        "token {i} column {col}: {got} vs {want}"
+                    );
+                }
+                None => assert!(lp[col].is_null()),
+            }
+        }
+        if i == 0 {
+            assert!(t["kl"].is_null());
+            continue;
+        }
+        // Score lists at token i the distribution that predicted it.
+        let (a, b) = (distribution(&p[i]), distribution(&q[i]));
+        assert!(a.len() > 256, "score listed {} alternatives", a.len());
+        let kl: f64 = a.iter().map(|(id, la)| la.exp() * (la - b[id])).sum();
+        let got = t["kl"].as_f64().expect("kl");
+        assert!(
+            (got - kl).abs() < 1e-4 * (1.0 + kl),
+            "token {i}: KL {got} vs {kl}"
+        );
+        largest_kl = largest_kl.max(kl);
+    }
+    assert!(
+        largest_kl > 1e-4,
+        "two steps of lr 1e-3 apart, yet KL {largest_kl}"
+    );
 }
 
 #[test]

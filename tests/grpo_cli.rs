@@ -229,27 +229,31 @@ fn grpo_run_logs_trl_metrics_and_keeps_every_rollout() {
 
     // The rollouts of step 3 were sampled by the weights of step 2's checkpoint: at temperature
     // 1 their stored log-probs are what `studio score` computes for prompt + completion there.
-    let checkpoint = ws
-        .checkpoints(run)
-        .expect("checkpoints")
-        .into_iter()
-        .find(|c| c.step == 2)
-        .expect("checkpoint at step 2");
-    let exported = dir.path().join("step2");
-    let out = studio_in(
-        &ws_dir,
-        &[
-            "export",
-            "--checkpoint",
-            &checkpoint.id.to_string(),
-            "--format",
-            "hf",
-            "--out",
-            &exported.to_string_lossy(),
-        ],
-        &[],
-    );
-    common::assert_success(&out);
+    // The run's checkpoint at `step`, exported as a Hugging Face folder.
+    let export_step = |step: u64| {
+        let checkpoint = ws
+            .checkpoints(run)
+            .expect("checkpoints")
+            .into_iter()
+            .find(|c| c.step == step)
+            .unwrap_or_else(|| panic!("no checkpoint at step {step}"));
+        let folder = dir.path().join(format!("step{step}"));
+        common::assert_success(&studio_in(
+            &ws_dir,
+            &[
+                "export",
+                "--checkpoint",
+                &checkpoint.id.to_string(),
+                "--format",
+                "hf",
+                "--out",
+                &folder.to_string_lossy(),
+            ],
+            &[],
+        ));
+        (checkpoint, folder)
+    };
+    let (checkpoint, exported) = export_step(2);
     // The scoring path of `studio score` (engine::infer::score), on the prompt's ids and the
     // sampled ids: the completions of an early tiny reasoner are arbitrary bytes, which do not
     // survive a trip through text.
@@ -324,21 +328,24 @@ fn grpo_run_logs_trl_metrics_and_keeps_every_rollout() {
     // (KL 0 everywhere); against step 4 (RUN:STEP) each column is `studio score` under that
     // checkpoint, and the KL is the one computed here in f64 from the full distributions.
     let text = "What is 23 + 48? <think>23 + 48 = 71</think><answer>71</answer>";
-    let same = json_stdout(&studio_in(
-        &ws_dir,
-        &[
-            "compare",
-            "--checkpoint",
-            &checkpoint.id.to_string(),
-            "--checkpoint",
-            &exported.to_string_lossy(),
-            "--text",
-            text,
-            "--json",
-        ],
-        &[],
-    ));
-    let same = same["tokens"].as_array().expect("tokens");
+    let compare = |a: &str, b: &str| -> Vec<serde_json::Value> {
+        let out = json_stdout(&studio_in(
+            &ws_dir,
+            &[
+                "compare",
+                "--checkpoint",
+                a,
+                "--checkpoint",
+                b,
+                "--text",
+                text,
+                "--json",
+            ],
+            &[],
+        ));
+        out["tokens"].as_array().expect("tokens").clone()
+    };
+    let same = compare(&checkpoint.id.to_string(), &exported.to_string_lossy());
     assert!(same.len() > 10);
     assert!(same[0]["kl"].is_null());
     for t in &same[1..] {
@@ -346,39 +353,8 @@ fn grpo_run_logs_trl_metrics_and_keeps_every_rollout() {
         assert!((lp[0].as_f64().expect("a") - lp[1].as_f64().expect("b")).abs() < 1e-6);
         assert!(t["kl"].as_f64().expect("kl").abs() < 1e-6, "{t}");
     }
-    let exported4 = dir.path().join("step4");
-    let step4 = ws
-        .checkpoints(run)
-        .expect("checkpoints")
-        .into_iter()
-        .find(|c| c.step == 4)
-        .expect("checkpoint at step 4");
-    common::assert_success(&studio_in(
-        &ws_dir,
-        &[
-            "export",
-            "--checkpoint",
-            &step4.id.to_string(),
-            "--out",
-            &exported4.to_string_lossy(),
-        ],
-        &[],
-    ));
-    let diff = json_stdout(&studio_in(
-        &ws_dir,
-        &[
-            "compare",
-            "--checkpoint",
-            &checkpoint.id.to_string(),
-            "--checkpoint",
-            &format!("{run}:4"),
-            "--text",
-            text,
-            "--json",
-        ],
-        &[],
-    ));
-    let diff = diff["tokens"].as_array().expect("tokens");
+    let (_, exported4) = export_step(4);
+    let diff = compare(&checkpoint.id.to_string(), &format!("{run}:4"));
     let full = |folder: &std::path::Path| {
         json_stdout(&studio_in(
             &ws_dir,

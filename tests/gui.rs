@@ -14,7 +14,7 @@ use app::views::View;
 use app::{Studio, StudioOptions};
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT as _, Queryable as _};
-use engine::store::{RunStatus, Workspace};
+use engine::store::{RunStatus, TraceKind, Workspace};
 
 /// How long a worker may take to produce what a step waits for.
 const DEADLINE: Duration = Duration::from_secs(180);
@@ -641,4 +641,258 @@ fn snapshot_models() {
     let mut h = snapshot_harness(options);
     h.get_by_label("tiny-reasoner (built-in, trained)");
     snapshot(&mut h, "models", &[]);
+}
+
+/// A GRPO run small enough to finish in seconds: 3 steps of 2 prompts × 3 completions.
+const GRPO_RUN: &str = r#"
+name = "grpo for traces"
+algorithm = "grpo"
+model = "builtin:tiny-reasoner-init"
+seed = 5
+[data]
+builtin = "arithmetic"
+difficulty = 0
+count = 256
+[grpo]
+max_steps = 3
+prompts_per_step = 2
+num_generations = 3
+max_completion_length = 16
+temperature = 1.0
+lr = 1e-3
+chat_template = false
+[[rewards]]
+kind = "accuracy"
+[[rewards]]
+name = "format"
+kind = "format"
+pattern = '<answer>'
+weight = 0.5
+"#;
+
+/// On a real GRPO run: a click on the Runs view's reward plot opens the Traces view at the step
+/// under the pointer (left edge: the first step, right edge: the last, middle: the middle one);
+/// the step's six completions are listed by prompt, a row click shows that completion, the
+/// colouring switches, and Run analytics shows the fit line of the engine's analysis.
+#[test]
+fn a_click_on_a_runs_plot_opens_that_steps_traces() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ws_dir = dir.path().join("ws");
+    let config = common::write_config(dir.path(), "grpo", GRPO_RUN);
+    common::assert_success(&common::studio_in(
+        &ws_dir,
+        &["train", &config.to_string_lossy()],
+        &[],
+    ));
+    let ws = Workspace::open(&ws_dir).expect("workspace");
+    let run = common::latest_run(&ws);
+    let stored: Vec<u64> = ws
+        .trace_steps(run, TraceKind::Rollout)
+        .expect("steps")
+        .into_iter()
+        .map(|(s, n)| {
+            assert_eq!(n, 6, "2 prompts × 3 completions at step {s}");
+            s
+        })
+        .collect();
+    assert_eq!(stored.len(), 3);
+    let rewards = ws.metric(run, "reward").expect("reward");
+    assert_eq!(
+        rewards.iter().map(|p| p.0).collect::<Vec<_>>(),
+        stored,
+        "a reward point for every step with rollouts"
+    );
+
+    let mut options = StudioOptions::new(&ws_dir, Some(env!("CARGO_BIN_EXE_studio").into()));
+    options.view = Some(View::Runs);
+    options.run = Some(run);
+    let mut state = app::state::State::default();
+    state.runs.metrics = vec!["reward".into()];
+    let mut h = Harness::builder()
+        .with_size([1280.0, 800.0])
+        .build_ui_state(|ui, s: &mut Studio| s.ui(ui), Studio::new(options, state));
+    step_until(&mut h, "the reward curve", |s| {
+        points(s, run, "reward") == 3
+    });
+    let frame = h
+        .state()
+        .runs
+        .plot_frame("reward")
+        .expect("the plot is drawn");
+    for (x, expected) in [
+        (frame.left() + 3.0, stored[0]),
+        (frame.right() - 3.0, stored[2]),
+        (frame.center().x, stored[1]),
+    ] {
+        h.state_mut().state.selected_view = View::Runs;
+        h.run_steps(2);
+        let at = egui::pos2(x, frame.center().y);
+        h.hover_at(at);
+        h.event(egui::Event::PointerButton {
+            pos: at,
+            button: egui::PointerButton::Primary,
+            pressed: true,
+            modifiers: egui::Modifiers::NONE,
+        });
+        h.step();
+        h.event(egui::Event::PointerButton {
+            pos: at,
+            button: egui::PointerButton::Primary,
+            pressed: false,
+            modifiers: egui::Modifiers::NONE,
+        });
+        h.run_steps(2);
+        assert_eq!(
+            h.state().state.selected_view,
+            View::Traces,
+            "the click at x {x}"
+        );
+        assert_eq!(h.state().state.traces.run, Some(run));
+        step_until(&mut h, "the clicked step's completions", |s| {
+            s.traces.loaded_step().is_some_and(|l| l.traces.len() == 6)
+        });
+        assert_eq!(h.state().traces.step, Some(expected), "the click at x {x}");
+    }
+
+    // The step's completions by prompt; a row opens its tokens.
+    h.query_all_by_label_contains("prompt 0 · ")
+        .next()
+        .expect("a heading for prompt 0");
+    h.query_all_by_label_contains("prompt 1 · ")
+        .next()
+        .expect("a heading for prompt 1");
+    h.get_by_label("1/2").click();
+    h.run_steps(3);
+    let chosen = h.state().traces.selected.expect("a completion is shown");
+    let trace = &h.state().traces.loaded_step().expect("loaded").traces[chosen];
+    assert_eq!((trace.prompt_index, trace.sample_index), (1, 2));
+    h.query_all_by_label_contains("prompt 1 · sample 2 · reward")
+        .next()
+        .expect("the token view's header names the completion");
+    h.get_by_label("Log-prob").click();
+    h.run_steps(2);
+    assert_eq!(
+        h.state().state.traces.colouring,
+        app::widgets::token_view::Colouring::LogProb
+    );
+
+    // Run analytics: the engine's analysis of the three steps.
+    h.get_by_label("Run analytics").click();
+    let deadline = Instant::now() + DEADLINE;
+    while h
+        .query_all_by_label_contains("Reward against entropy:")
+        .next()
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "the analysis did not arrive");
+        h.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h.query_all_by_label_contains("Forking tokens")
+        .next()
+        .expect("the forking-token table");
+}
+
+/// Traces of a run the test writes itself (the tiny reasoner's tokens of a worked answer with
+/// a reflection phrase, fixed entropies), opened by the deep link's options at step 2 and
+/// snapshotted; then the Run analytics tab.
+#[test]
+fn snapshot_traces() {
+    let root = fixed_dir("studio-snapshot-traces");
+    let ws_dir = root.join("ws");
+    let run = synthetic_traces(&ws_dir);
+    let mut options = StudioOptions::new(&ws_dir, Some(env!("CARGO_BIN_EXE_studio").into()));
+    options.view = Some(View::Traces);
+    options.run = Some(run);
+    options.step = Some(2);
+    let mut h = snapshot_harness(options);
+    step_until(&mut h, "step 2's completions", |s| {
+        s.traces.step == Some(2) && s.traces.loaded_step().is_some_and(|l| l.traces.len() == 6)
+    });
+    h.run_steps(4);
+    assert_eq!(h.state().traces.selected, Some(0));
+    h.query_all_by_label_contains("reflection: \"wait\" x1")
+        .next()
+        .expect("the reflection phrase is counted");
+    snapshot(&mut h, "traces", &[]);
+
+    h.get_by_label("Run analytics").click();
+    let deadline = Instant::now() + DEADLINE;
+    while h
+        .query_all_by_label_contains("Reward against entropy: R =")
+        .next()
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "the analysis did not arrive");
+        h.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h.run_steps(4);
+    snapshot(&mut h, "traces-analytics", &[]);
+}
+
+/// A run with traces at steps 1–3: two prompts × three completions of the tiny reasoner's
+/// tokens, entropies and rewards that change by step (so the fit has three distinct points).
+fn synthetic_traces(ws_dir: &Path) -> i64 {
+    use engine::store::{Trace, TraceToken};
+    let ws = Workspace::open(ws_dir).expect("workspace");
+    let run = ws
+        .create_run(
+            "synthetic grpo",
+            "name = \"synthetic grpo\"\nmodel = \"builtin:tiny-reasoner\"\n\
+             [data]\nbuiltin = \"arithmetic\"\n",
+        )
+        .expect("run");
+    ws.set_status(run, RunStatus::Completed, None)
+        .expect("status");
+    let (tokenizer, _) =
+        engine::formats::loader::open_tokenizer("builtin:tiny-reasoner").expect("tokenizer");
+    let answers = [
+        "<think>12+7=19. Wait, 19*2=38.</think> <answer>38</answer>",
+        "<think>12+7=19, 19*2=38</think> <answer>38</answer>",
+        "<think>12*2=24, 24+7=31</think> <answer>31</answer>",
+    ];
+    let mut traces = Vec::new();
+    for step in 1..=3u64 {
+        for prompt_index in 0..2 {
+            for (sample_index, answer) in answers.iter().enumerate() {
+                let ids = tokenizer.encode(answer, false).expect("encode");
+                let correct = sample_index < 2;
+                let tokens = ids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &id)| TraceToken {
+                        id,
+                        logprob: -((i * 7 % 11) as f32) / (4.0 + step as f32),
+                        entropy: (i * 37 % 23) as f32 / (5.0 * step as f32),
+                        top: (0..5u32)
+                            .map(|j| ((id + j) % 256, -(j as f32) - 0.5))
+                            .collect(),
+                        counted: i + 2 < ids.len() || sample_index != 2,
+                        trained: i % 3 != 1,
+                    })
+                    .collect();
+                let reward = f64::from(u8::from(correct)) + 0.1 * step as f64;
+                traces.push(Trace {
+                    step,
+                    kind: TraceKind::Rollout,
+                    prompt_index,
+                    sample_index,
+                    prompt: format!("Q{prompt_index}: (12+7)*2 ="),
+                    completion: (*answer).to_string(),
+                    tokens,
+                    reward,
+                    rewards: vec![
+                        ("accuracy".into(), f64::from(u8::from(correct))),
+                        ("format".into(), 0.1 * step as f64),
+                    ],
+                    advantage: if correct { 0.7 } else { -1.4 },
+                    correct: Some(correct),
+                    finish_reason: if sample_index == 2 { "length" } else { "eos" }.into(),
+                });
+            }
+        }
+    }
+    ws.add_traces(run, &traces).expect("traces");
+    run
 }

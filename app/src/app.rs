@@ -14,6 +14,7 @@ use crate::views::launch::Launch;
 use crate::views::models::ModelsView;
 use crate::views::playground::Playground;
 use crate::views::runs::RunsView;
+use crate::views::traces::TracesView;
 
 /// The key eframe stores [`State`] under.
 const STATE_KEY: &str = "studio_state";
@@ -24,6 +25,7 @@ pub struct Studio {
     pub ctx: AppContext,
     pub home: Home,
     pub runs: RunsView,
+    pub traces: TracesView,
     pub launch: Launch,
     pub datasets: DatasetsView,
     pub models: ModelsView,
@@ -38,10 +40,18 @@ impl Studio {
         if let Some(view) = options.view {
             state.selected_view = view;
         }
+        let mut traces = TracesView::default();
         if let Some(run) = options.run {
             state.runs.selected = vec![run];
             if options.view.is_none() {
-                state.selected_view = View::Runs;
+                state.selected_view = if options.step.is_some() {
+                    View::Traces
+                } else {
+                    View::Runs
+                };
+            }
+            if state.selected_view == View::Traces {
+                traces.show(&mut state.traces, run, options.step);
             }
         }
         let mut ctx = AppContext::new(&options);
@@ -55,6 +65,7 @@ impl Studio {
             ctx,
             home: Home::default(),
             runs: RunsView::default(),
+            traces,
             launch: Launch::default(),
             datasets: DatasetsView::default(),
             models: ModelsView::default(),
@@ -109,6 +120,7 @@ impl Studio {
         egui::CentralPanel::default().show(ui, |ui| match self.state.selected_view {
             View::Home => self.home.ui(ui, &mut self.ctx),
             View::Runs => self.runs.ui(ui, &mut self.ctx, &mut self.state.runs),
+            View::Traces => self.traces.ui(ui, &mut self.ctx, &mut self.state.traces),
             View::Launch => self.launch.ui(ui, &mut self.ctx),
             View::Datasets => self.datasets.ui(ui, &mut self.ctx),
             View::Models => self.models.ui(ui, &mut self.ctx),
@@ -126,6 +138,10 @@ impl Studio {
                 AppCommand::ShowRun(run) => {
                     self.state.runs.selected = vec![*run];
                     self.state.selected_view = View::Runs;
+                }
+                AppCommand::ShowTraces { run, step } => {
+                    self.traces.show(&mut self.state.traces, *run, *step);
+                    self.state.selected_view = View::Traces;
                 }
                 AppCommand::ShowView(view) => self.state.selected_view = *view,
                 AppCommand::OpenInPlayground(spec) => {

@@ -32,8 +32,10 @@ pub struct StudioOptions {
     pub model: Option<String>,
     /// The view shown at start (default: the one shown when the window last closed, else Home).
     pub view: Option<View>,
-    /// A run to show in the Runs view at start.
+    /// A run to show at start (in Runs, or in Traces when that is the view).
     pub run: Option<RunId>,
+    /// The step of `run` the Traces view opens on (the nearest stored one).
+    pub step: Option<u64>,
     /// A dataset file to open in the Datasets view at start.
     pub dataset: Option<PathBuf>,
 }
@@ -47,6 +49,7 @@ impl StudioOptions {
             model: None,
             view: None,
             run: None,
+            step: None,
             dataset: None,
         }
     }
@@ -57,6 +60,8 @@ impl StudioOptions {
 pub enum AppCommand {
     /// Switch to the Runs view with this run selected (alone).
     ShowRun(RunId),
+    /// Switch to the Traces view on this run, at this step (the nearest stored one).
+    ShowTraces { run: RunId, step: Option<u64> },
     /// Switch to a view.
     ShowView(View),
     /// Open a model in the Playground.

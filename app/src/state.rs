@@ -1,6 +1,6 @@
 //! What the studio remembers between frames and between launches (eframe persistence): the
 //! selected view, recently opened models, the Playground's settings, the Runs view's selection
-//! and plot settings, the theme. Runtime handles (threads, channels,
+//! and plot settings, the Traces view's settings, the theme. Runtime handles (threads, channels,
 //! loaded models) live beside it in the views, never in it.
 
 use engine::infer::SamplingConfig;
@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::views::View;
 use crate::views::runs::RunsSettings;
+use crate::views::traces::TracesSettings;
 
 /// Recent model paths kept.
 pub const RECENT_MODELS_MAX: usize = 10;
@@ -23,6 +24,8 @@ pub struct State {
     pub playground: PlaygroundSettings,
     /// The Runs view's selection and plot settings.
     pub runs: RunsSettings,
+    /// The Traces view's run, colouring and analysis settings.
+    pub traces: TracesSettings,
     /// Dark theme (default) or light.
     pub dark_theme: bool,
 }
@@ -34,6 +37,7 @@ impl Default for State {
             recent_models: Vec::new(),
             playground: PlaygroundSettings::default(),
             runs: RunsSettings::default(),
+            traces: TracesSettings::default(),
             dark_theme: true,
         }
     }

@@ -14,10 +14,11 @@
 //! tokenizer), so this module opens nothing.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 
 use serde::Serialize;
 
-use crate::store::Trace;
+use crate::store::{RunId, StoreError, Trace, TraceKind, Workspace};
 
 /// The reflection words counted by default (case-insensitive, whole words).
 pub const REFLECTION_WORDS: [&str; 9] = [
@@ -129,25 +130,104 @@ pub fn top_share(values: &[f32], rho: f64) -> Vec<usize> {
 /// Occurrences of `phrase` in `text`, case-insensitive, on word boundaries (so "wait" does not
 /// count inside "awaited").
 pub fn count_phrase(text: &str, phrase: &str) -> usize {
+    phrase_matches(text, phrase).len()
+}
+
+/// Where `phrase` occurs in `text` as [`count_phrase`] counts it: byte ranges of `text`, in
+/// order (the Traces view marks the tokens under them).
+pub fn phrase_matches(text: &str, phrase: &str) -> Vec<Range<usize>> {
     let phrase = phrase.trim().to_lowercase();
     if phrase.is_empty() {
-        return 0;
+        return Vec::new();
     }
-    let text = text.to_lowercase();
+    // Lower-casing can change a character's length, so keep where each lowered byte came from.
+    let mut lower = String::with_capacity(text.len());
+    let mut origin = Vec::with_capacity(text.len() + 1);
+    for (at, c) in text.char_indices() {
+        for l in c.to_lowercase() {
+            lower.push(l);
+            origin.resize(lower.len(), at);
+        }
+    }
+    origin.push(text.len());
+    // The end of a match in `text`: the end of the original character its last byte came from.
+    let end_in_text = |lower_end: usize| {
+        let from = origin[lower_end - 1];
+        from + text[from..].chars().next().map_or(0, char::len_utf8)
+    };
     let is_word = |c: char| c.is_alphanumeric() || c == '_';
-    let mut count = 0;
+    let mut found = Vec::new();
     let mut from = 0;
-    while let Some(at) = text[from..].find(&phrase) {
+    while let Some(at) = lower[from..].find(&phrase) {
         let start = from + at;
         let end = start + phrase.len();
-        let before = text[..start].chars().next_back();
-        let after = text[end..].chars().next();
+        let before = lower[..start].chars().next_back();
+        let after = lower[end..].chars().next();
         if !before.is_some_and(is_word) && !after.is_some_and(is_word) {
-            count += 1;
+            found.push(origin[start]..end_in_text(end));
         }
         from = start + phrase.chars().next().map_or(1, char::len_utf8);
     }
-    count
+    found
+}
+
+/// A part of a completion by its reasoning-format tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Segment {
+    /// Outside any tag.
+    Other,
+    /// Between `<think>` and `</think>` (or the end, when it is never closed).
+    Think,
+    /// Between `<answer>` and `</answer>` (or the end).
+    Answer,
+    /// A tag itself.
+    Tag,
+}
+
+/// The `<think>…</think>` and `<answer>…</answer>` parts of `text`, as byte ranges covering it
+/// in order. A tag that is never closed runs to the end; a closing tag without its opening one
+/// is a `Tag` and changes nothing.
+pub fn segments(text: &str) -> Vec<(Range<usize>, Segment)> {
+    // (tag, opens it, the segment it opens or closes)
+    const TAGS: [(&str, bool, Segment); 4] = [
+        ("<think>", true, Segment::Think),
+        ("</think>", false, Segment::Think),
+        ("<answer>", true, Segment::Answer),
+        ("</answer>", false, Segment::Answer),
+    ];
+    let mut out: Vec<(Range<usize>, Segment)> = Vec::new();
+    let mut push = |range: Range<usize>, segment: Segment| {
+        if range.is_empty() {
+            return;
+        }
+        match out.last_mut() {
+            Some((last, s)) if *s == segment && last.end == range.start => last.end = range.end,
+            _ => out.push((range, segment)),
+        }
+    };
+    let mut inside = Segment::Other;
+    let mut at = 0;
+    let mut plain_from = 0;
+    while at < text.len() {
+        let rest = &text[at..];
+        let tag = TAGS.iter().find(|(tag, ..)| rest.starts_with(tag));
+        match tag {
+            Some(&(tag, opens, segment)) => {
+                push(plain_from..at, inside);
+                push(at..at + tag.len(), Segment::Tag);
+                if opens {
+                    inside = segment;
+                } else if inside == segment {
+                    inside = Segment::Other;
+                }
+                at += tag.len();
+                plain_from = at;
+            }
+            None => at += rest.chars().next().map_or(1, char::len_utf8),
+        }
+    }
+    push(plain_from..text.len(), inside);
+    out
 }
 
 /// Least squares of `R = −a·exp(H) + b` over `(H, R)` points.
@@ -321,6 +401,24 @@ pub fn analyse(
     }
 }
 
+/// Analyses every stored step of run `run`'s traces of `kind`, read one step at a time
+/// (`studio analyze`, the Traces view's Run analytics). Returns how many steps were read, with
+/// the analysis.
+pub fn analyse_stored(
+    workspace: &Workspace,
+    run: RunId,
+    kind: TraceKind,
+    options: &AnalysisOptions,
+    token_text: &mut dyn FnMut(u32) -> String,
+) -> Result<(usize, RunAnalysis), StoreError> {
+    let steps = workspace.trace_steps(run, kind)?;
+    let mut all = Vec::with_capacity(steps.len());
+    for (step, _) in &steps {
+        all.push((*step, workspace.traces(run, *step, kind)?));
+    }
+    Ok((steps.len(), analyse(all, options, token_text)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,6 +475,60 @@ mod tests {
         assert_eq!(count_phrase("waitwait wait", "wait"), 1);
         assert_eq!(count_phrase("ünïcödé wait ü", "wait"), 1);
         assert_eq!(count_phrase("anything", " "), 0);
+    }
+
+    #[test]
+    fn phrase_matches_are_byte_ranges_of_the_original_text() {
+        let text = "Wait, 3+4=7. I awaited. WAIT";
+        let found = phrase_matches(text, "wait");
+        assert_eq!(found, vec![0..4, 24..28]);
+        assert_eq!(&text[found[1].clone()], "WAIT");
+        // 'İ' lowers to two characters (three bytes for two): offsets after it still point at
+        // the original text.
+        let text = "İ hmm İİ Hmm";
+        let found = phrase_matches(text, "hmm");
+        let shown: Vec<&str> = found.iter().map(|r| &text[r.clone()]).collect();
+        assert_eq!(shown, vec!["hmm", "Hmm"]);
+        assert_eq!(found[1], 12..15);
+    }
+
+    #[test]
+    fn segments_follow_think_and_answer_tags() {
+        use Segment::*;
+        let text = "a<think>b c</think><answer>42</answer>z";
+        let parts: Vec<(&str, Segment)> = segments(text)
+            .into_iter()
+            .map(|(r, s)| (&text[r], s))
+            .collect();
+        assert_eq!(
+            parts,
+            vec![
+                ("a", Other),
+                ("<think>", Tag),
+                ("b c", Think),
+                ("</think><answer>", Tag),
+                ("42", Answer),
+                ("</answer>", Tag),
+                ("z", Other),
+            ]
+        );
+        // Unclosed: runs to the end; a stray closing tag of the other kind changes nothing.
+        let text = "<think>x</answer>y";
+        let parts: Vec<(&str, Segment)> = segments(text)
+            .into_iter()
+            .map(|(r, s)| (&text[r], s))
+            .collect();
+        assert_eq!(
+            parts,
+            vec![
+                ("<think>", Tag),
+                ("x", Think),
+                ("</answer>", Tag),
+                ("y", Think)
+            ]
+        );
+        assert!(segments("").is_empty());
+        assert_eq!(segments("plain"), vec![(0..5, Other)]);
     }
 
     #[test]

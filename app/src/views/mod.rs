@@ -6,6 +6,7 @@ pub mod launch;
 pub mod models;
 pub mod playground;
 pub mod runs;
+pub mod traces;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +18,8 @@ pub enum View {
     Home,
     /// Every run with live, overlaid curves.
     Runs,
+    /// A run's completions token by token, and its entropy analytics.
+    Traces,
     /// The form that starts a run: every setting, presets, checks before Start.
     Launch,
     /// Dataset files: rows, roles, search, token lengths.
@@ -29,9 +32,10 @@ pub enum View {
 
 impl View {
     /// Every view, in the order the left panel lists them (Ctrl+1 is the first).
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Home,
         Self::Runs,
+        Self::Traces,
         Self::Launch,
         Self::Datasets,
         Self::Models,
@@ -42,6 +46,7 @@ impl View {
         match self {
             Self::Home => "Home",
             Self::Runs => "Runs",
+            Self::Traces => "Traces",
             Self::Launch => "Launch",
             Self::Datasets => "Datasets",
             Self::Models => "Models",

@@ -12,7 +12,7 @@ use egui_plot::{Legend, Line, Plot};
 use engine::store::{RunId, RunStatus};
 use serde::{Deserialize, Serialize};
 
-use crate::context::AppContext;
+use crate::context::{AppCommand, AppContext};
 use crate::feed::{RunInfo, SeriesKey};
 use crate::series::{XAxis, downsample_min_max, ema, log10_values, metric_group};
 
@@ -70,6 +70,9 @@ pub struct RunsView {
     pub metric_search: String,
     prepared: HashMap<SeriesKey, Prepared>,
     log: Option<(RunId, Instant, String)>,
+    /// Where each metric's plot frame was drawn in the last frame (a click there opens the
+    /// traces of the nearest step; tests click on it).
+    plot_frames: HashMap<String, egui::Rect>,
 }
 
 /// A run's colour: the same in every plot and in the list.
@@ -353,8 +356,12 @@ impl RunsView {
         }
         let log_y = settings.log_y;
         let x_label = settings.x_axis.label();
+        let clickable: Vec<(RunId, SeriesKey)> = lines
+            .iter()
+            .map(|(run, _, key)| (*run, key.clone()))
+            .collect();
         let prepared = &mut self.prepared;
-        Plot::new(("metric_plot", metric))
+        let plot = Plot::new(("metric_plot", metric))
             .height(height)
             .legend(Legend::default())
             .x_axis_label(x_label)
@@ -377,7 +384,7 @@ impl RunsView {
                         position.y
                     };
                     Some(format!(
-                        "{plot_name}\n{x_label} {:.0}\nvalue {y:.5}",
+                        "{plot_name}\n{x_label} {:.0}\nvalue {y:.5}\nclick: this step's traces",
                         position.x
                     ))
                 }
@@ -422,6 +429,49 @@ impl RunsView {
                     }
                 }
             });
+        self.plot_frames
+            .insert(metric.to_string(), *plot.transform.frame());
+        if plot.response.clicked()
+            && let Some(pos) = plot.response.interact_pointer_pos()
+        {
+            let at = plot.transform.value_from_position(pos);
+            if let Some((run, step)) = self.step_at(ctx, &clickable, at.x, at.y) {
+                ctx.commands.push(AppCommand::ShowTraces {
+                    run,
+                    step: Some(step),
+                });
+            }
+        }
+    }
+
+    /// Where `metric`'s plot frame was drawn in the last frame.
+    pub fn plot_frame(&self, metric: &str) -> Option<egui::Rect> {
+        self.plot_frames.get(metric).copied()
+    }
+
+    /// The run and step of the drawn point nearest a click at plot coordinates (x, y): the
+    /// nearest point in x of each line, then the line nearest in y.
+    fn step_at(
+        &self,
+        ctx: &AppContext,
+        lines: &[(RunId, SeriesKey)],
+        x: f64,
+        y: f64,
+    ) -> Option<(RunId, u64)> {
+        let mut best: Option<(f64, RunId, u64)> = None;
+        for (run, key) in lines {
+            let (Some(p), Some(series)) = (self.prepared.get(key), ctx.series.get(key)) else {
+                continue;
+            };
+            let i = nearest_index(&p.xs, x)?;
+            let value = p.smooth.as_ref().unwrap_or(&p.raw).get(i).copied()?;
+            let step = series.steps.get(i).copied()?;
+            let distance = (value - y).abs();
+            if best.is_none_or(|b| distance < b.0) {
+                best = Some((distance, *run, step.max(0.0).round() as u64));
+            }
+        }
+        best.map(|(_, run, step)| (run, step))
     }
 
     fn details_ui(&mut self, ui: &mut egui::Ui, ctx: &mut AppContext, focused: Option<RunId>) {
@@ -535,4 +585,39 @@ pub fn shown_metrics(settings: &RunsSettings, ctx: &AppContext) -> Vec<String> {
         .filter(|m| has(m))
         .map(|m| m.to_string())
         .collect()
+}
+
+/// The index of the value in ascending `xs` nearest `x`.
+fn nearest_index(xs: &[f64], x: f64) -> Option<usize> {
+    if xs.is_empty() {
+        return None;
+    }
+    let after = xs.partition_point(|&v| v < x);
+    if after == 0 {
+        return Some(0);
+    }
+    if after == xs.len() {
+        return Some(xs.len() - 1);
+    }
+    Some(if x - xs[after - 1] <= xs[after] - x {
+        after - 1
+    } else {
+        after
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nearest_index;
+
+    #[test]
+    fn a_click_finds_the_nearest_point_in_x() {
+        let xs = [0.0, 10.0, 20.0, 40.0];
+        assert_eq!(nearest_index(&xs, -5.0), Some(0));
+        assert_eq!(nearest_index(&xs, 14.0), Some(1));
+        assert_eq!(nearest_index(&xs, 15.0), Some(1));
+        assert_eq!(nearest_index(&xs, 31.0), Some(3));
+        assert_eq!(nearest_index(&xs, 99.0), Some(3));
+        assert_eq!(nearest_index(&[], 1.0), None);
+    }
 }

@@ -84,8 +84,14 @@ fn quoted_token_text(ctx: &egui::Context, font_id: &egui::FontId, text: &str) ->
 /// Background colour for a token of this entropy: neutral blue-grey at 0, orange-red at
 /// [`ENTROPY_SCALE_MAX_NATS`] and above.
 pub fn entropy_color(entropy_nats: f32) -> Color32 {
-    let t = if entropy_nats.is_finite() {
-        (entropy_nats / ENTROPY_SCALE_MAX_NATS).clamp(0.0, 1.0)
+    heat_color(entropy_nats / ENTROPY_SCALE_MAX_NATS)
+}
+
+/// The heat scale at `t` in [0, 1] (clamped; NaN is the hot end): neutral blue-grey, yellow,
+/// orange-red.
+pub fn heat_color(t: f32) -> Color32 {
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
     } else {
         1.0
     };
@@ -128,7 +134,7 @@ pub fn token_heatmap_ui(ui: &mut egui::Ui, tokens: &[HeatmapToken]) {
 }
 
 /// The hover card of one token.
-fn token_card_ui(ui: &mut egui::Ui, position: usize, token: &HeatmapToken) {
+pub fn token_card_ui(ui: &mut egui::Ui, position: usize, token: &HeatmapToken) {
     let font_id = egui::TextStyle::Monospace.resolve(ui.style());
     ui.label(
         RichText::new(quoted_token_text(ui.ctx(), &font_id, &token.text))
@@ -186,9 +192,26 @@ fn percent(logprob: f32) -> String {
 
 /// A small legend: the colour scale from 0 to [`ENTROPY_SCALE_MAX_NATS`] nats.
 pub fn entropy_legend_ui(ui: &mut egui::Ui) {
+    gradient_legend_ui(
+        ui,
+        "entropy",
+        "0",
+        &format!("{ENTROPY_SCALE_MAX_NATS:.0}+ nats"),
+        heat_color,
+    );
+}
+
+/// A legend: `label`, then a bar of `color(t)` for t from 0 to 1 between two end labels.
+pub fn gradient_legend_ui(
+    ui: &mut egui::Ui,
+    label: &str,
+    low: &str,
+    high: &str,
+    color: impl Fn(f32) -> Color32,
+) {
     ui.horizontal(|ui| {
-        ui.label(RichText::new("entropy").weak());
-        ui.label("0");
+        ui.label(RichText::new(label).weak());
+        ui.label(low);
         let (rect, _) = ui.allocate_exact_size(egui::vec2(120.0, 12.0), Sense::hover());
         const STEPS: usize = 24;
         let step_width = rect.width() / STEPS as f32;
@@ -199,10 +222,9 @@ pub fn entropy_legend_ui(ui: &mut egui::Ui) {
                 egui::pos2(x, rect.top()),
                 egui::vec2(step_width + 0.5, rect.height()),
             );
-            ui.painter()
-                .rect_filled(cell, 0.0, entropy_color(t * ENTROPY_SCALE_MAX_NATS));
+            ui.painter().rect_filled(cell, 0.0, color(t));
         }
-        ui.label(format!("{ENTROPY_SCALE_MAX_NATS:.0}+ nats"));
+        ui.label(high);
     });
 }
 

@@ -727,20 +727,16 @@ fn a_click_on_a_runs_plot_opens_that_steps_traces() {
         h.state_mut().state.selected_view = View::Runs;
         h.run_steps(2);
         let at = egui::pos2(x, frame.center().y);
+        // As kittest's own click: move, press and release in one frame.
         h.hover_at(at);
-        h.event(egui::Event::PointerButton {
-            pos: at,
-            button: egui::PointerButton::Primary,
-            pressed: true,
-            modifiers: egui::Modifiers::NONE,
-        });
-        h.step();
-        h.event(egui::Event::PointerButton {
-            pos: at,
-            button: egui::PointerButton::Primary,
-            pressed: false,
-            modifiers: egui::Modifiers::NONE,
-        });
+        for pressed in [true, false] {
+            h.event(egui::Event::PointerButton {
+                pos: at,
+                button: egui::PointerButton::Primary,
+                pressed,
+                modifiers: egui::Modifiers::NONE,
+            });
+        }
         h.run_steps(2);
         assert_eq!(
             h.state().state.selected_view,

@@ -6,7 +6,7 @@ use egui_plot::{Legend, Line, Plot, Points};
 use engine::store::{RunId, TraceKind};
 
 use super::loader::{AnalysisKey, Request, options_key};
-use super::{TracesSettings, TracesTab, TracesView, empty_ui};
+use super::{TracesSettings, TracesTab, TracesView, drawable, empty_ui};
 use crate::context::AppContext;
 
 impl TracesView {
@@ -228,7 +228,8 @@ impl TracesView {
                             ui.label(RichText::new("last step").weak());
                             ui.end_row();
                             for f in &analysis.forking_tokens {
-                                ui.label(RichText::new(format!("{:?}", f.text)).monospace());
+                                let text = drawable(ui, &format!("{:?}", f.text));
+                                ui.label(RichText::new(text).monospace());
                                 ui.label(f.total.to_string());
                                 ui.label(f.per_step.last().copied().unwrap_or(0).to_string());
                                 ui.end_row();

@@ -21,7 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::context::AppContext;
 use crate::series::downsample_min_max;
-use crate::widgets::token_heatmap::{Alternative, HeatmapToken, gradient_legend_ui, heat_color};
+use crate::widgets::token_heatmap::{
+    Alternative, HeatmapToken, gradient_legend_ui, heat_color, printable_text,
+};
 use crate::widgets::token_view::{
     Colouring, Marks, RankBucket, TokenView, ViewToken, advantage_color, marks_legend_ui,
 };
@@ -416,7 +418,11 @@ impl TracesView {
         }
         match settings.tab {
             TracesTab::Step => self.step_tab_ui(ui, ctx, settings, run, kind, &steps),
-            TracesTab::Analytics => self.analytics_ui(ui, ctx, settings, run, kind, &steps),
+            TracesTab::Analytics => {
+                egui::ScrollArea::vertical()
+                    .id_salt("traces_analytics_scroll")
+                    .show(ui, |ui| self.analytics_ui(ui, ctx, settings, run, kind, &steps));
+            }
         }
     }
 
@@ -562,7 +568,8 @@ impl TracesView {
                 index -= 1;
             }
             let labels: Vec<u64> = steps.iter().map(|s| s.0).collect();
-            ui.spacing_mut().slider_width = (ui.available_width() - 260.0).clamp(120.0, 900.0);
+            // Room for the buttons, the value box and the label after the slider.
+            ui.spacing_mut().slider_width = (ui.available_width() - 420.0).clamp(100.0, 900.0);
             let last = steps.len() - 1;
             ui.add(
                 egui::Slider::new(&mut index, 0..=last)
@@ -582,10 +589,7 @@ impl TracesView {
                 index += 1;
             }
             let (shown, n) = steps[index];
-            ui.label(format!(
-                "step {shown} · {n} completions · {} steps stored",
-                steps.len()
-            ));
+            ui.label(format!("step {shown}: {n} completions, {} steps", steps.len()));
         });
         let chosen = steps[index].0;
         if chosen != step {
@@ -784,10 +788,10 @@ impl TracesView {
                                 .strong(),
                             );
                             ui.add(
-                                egui::Label::new(RichText::new(one_line(&t.prompt)).weak())
+                                egui::Label::new(RichText::new(drawable(ui, &one_line(&t.prompt))).weak())
                                     .truncate(),
                             )
-                            .on_hover_text(&t.prompt);
+                            .on_hover_text(drawable(ui, &t.prompt));
                         });
                         continue;
                     }
@@ -960,8 +964,9 @@ impl TracesView {
         });
         ui.horizontal_wrapped(|ui| {
             ui.label(RichText::new("prompt").weak());
-            ui.add(egui::Label::new(RichText::new(one_line(&trace.prompt)).monospace()).truncate())
-                .on_hover_text(&trace.prompt);
+            let shown = drawable(ui, &one_line(&trace.prompt));
+            ui.add(egui::Label::new(RichText::new(shown).monospace()).truncate())
+                .on_hover_text(drawable(ui, &trace.prompt));
         });
     }
 
@@ -1105,7 +1110,8 @@ impl TracesView {
             return;
         };
         let height = 190.0;
-        let width = ((ui.available_width() - 16.0) / 3.0).max(160.0);
+        // Three plots side by side, with the item spacing between them and a margin.
+        let width = ((ui.available_width() - 40.0) / 3.0).max(160.0);
         let compare = match (&self.compare, compare_step) {
             (Some(((r, k, s), Ok(bars))), Some(other)) if (*r, *k, *s) == (run, kind, other) => {
                 Some((other, bars.clone()))
@@ -1139,6 +1145,7 @@ impl TracesView {
                     let shown = compare_step.map_or("none".to_string(), |s| format!("step {s}"));
                     let label = ui.label("vs");
                     egui::ComboBox::from_id_salt("traces_compare_step")
+                        .width(80.0)
                         .selected_text(shown)
                         .show_ui(ui, |ui| {
                             ui.selectable_value(&mut self.compare_step, None, "none");
@@ -1270,6 +1277,15 @@ fn histogram(entropies: &[f32]) -> Vec<Bar> {
         .filter(|(_, c)| **c > 0)
         .map(|(i, c)| Bar::new((i as f64 + 0.5) * HISTOGRAM_BIN_NATS, *c as f64 / n))
         .collect()
+}
+
+/// `text` as the default fonts can draw it: a character they lack becomes a `\u{..}` escape
+/// (model output and datasets hold any character; a missing glyph must never reach a label).
+pub(super) fn drawable(ui: &egui::Ui, text: &str) -> String {
+    // Escaped for both families, so the text may be shown in either.
+    let monospace = egui::TextStyle::Monospace.resolve(ui.style());
+    let body = egui::TextStyle::Body.resolve(ui.style());
+    printable_text(ui.ctx(), &body, &printable_text(ui.ctx(), &monospace, text))
 }
 
 /// A text on one line: line breaks shown as ⏎-free spaces, for table cells.

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 
 /// Reasoning Studio: train language models to reason, watch them learn, read their traces.
 /// Without a subcommand, opens the desktop app.
@@ -59,6 +59,13 @@ pub enum Command {
     /// (`--json`: {"checkpoints": [STR], "tokens": [{"id", "text", "logprob": [NUM per
     /// checkpoint], "entropy": [...], "kl": NUM|null}]}).
     Compare(CompareArgs),
+    /// Evaluate a checkpoint (or a model) greedily on a built-in task's held-out problems or a
+    /// dataset file's first rows: prints the accuracy and every problem, and stores the
+    /// evaluation in the workspace; `--list` lists the stored ones, `--flipped A B` the problems
+    /// whose verdict changed between two of them (`--json`: {"evaluation", "checkpoint",
+    /// "source", "count", "accuracy", "items": [{"index", "prompt", "answer": STR|null,
+    /// "completion", "extracted", "correct", "finish_reason"}]}).
+    Eval(EvalArgs),
     /// Import a run made elsewhere: a Hugging Face Trainer / TRL `trainer_state.json` becomes a
     /// read-only run whose `log_history` curves overlay the studio's (`eval_X` is stored as
     /// `eval/X`).
@@ -129,6 +136,56 @@ pub struct CompareArgs {
     /// How many of the tokens where the first two disagree most to list (table output).
     #[arg(long, default_value_t = 10)]
     pub top: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    group(ArgGroup::new("mode").required(true).args(["checkpoint", "list", "flipped"])),
+    group(ArgGroup::new("problems").args(["data", "builtin"])),
+    after_help = "A checkpoint's run config gives the chat setting, [eval] max_new_tokens and count, \
+and for a built-in task the seed and difficulty, so the final checkpoint of a run on that task \
+answers exactly the held-out problems the run evaluated. A model path takes the defaults \
+(chat template on, 96 new tokens, 32 problems, seed 0, difficulty 1).
+
+--list --json: {\"evaluations\": [{\"id\", \"checkpoint\", \"checkpoint_id\", \"run_id\", \"step\", \
+\"model\", \"source\", \"difficulty\", \"seed\", \"count\", \"chat\", \"max_new_tokens\", \
+\"accuracy\", \"created_at\"}]}.
+--flipped A B --json: {\"a\", \"b\", \"source\", \"right_to_wrong\": [{\"index\", \"index_b\", \
+\"prompt\", \"answer\", \"completion_a\", \"completion_b\"}], \"wrong_to_right\": [...], \
+\"only_in_a\": [INDEX], \"only_in_b\": [INDEX]}; problems are matched by prompt."
+)]
+pub struct EvalArgs {
+    /// What to evaluate: a checkpoint id (`studio runs show RUN` lists them), RUN:STEP (the
+    /// run's checkpoint at that step), or a model (path, or builtin:NAME).
+    #[arg(long, value_name = "CHECKPOINT", requires = "problems")]
+    pub checkpoint: Option<String>,
+    /// A dataset file (JSONL, JSON, CSV/TSV, Parquet) with an answer column: its first --count
+    /// rows, roles from the run's [data.mapping] for its own file, else the mapping saved for
+    /// the file in the workspace, else detected.
+    #[arg(long, value_name = "FILE", requires = "checkpoint")]
+    pub data: Option<PathBuf>,
+    /// A built-in task (arithmetic, countdown, linear_equation): its held-out problems.
+    #[arg(long, value_name = "TASK", requires = "checkpoint")]
+    pub builtin: Option<String>,
+    /// Problems to answer (default: the run's [eval] count, else 32).
+    #[arg(long, value_name = "N", requires = "checkpoint")]
+    pub count: Option<usize>,
+    /// Seed of the built-in task's problems (default: the run's seed, else 0).
+    #[arg(long, value_name = "S", requires = "builtin")]
+    pub seed: Option<u64>,
+    /// Difficulty of the built-in task's problems, 0 to 3 (default: the run's, else 1).
+    #[arg(long, value_name = "D", requires = "builtin", value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub difficulty: Option<u8>,
+    /// List the stored evaluations.
+    #[arg(long)]
+    pub list: bool,
+    /// The problems right in evaluation A and wrong in B, and the other way round (two stored
+    /// evaluations of the same problems).
+    #[arg(long, num_args = 2, value_names = ["A", "B"])]
+    pub flipped: Option<Vec<i64>>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -8,16 +8,8 @@ use engine::store::{RunId, TraceKind};
 use engine::train::RunConfig;
 use serde_json::{Value, json};
 
+use super::emit;
 use super::runs::open_workspace;
-
-/// Writes `text` to stdout; a reader that went away (`| head`) is not an error.
-fn emit(text: &str) -> Result<()> {
-    use std::io::Write;
-    match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => Ok(other?),
-    }
-}
 
 /// Every series of a run (or those named), as JSON `{"run", "series": {NAME: [[STEP, VALUE|null]]}}`,
 /// CSV `step,name,value`, or a table of the latest values.

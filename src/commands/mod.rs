@@ -2,6 +2,7 @@
 
 mod bench;
 pub mod data;
+mod eval;
 mod inspect;
 mod runs;
 mod study;
@@ -54,7 +55,16 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Analyze(args)) => inspect::analyze(ws, &args),
         Some(Command::Compare(args)) => runs::compare(ws, &args),
+        Some(Command::Eval(args)) => eval::run(ws, &args),
         Some(Command::Study(args)) => study::run(ws, &args.file),
+    }
+}
+
+/// Writes `text` to stdout; a reader that went away (`| head`) is not an error.
+pub(crate) fn emit(text: &str) -> Result<()> {
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
     }
 }
 
@@ -262,7 +272,12 @@ fn export_cmd(ws: Option<&std::path::Path>, args: &ExportArgs) -> Result<()> {
             })?,
             None,
         ),
-        (None, Some(id)) => runs::load_checkpoint(ws, id)?,
+        (None, Some(id)) => {
+            let workspace = runs::open_workspace(ws)?;
+            let checkpoint = workspace.checkpoint(id)?;
+            let opened = engine::train::checkpoint::open_checkpoint(&workspace, &checkpoint)?;
+            (opened.loaded, opened.lora)
+        }
         (None, None) => anyhow::bail!("give --model PATH or --checkpoint ID"),
     };
     match args.format.as_str() {

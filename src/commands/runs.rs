@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use engine::store::{RunId, RunStatus, Workspace};
 use engine::train::RunConfig;
+use engine::train::checkpoint::{ModelSpec, open_model_spec};
 use engine::train::run::{Hooks, Outcome, execute};
 use serde_json::json;
 
@@ -358,70 +359,6 @@ pub fn show(workspace_dir: Option<&Path>, run: RunId, json_out: bool) -> Result<
     Ok(())
 }
 
-/// The model of a checkpoint: the run's base model with the checkpoint's weights (and its LoRA
-/// settings when it is a LoRA run), on the CPU for inference and export.
-pub fn load_checkpoint(
-    workspace_dir: Option<&Path>,
-    id: i64,
-) -> Result<(
-    engine::formats::loader::LoadedModel,
-    Option<engine::models::lora::LoraConfig>,
-)> {
-    let workspace = open_workspace(workspace_dir)?;
-    let ckpt = workspace.checkpoint(id)?;
-    let record = workspace.run(ckpt.run_id)?;
-    let config = RunConfig::from_toml(&record.config_toml, &format!("run {} config", record.id))?;
-    let mut loaded =
-        engine::formats::loader::load_model(&config.model, &engine::backend::Backend::cpu())
-            .with_context(|| format!("could not load the run's base model `{}`", config.model))?;
-    // A GRPO run's adapter sits in `[grpo.lora]`, an SFT run's in `[sft.lora]`.
-    let lora = config.lora().1.cloned();
-    if let Some(l) = &lora {
-        loaded.model = loaded.model.attach_lora(l).map_err(anyhow::Error::msg)?;
-    }
-    let saved = engine::train::checkpoint::load(&ckpt.path)?;
-    loaded.model.transformer = engine::train::checkpoint::restore_module(
-        loaded.model.transformer,
-        &saved.weights,
-        &ckpt.path,
-    )?;
-    loaded.name = format!(
-        "{} (run {} checkpoint {} at step {})",
-        loaded.name, record.id, id, ckpt.step
-    );
-    Ok((loaded, lora))
-}
-
-/// Opens what `studio compare --checkpoint` names: a checkpoint id, RUN:STEP, or a model.
-pub fn open_checkpoint_or_model(
-    workspace_dir: Option<&Path>,
-    spec: &str,
-) -> Result<engine::formats::loader::LoadedModel> {
-    if let Ok(id) = spec.parse::<i64>() {
-        return Ok(load_checkpoint(workspace_dir, id)?.0);
-    }
-    if let Some((run, step)) = spec.split_once(':')
-        && let (Ok(run), Ok(step)) = (run.parse::<i64>(), step.parse::<u64>())
-    {
-        let workspace = open_workspace(workspace_dir)?;
-        let checkpoints = workspace.checkpoints(run)?;
-        let Some(found) = checkpoints.iter().find(|c| c.step == step) else {
-            let steps: Vec<String> = checkpoints.iter().map(|c| c.step.to_string()).collect();
-            bail!(
-                "run {run} has no checkpoint at step {step} (its checkpoints are at steps: {})",
-                if steps.is_empty() {
-                    "none".to_string()
-                } else {
-                    steps.join(", ")
-                }
-            );
-        };
-        return Ok(load_checkpoint(workspace_dir, found.id)?.0);
-    }
-    engine::formats::loader::load_model(spec, &engine::backend::Backend::cpu())
-        .with_context(|| format!("could not load model `{spec}`"))
-}
-
 /// `studio compare`: one text scored under several checkpoints, token by token.
 pub fn compare(workspace_dir: Option<&Path>, args: &crate::cli::CompareArgs) -> Result<()> {
     if !(2..=4).contains(&args.checkpoints.len()) {
@@ -430,11 +367,20 @@ pub fn compare(workspace_dir: Option<&Path>, args: &crate::cli::CompareArgs) -> 
             args.checkpoints.len()
         );
     }
+    // Only checkpoints are looked up in the workspace (opening it would create it).
+    let names_checkpoint = args
+        .checkpoints
+        .iter()
+        .any(|spec| ModelSpec::parse(spec).is_checkpoint());
+    let workspace = names_checkpoint
+        .then(|| open_workspace(workspace_dir))
+        .transpose()?;
     let models: Vec<engine::formats::loader::LoadedModel> = args
         .checkpoints
         .iter()
         .map(|spec| {
-            open_checkpoint_or_model(workspace_dir, spec)
+            open_model_spec(workspace.as_ref(), spec)
+                .map(|opened| opened.loaded)
                 .with_context(|| format!("--checkpoint {spec}"))
         })
         .collect::<Result<_>>()?;

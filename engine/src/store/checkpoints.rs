@@ -90,6 +90,27 @@ impl Workspace {
         self.checkpoint_record(row)
     }
 
+    /// Run `run`'s checkpoint at `step`; an error that lists the run's checkpoint steps when it
+    /// has none there (and [`StoreError::RunNotFound`] when there is no such run).
+    pub fn checkpoint_at(&self, run: RunId, step: u64) -> Result<CheckpointRecord, StoreError> {
+        self.ensure_run(&self.conn(), run)?;
+        let checkpoints = self.checkpoints(run)?;
+        if let Some(found) = checkpoints.iter().find(|c| c.step == step) {
+            return Ok(found.clone());
+        }
+        let steps: Vec<String> = checkpoints.iter().map(|c| c.step.to_string()).collect();
+        Err(StoreError::NoCheckpointAtStep {
+            path: self.db_path.clone(),
+            run,
+            step,
+            steps: if steps.is_empty() {
+                "none".into()
+            } else {
+                steps.join(", ")
+            },
+        })
+    }
+
     /// The checkpoint with the largest step (the newest one among equals).
     pub fn latest_checkpoint(&self, run: RunId) -> Result<Option<CheckpointRecord>, StoreError> {
         let row = self
@@ -211,6 +232,26 @@ mod tests {
         assert_eq!(latest.kind, "lora");
         let by_id = ws.checkpoint(earlier).expect("by id");
         assert_eq!((by_id.run_id, by_id.step), (run, 10));
+
+        assert_eq!(ws.checkpoint_at(run, 20).expect("at 20").id, later);
+        let error = ws.checkpoint_at(run, 15).expect_err("no step 15");
+        assert!(
+            matches!(error, StoreError::NoCheckpointAtStep { step: 15, .. }),
+            "{error:?}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains(&format!("run {run} has no checkpoint at step 15"))
+                && message.contains("steps: 10, 20"),
+            "{message}"
+        );
+        assert!(matches!(
+            ws.checkpoint_at(run + 1, 10),
+            Err(StoreError::RunNotFound { .. })
+        ));
+        let empty = ws.create_run("empty", "").expect("create");
+        let message = ws.checkpoint_at(empty, 1).expect_err("none").to_string();
+        assert!(message.contains("steps: none"), "{message}");
 
         // Saving the same step again updates the record in place.
         let again = ws.add_checkpoint(run, 20, &inside, "lora").expect("again");

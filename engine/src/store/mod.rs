@@ -12,7 +12,9 @@
 //! - [`metrics`]: metric series;
 //! - [`checkpoints`]: checkpoint folders;
 //! - [`logs`]: run logs;
-//! - [`traces`]: the completions of RL runs and evals, token by token.
+//! - [`traces`]: the completions of RL runs and evals, token by token;
+//! - [`evaluations`]: stored evaluations of checkpoints and models, problem by problem;
+//! - `token_columns`: the little-endian token columns traces and evaluation items share.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -75,6 +77,22 @@ pub enum StoreError {
     #[error("workspace database {path}: checkpoint {id} not found")]
     CheckpointNotFound { path: PathBuf, id: CheckpointId },
     #[error(
+        "run {run} has no checkpoint at step {step} (its checkpoints are at steps: {steps}; \
+         workspace database {path})"
+    )]
+    NoCheckpointAtStep {
+        path: PathBuf,
+        run: RunId,
+        step: u64,
+        /// The run's checkpoint steps, comma-separated, or `none`.
+        steps: String,
+    },
+    #[error("workspace database {path}: evaluation {id} not found")]
+    EvaluationNotFound {
+        path: PathBuf,
+        id: evaluations::EvaluationId,
+    },
+    #[error(
         "workspace database {path}: step {step} is too large to store (max {})",
         i64::MAX
     )]
@@ -118,16 +136,19 @@ macro_rules! run_name_ids_cte {
 
 mod checkpoints;
 mod datasets;
+mod evaluations;
 mod import;
 mod logs;
 mod metrics;
 mod open;
 mod runs;
 mod schema;
+mod token_columns;
 mod traces;
 
 pub use checkpoints::CheckpointRecord;
 pub use datasets::DatasetRecord;
+pub use evaluations::{EvaluationId, EvaluationItem, EvaluationRecord, EvaluationSummary};
 pub use import::{ImportError, Imported};
 pub use metrics::MetricPoint;
 pub use runs::{ParseRunStatusError, RunRecord, RunStatus};

@@ -121,6 +121,46 @@ CREATE TABLE datasets (
     opened_at    REAL    NOT NULL
 ) STRICT;
 ",
+    // 4: evaluations of a checkpoint (or a model) on a built-in task or a dataset file, with
+    // each problem's greedy answer (see store/evaluations.rs). `seed` holds a u64's bits.
+    concat!(
+        "
+CREATE TABLE evaluations (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    checkpoint_id  INTEGER REFERENCES checkpoints(id) ON DELETE CASCADE,
+    run_id         INTEGER REFERENCES runs(id) ON DELETE CASCADE,
+    step           INTEGER CHECK (step IS NULL OR step >= 0),
+    model          TEXT    NOT NULL,
+    source         TEXT    NOT NULL,
+    difficulty     INTEGER CHECK (difficulty IS NULL OR difficulty >= 0),
+    seed           INTEGER,
+    count          INTEGER NOT NULL CHECK (count >= 0),
+    chat           INTEGER NOT NULL CHECK (chat IN (0, 1)),
+    max_new_tokens INTEGER NOT NULL CHECK (max_new_tokens >= 0),
+    accuracy       REAL    NOT NULL,
+    created_at     TEXT    NOT NULL DEFAULT (",
+        now_sql!(),
+        ")
+) STRICT;
+CREATE INDEX evaluations_by_checkpoint ON evaluations(checkpoint_id, id);
+
+CREATE TABLE evaluation_items (
+    evaluation_id INTEGER NOT NULL REFERENCES evaluations(id) ON DELETE CASCADE,
+    item_index    INTEGER NOT NULL CHECK (item_index >= 0),
+    prompt        TEXT    NOT NULL,
+    answer        TEXT,
+    completion    TEXT    NOT NULL,
+    correct       INTEGER NOT NULL CHECK (correct IN (0, 1)),
+    finish_reason TEXT    NOT NULL,
+    token_ids     BLOB    NOT NULL,
+    logprobs      BLOB    NOT NULL,
+    entropies     BLOB    NOT NULL,
+    top_k         INTEGER NOT NULL CHECK (top_k >= 0),
+    top           BLOB    NOT NULL,
+    PRIMARY KEY (evaluation_id, item_index)
+) WITHOUT ROWID, STRICT;
+"
+    ),
 ];
 
 /// The schema version this code writes: the number of known migrations.

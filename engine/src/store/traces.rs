@@ -1,14 +1,13 @@
 //! Traces: every completion an RL run sampled (and every eval generation), with the statistics
 //! of each of its tokens, so a curve's spike can be followed to the rollouts behind it.
 //!
-//! One row per completion. The token columns are little-endian binary, `n` = tokens:
-//! `token_ids` n × u32, `logprobs` n × f32, `entropies` n × f32, `top` n × `top_k` × (u32 id,
-//! f32 log-prob), `loss_mask` n × u8 (bit 0: counted by the loss, bit 1: got gradient, i.e.
-//! inside the top-entropy share). About 9 + 8k + 1 bytes per token before SQLite's overhead.
+//! One row per completion. The token columns are little-endian binary (see
+//! `store/token_columns.rs`): about 9 + 8k + 1 bytes per token before SQLite's overhead.
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde_json::{Map, Value};
 
+use super::token_columns::TokenColumns;
 use super::{RunId, StoreError, Workspace};
 
 /// Whether a trace is a training rollout or an eval generation.
@@ -61,14 +60,6 @@ pub struct Trace {
     pub finish_reason: String,
 }
 
-fn u32s(values: impl Iterator<Item = u32>) -> Vec<u8> {
-    values.flat_map(u32::to_le_bytes).collect()
-}
-
-fn f32s(values: impl Iterator<Item = f32>) -> Vec<u8> {
-    values.flat_map(f32::to_le_bytes).collect()
-}
-
 /// A `traces` row as SQLite returns it, in `SELECT` order.
 type RawTrace = (
     i64,
@@ -87,10 +78,6 @@ type RawTrace = (
     Option<bool>,
     String,
 );
-
-fn word(bytes: &[u8], at: usize) -> Option<[u8; 4]> {
-    bytes.get(at * 4..at * 4 + 4)?.try_into().ok()
-}
 
 impl Workspace {
     /// Stores `traces` of run `run` in one transaction; a trace already stored under the same
@@ -112,20 +99,7 @@ impl Workspace {
                 )
                 .map_err(self.sql_err("prepare to store traces"))?;
             for t in traces {
-                let k = t.tokens.iter().map(|x| x.top.len()).max().unwrap_or(0);
-                let mut top = Vec::with_capacity(t.tokens.len() * k * 8);
-                for token in &t.tokens {
-                    for i in 0..k {
-                        let (id, lp) = token.top.get(i).copied().unwrap_or((u32::MAX, f32::NAN));
-                        top.extend(id.to_le_bytes());
-                        top.extend(lp.to_le_bytes());
-                    }
-                }
-                let mask: Vec<u8> = t
-                    .tokens
-                    .iter()
-                    .map(|x| u8::from(x.counted) | (u8::from(x.trained) << 1))
-                    .collect();
+                let columns = TokenColumns::encode(&t.tokens);
                 let rewards: Map<String, Value> = t
                     .rewards
                     .iter()
@@ -139,12 +113,12 @@ impl Workspace {
                     t.sample_index as i64,
                     t.prompt,
                     t.completion,
-                    u32s(t.tokens.iter().map(|x| x.id)),
-                    f32s(t.tokens.iter().map(|x| x.logprob)),
-                    f32s(t.tokens.iter().map(|x| x.entropy)),
-                    k as i64,
-                    top,
-                    mask,
+                    columns.ids,
+                    columns.logprobs,
+                    columns.entropies,
+                    columns.top_k,
+                    columns.top,
+                    columns.loss_mask,
                     t.reward,
                     Value::Object(rewards).to_string(),
                     t.advantage,
@@ -287,41 +261,17 @@ impl Workspace {
             finish_reason,
         ): RawTrace,
     ) -> Result<Trace, StoreError> {
-        let n = ids.len() / 4;
-        let k = usize::try_from(k).unwrap_or(0);
         let bad = |what: &str| self.invalid(format!("trace at step {step}: {what}"));
-        if ids.len() % 4 != 0
-            || logprobs.len() != n * 4
-            || entropies.len() != n * 4
-            || mask.len() != n
-            || top.len() != n * k * 8
-        {
-            return Err(bad("token columns of different lengths"));
+        let tokens = TokenColumns {
+            ids,
+            logprobs,
+            entropies,
+            top_k: k,
+            top,
+            loss_mask: mask,
         }
-        let tokens = (0..n)
-            .map(|i| {
-                let id = u32::from_le_bytes(word(&ids, i).ok_or_else(|| bad("token id"))?);
-                let logprob = f32::from_le_bytes(word(&logprobs, i).ok_or_else(|| bad("logprob"))?);
-                let entropy =
-                    f32::from_le_bytes(word(&entropies, i).ok_or_else(|| bad("entropy"))?);
-                let top = (0..k)
-                    .filter_map(|j| {
-                        let at = (i * k + j) * 2;
-                        let id = u32::from_le_bytes(word(&top, at)?);
-                        let lp = f32::from_le_bytes(word(&top, at + 1)?);
-                        (id != u32::MAX).then_some((id, lp))
-                    })
-                    .collect();
-                Ok(TraceToken {
-                    id,
-                    logprob,
-                    entropy,
-                    top,
-                    counted: mask[i] & 1 != 0,
-                    trained: mask[i] & 2 != 0,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        .decode()
+        .map_err(bad)?;
         let rewards = match serde_json::from_str::<Value>(&rewards_json) {
             Ok(Value::Object(m)) => m
                 .into_iter()

@@ -4,17 +4,25 @@
 //!
 //! Randomness needs no saved state: data order is a pure function of (seed, epoch) and dropout is
 //! reseeded from (seed, step) before every step.
+//!
+//! A checkpoint also opens as a model for inference ([`open_checkpoint`]): its run's base model
+//! with the saved weights (and adapters), on the CPU. [`ModelSpec`] is how commands and the
+//! window name a model to open: a checkpoint id, `RUN:STEP`, or a model path.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::TrainError;
 use super::optim::{AdamW, Moments};
+use super::{RunConfig, TrainError};
+use crate::backend::Backend;
+use crate::formats::loader::{LoadedModel, load_model};
 use crate::formats::safetensors::{SafetensorsWeights, write_f32};
+use crate::models::lora::LoraConfig;
 pub use crate::models::params::module_tensors;
 use crate::models::{HostTensor, WeightSource};
+use crate::store::{CheckpointId, CheckpointRecord, RunId, Workspace};
 
 /// Replaces `module`'s parameters by the saved ones with the same paths.
 pub fn restore_module<M: burn::module::Module>(
@@ -147,4 +155,210 @@ pub fn load(dir: &Path) -> Result<Loaded, TrainError> {
         optimizer_step,
         state,
     })
+}
+
+/// A model as a command or the window names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSpec {
+    /// A checkpoint of a run.
+    Checkpoint(CheckpointRef),
+    /// A model path (a Hugging Face folder, a .gguf file) or `builtin:NAME`.
+    Model(String),
+}
+
+/// How a spec names a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointRef {
+    /// Its id (`studio runs show RUN` lists them).
+    Id(CheckpointId),
+    /// `RUN:STEP`: the run's checkpoint at that step.
+    RunStep { run: RunId, step: u64 },
+}
+
+impl CheckpointRef {
+    /// The checkpoint, looked up in `workspace`.
+    pub fn find(self, workspace: &Workspace) -> Result<CheckpointRecord, TrainError> {
+        Ok(match self {
+            Self::Id(id) => workspace.checkpoint(id)?,
+            Self::RunStep { run, step } => workspace.checkpoint_at(run, step)?,
+        })
+    }
+}
+
+impl ModelSpec {
+    /// A number is a checkpoint id, two numbers around a colon are `RUN:STEP`, anything else
+    /// is a model.
+    pub fn parse(spec: &str) -> Self {
+        if let Ok(id) = spec.parse::<CheckpointId>() {
+            return Self::Checkpoint(CheckpointRef::Id(id));
+        }
+        if let Some((run, step)) = spec.split_once(':')
+            && let (Ok(run), Ok(step)) = (run.parse::<RunId>(), step.parse::<u64>())
+        {
+            return Self::Checkpoint(CheckpointRef::RunStep { run, step });
+        }
+        Self::Model(spec.to_string())
+    }
+
+    /// The spec names a checkpoint (and so needs a workspace to be found in).
+    pub fn is_checkpoint(&self) -> bool {
+        matches!(self, Self::Checkpoint(_))
+    }
+}
+
+/// A model opened for inference, from a checkpoint or from its path.
+pub struct OpenedModel {
+    pub loaded: LoadedModel,
+    /// The adapter settings of a LoRA run's checkpoint.
+    pub lora: Option<LoraConfig>,
+    /// The checkpoint and its run's config, when it is one.
+    pub checkpoint: Option<(CheckpointRecord, RunConfig)>,
+}
+
+impl std::fmt::Debug for OpenedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedModel")
+            .field("name", &self.loaded.name)
+            .field("checkpoint", &self.checkpoint.as_ref().map(|c| c.0.id))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The run config `checkpoint` was saved under.
+pub fn checkpoint_config(
+    workspace: &Workspace,
+    checkpoint: &CheckpointRecord,
+) -> Result<RunConfig, TrainError> {
+    let record = workspace.run(checkpoint.run_id)?;
+    RunConfig::from_toml(&record.config_toml, &format!("run {} config", record.id))
+}
+
+/// The model of `checkpoint`: its run's base model with the saved weights (and the run's LoRA
+/// adapters when it trained some), on the CPU.
+pub fn open_checkpoint(
+    workspace: &Workspace,
+    checkpoint: &CheckpointRecord,
+) -> Result<OpenedModel, TrainError> {
+    let what = format!(
+        "checkpoint {} (run {} at step {})",
+        checkpoint.id, checkpoint.run_id, checkpoint.step
+    );
+    open_checkpoint_inner(workspace, checkpoint).map_err(|problem| TrainError::OpenModel {
+        what,
+        problem: Box::new(problem),
+    })
+}
+
+fn open_checkpoint_inner(
+    workspace: &Workspace,
+    checkpoint: &CheckpointRecord,
+) -> Result<OpenedModel, TrainError> {
+    let config = checkpoint_config(workspace, checkpoint)?;
+    let mut loaded = load_model(&config.model, &Backend::cpu())?;
+    // A GRPO run's adapter sits in `[grpo.lora]`, an SFT run's in `[sft.lora]`.
+    let (table, lora) = config.lora();
+    let lora = lora.cloned();
+    if let Some(l) = &lora {
+        loaded.model = loaded
+            .model
+            .attach_lora(l)
+            .map_err(|e| TrainError::Setting {
+                origin: format!("run {} config", checkpoint.run_id),
+                setting: format!("{table}.lora.target_modules"),
+                problem: e.to_string(),
+            })?;
+    }
+    let saved = load(&checkpoint.path)?;
+    loaded.model.transformer =
+        restore_module(loaded.model.transformer, &saved.weights, &checkpoint.path)?;
+    loaded.name = format!(
+        "{} (run {} checkpoint {} at step {})",
+        loaded.name, checkpoint.run_id, checkpoint.id, checkpoint.step
+    );
+    Ok(OpenedModel {
+        loaded,
+        lora,
+        checkpoint: Some((checkpoint.clone(), config)),
+    })
+}
+
+/// Opens what `spec` names (see [`ModelSpec::parse`]) on the CPU; a checkpoint is looked up in
+/// `workspace`, which only a model path may go without.
+pub fn open_model_spec(
+    workspace: Option<&Workspace>,
+    spec: &str,
+) -> Result<OpenedModel, TrainError> {
+    match (ModelSpec::parse(spec), workspace) {
+        (ModelSpec::Model(model), _) => {
+            let loaded =
+                load_model(&model, &Backend::cpu()).map_err(|e| TrainError::OpenModel {
+                    what: format!("model `{model}`"),
+                    problem: Box::new(e.into()),
+                })?;
+            Ok(OpenedModel {
+                loaded,
+                lora: None,
+                checkpoint: None,
+            })
+        }
+        (ModelSpec::Checkpoint(_), None) => Err(TrainError::NoWorkspace {
+            spec: spec.to_string(),
+        }),
+        (ModelSpec::Checkpoint(at), Some(workspace)) => {
+            open_checkpoint(workspace, &at.find(workspace)?)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse_as_checkpoints_or_models() {
+        assert_eq!(
+            ModelSpec::parse("12"),
+            ModelSpec::Checkpoint(CheckpointRef::Id(12))
+        );
+        assert_eq!(
+            ModelSpec::parse("3:40"),
+            ModelSpec::Checkpoint(CheckpointRef::RunStep { run: 3, step: 40 })
+        );
+        for model in [
+            "builtin:tiny-reasoner",
+            "/models/m.gguf",
+            "3:x",
+            "a:4",
+            "3:-1",
+        ] {
+            assert_eq!(ModelSpec::parse(model), ModelSpec::Model(model.into()));
+            assert!(!ModelSpec::parse(model).is_checkpoint());
+        }
+        assert!(ModelSpec::parse("3:40").is_checkpoint());
+    }
+
+    #[test]
+    fn a_checkpoint_spec_needs_a_workspace_and_an_existing_step() {
+        let error = open_model_spec(None, "2:5").expect_err("no workspace");
+        assert!(matches!(error, TrainError::NoWorkspace { .. }), "{error}");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let workspace = Workspace::open(dir.path()).expect("workspace");
+        let run = workspace.create_run("r", "").expect("run");
+        workspace
+            .add_checkpoint(run, 4, &dir.path().join("c4"), "full")
+            .expect("checkpoint");
+        let message = open_model_spec(Some(&workspace), &format!("{run}:5"))
+            .expect_err("no step 5")
+            .to_string();
+        assert!(
+            message.contains(&format!("run {run} has no checkpoint at step 5"))
+                && message.contains("steps: 4"),
+            "{message}"
+        );
+        let message = open_model_spec(Some(&workspace), "/nowhere/model.gguf")
+            .expect_err("no file")
+            .to_string();
+        assert!(message.contains("/nowhere/model.gguf"), "{message}");
+    }
 }

@@ -481,6 +481,16 @@ impl RunConfig {
         }
     }
 
+    /// Whether the algorithm this run uses wraps prompts in the model's chat template
+    /// (`sft.chat_template` or `grpo.chat_template`).
+    pub fn chat_template(&self) -> bool {
+        if self.algorithm == "grpo" {
+            self.grpo.chat_template
+        } else {
+            self.sft.chat_template
+        }
+    }
+
     /// The LoRA settings of the algorithm this run uses, with the table they sit in (`grpo` or
     /// `sft`); `None` for full fine-tuning.
     pub fn lora(&self) -> (&'static str, Option<&LoraConfig>) {

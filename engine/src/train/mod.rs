@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod evaluation;
 pub mod grpo;
 pub mod launch;
 pub mod optim;
@@ -51,6 +52,25 @@ pub enum TrainError {
     Restore {
         path: std::path::PathBuf,
         problem: crate::models::ModelError,
+    },
+    // Not a `#[source]`, as `Restore`.
+    #[error("{what}: {problem}")]
+    OpenModel {
+        /// `checkpoint ID (run R at step S)` or `model `SPEC``.
+        what: String,
+        problem: Box<TrainError>,
+    },
+    #[error("`{spec}` names a checkpoint, which is looked up in a workspace, and none was given")]
+    NoWorkspace { spec: String },
+    #[error(
+        "evaluations {a} and {b} are of different problems ({source_a} and {source_b}); flipped \
+         problems compare two evaluations of the same source"
+    )]
+    DifferentSources {
+        a: crate::store::EvaluationId,
+        b: crate::store::EvaluationId,
+        source_a: String,
+        source_b: String,
     },
     #[error("checkpoint {path}: {message}")]
     Checkpoint {

@@ -120,25 +120,25 @@ pub fn check(config: &RunConfig, workspace: Option<&Workspace>) -> Preflight {
         }
     }
     if let Some(init) = &config.init_from {
-        match workspace {
-            Some(ws) => match ws.checkpoints(init.run) {
-                Ok(list) if list.is_empty() => out.problem(
+        match (workspace, init.step) {
+            (None, _) => out.problem("init_from.run", "needs a workspace to find the run in"),
+            (Some(ws), Some(step)) => {
+                if let Err(e) = ws.checkpoint_at(init.run, step) {
+                    let setting = match e {
+                        crate::store::StoreError::NoCheckpointAtStep { .. } => "init_from.step",
+                        _ => "init_from.run",
+                    };
+                    out.problem(setting, e.to_string());
+                }
+            }
+            (Some(ws), None) => match ws.latest_checkpoint(init.run) {
+                Ok(None) => out.problem(
                     "init_from.run",
                     format!("run {} has no checkpoint yet", init.run),
                 ),
-                Ok(list) => {
-                    if let Some(step) = init.step
-                        && !list.iter().any(|c| c.step == step)
-                    {
-                        out.problem(
-                            "init_from.step",
-                            format!("run {} has no checkpoint at step {step}", init.run),
-                        );
-                    }
-                }
+                Ok(Some(_)) => {}
                 Err(e) => out.problem("init_from.run", e.to_string()),
             },
-            None => out.problem("init_from.run", "needs a workspace to find the run in"),
         }
     }
     out.available_bytes = available_memory();

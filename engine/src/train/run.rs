@@ -12,15 +12,16 @@ use rand::seq::SliceRandom;
 use super::TrainError;
 use super::checkpoint::{self, TrainState};
 use super::config::RunConfig;
+use super::evaluation::{EvalItem, answer_items, builtin_items};
 use super::optim::{AdamW, AdamWConfig, GradBuffer};
 use super::schedule::learning_rate;
 use super::sft::{self, TokenizedExample};
-use super::traces::{EvalAnswer, FinishReason, eval_trace};
+use super::traces::{EvalAnswer, eval_trace};
 use crate::backend::{Backend, BackendKind};
-use crate::data::builtin::{BuiltinTask, Problem, extract_answer};
+use crate::data::builtin::{BuiltinTask, Problem};
 use crate::data::{Dataset, Example};
 use crate::formats::loader::load_model;
-use crate::store::{RunId, Workspace};
+use crate::store::{RunId, StoreError, Workspace};
 
 /// How a run ended without error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,9 +86,6 @@ enum Source {
     },
 }
 
-/// Seed of the held-out evaluation problems of built-in tasks (disjoint from training seeds).
-const EVAL_SEED_SALT: u64 = 0x5eed_e7a1_0000_0001;
-
 impl Stream {
     pub(crate) fn len(&self) -> u64 {
         match &self.source {
@@ -129,33 +127,27 @@ impl Stream {
         }
     }
 
-    /// Held-out items: `(example, problem for verifiers)`.
-    pub(crate) fn eval_items(
-        &self,
-        count: usize,
-    ) -> Result<Vec<(Example, Option<Problem>)>, TrainError> {
+    /// The first `count` held-out items: a built-in task's problems drawn with the evaluation
+    /// seed ([`builtin_items`]), or the file's rows after the training rows.
+    pub(crate) fn eval_items(&self, count: usize) -> Result<Vec<EvalItem>, TrainError> {
         match &self.source {
             Source::Builtin {
                 task, difficulty, ..
-            } => Ok((0..count as u64)
-                .map(|i| {
-                    let p = task.problem_with(self.seed ^ EVAL_SEED_SALT, i, *difficulty);
-                    (p.example(), Some(p))
-                })
-                .collect()),
+            } => Ok(builtin_items(*task, self.seed, *difficulty, count)),
             Source::File {
                 dataset,
                 train_rows,
             } => (*train_rows as usize..dataset.len())
                 .take(count)
-                .map(|i| Ok((dataset.example(i)?, None)))
+                .map(|i| {
+                    Ok(EvalItem {
+                        example: dataset.example(i)?,
+                        problem: None,
+                    })
+                })
                 .collect(),
         }
     }
-}
-
-fn normalized(answer: &str) -> String {
-    extract_answer(answer).trim().to_lowercase()
 }
 
 /// What every algorithm starts a run from: its config, the model on the training backend (LoRA
@@ -193,20 +185,24 @@ pub(crate) fn prepare(workspace: &Workspace, run_id: RunId) -> Result<Prepared, 
     if let Some(init) = &config.init_from
         && workspace.latest_checkpoint(run_id)?.is_none()
     {
-        let checkpoints = workspace.checkpoints(init.run)?;
-        let chosen = match init.step {
-            Some(step) => checkpoints.iter().find(|c| c.step == step),
-            None => checkpoints.iter().max_by_key(|c| c.step),
-        };
-        let Some(ckpt) = chosen else {
-            return Err(TrainError::Setting {
-                origin,
-                setting: "init_from".into(),
-                problem: match init.step {
-                    Some(step) => format!("run {} has no checkpoint at step {step}", init.run),
-                    None => format!("run {} has no checkpoint yet", init.run),
-                },
-            });
+        let ckpt = match init.step {
+            Some(step) => workspace
+                .checkpoint_at(init.run, step)
+                .map_err(|e| match e {
+                    StoreError::NoCheckpointAtStep { .. } => TrainError::Setting {
+                        origin: origin.clone(),
+                        setting: "init_from.step".into(),
+                        problem: e.to_string(),
+                    },
+                    other => other.into(),
+                })?,
+            None => workspace
+                .latest_checkpoint(init.run)?
+                .ok_or_else(|| TrainError::Setting {
+                    origin: origin.clone(),
+                    setting: "init_from".into(),
+                    problem: format!("run {} has no checkpoint yet", init.run),
+                })?,
         };
         let saved = checkpoint::load(&ckpt.path)?;
         model.transformer =
@@ -523,43 +519,28 @@ pub(crate) fn evaluate(
     step: u64,
 ) -> Result<Evaluation, TrainError> {
     let items = stream.eval_items(config.eval.count)?;
-    if items.is_empty() {
-        return Ok(Evaluation {
-            accuracy: 0.0,
-            traces: Vec::new(),
-        });
-    }
-    let prompts = items
+    let answers = answer_items(model, tokenizer, &items, chat, config.eval.max_new_tokens)?;
+    let traces: Vec<crate::store::Trace> = items
         .iter()
-        .map(|(ex, _)| sft::prompt_ids(tokenizer, ex, chat))
-        .collect::<Result<Vec<_>, _>>()?;
-    let rows = sft::greedy_completions(model, tokenizer, prompts, config.eval.max_new_tokens)?;
-    let stop = &model.config.eos_token_ids;
-    let mut traces = Vec::with_capacity(items.len());
-    for (index, ((ex, problem), (tokens, completion))) in items.iter().zip(rows).enumerate() {
-        let answer = extract_answer(&completion);
-        let correct = match problem {
-            Some(p) => p.task.verify(p, &answer),
-            None => ex
-                .answer
-                .as_deref()
-                .is_some_and(|a| normalized(a) == normalized(&answer)),
-        };
-        traces.push(eval_trace(
-            step,
-            EvalAnswer {
-                index,
-                prompt: &ex.prompt,
-                finish: FinishReason::of(&tokens, stop),
-                tokens: &tokens,
-                completion,
-                correct,
-            },
-        ));
-    }
+        .zip(answers)
+        .enumerate()
+        .map(|(index, (item, answer))| {
+            eval_trace(
+                step,
+                EvalAnswer {
+                    index,
+                    prompt: &item.example.prompt,
+                    finish: answer.finish,
+                    tokens: &answer.tokens,
+                    completion: answer.completion,
+                    correct: answer.correct,
+                },
+            )
+        })
+        .collect();
     let correct = traces.iter().filter(|t| t.correct == Some(true)).count();
     Ok(Evaluation {
-        accuracy: correct as f64 / items.len() as f64,
+        accuracy: correct as f64 / items.len().max(1) as f64,
         traces,
     })
 }

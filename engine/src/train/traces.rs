@@ -33,6 +33,21 @@ impl FinishReason {
     }
 }
 
+/// Generated tokens as stored, none counted by a loss (evaluation answers).
+pub fn untrained_tokens(tokens: &[GeneratedToken]) -> Vec<TraceToken> {
+    tokens
+        .iter()
+        .map(|t| TraceToken {
+            id: t.id,
+            logprob: t.logprob,
+            entropy: t.entropy,
+            top: t.top.clone(),
+            counted: false,
+            trained: false,
+        })
+        .collect()
+}
+
 /// One greedy evaluation answer, scored by the task's verifier or the answer column.
 pub(crate) struct EvalAnswer<'a> {
     pub(crate) index: usize,
@@ -54,18 +69,7 @@ pub(crate) fn eval_trace(step: u64, answer: EvalAnswer<'_>) -> Trace {
         sample_index: 0,
         prompt: answer.prompt.to_string(),
         completion: answer.completion,
-        tokens: answer
-            .tokens
-            .iter()
-            .map(|t| TraceToken {
-                id: t.id,
-                logprob: t.logprob,
-                entropy: t.entropy,
-                top: t.top.clone(),
-                counted: false,
-                trained: false,
-            })
-            .collect(),
+        tokens: untrained_tokens(answer.tokens),
         reward,
         rewards: vec![("accuracy".to_string(), reward)],
         advantage: 0.0,

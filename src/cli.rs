@@ -275,11 +275,14 @@ pub struct GuiArgs {
     #[arg(long)]
     pub model: Option<String>,
     /// The view to open on (default: the one shown when the window last closed, else home).
-    #[arg(long, value_parser = ["home", "runs", "launch", "datasets", "models", "playground"])]
+    #[arg(long, value_parser = ["home", "runs", "traces", "launch", "datasets", "models", "playground"])]
     pub view: Option<String>,
-    /// A run to show in the Runs view (implies --view runs).
+    /// A run to show in the Runs view (implies --view runs), or in Traces with --view traces.
     #[arg(long, value_name = "ID")]
     pub run: Option<i64>,
+    /// The step of --run whose traces to show (implies --view traces; the nearest stored step).
+    #[arg(long, value_name = "N", requires = "run")]
+    pub step: Option<u64>,
     /// A dataset file to open in the Datasets view (implies --view datasets).
     #[arg(long, value_name = "FILE")]
     pub data: Option<std::path::PathBuf>,

@@ -136,39 +136,64 @@ pub fn count_phrase(text: &str, phrase: &str) -> usize {
 /// Where `phrase` occurs in `text` as [`count_phrase`] counts it: byte ranges of `text`, in
 /// order (the Traces view marks the tokens under them).
 pub fn phrase_matches(text: &str, phrase: &str) -> Vec<Range<usize>> {
-    let phrase = phrase.trim().to_lowercase();
-    if phrase.is_empty() {
-        return Vec::new();
-    }
-    // Lower-casing can change a character's length, so keep where each lowered byte came from.
-    let mut lower = String::with_capacity(text.len());
-    let mut origin = Vec::with_capacity(text.len() + 1);
-    for (at, c) in text.char_indices() {
-        for l in c.to_lowercase() {
-            lower.push(l);
-            origin.resize(lower.len(), at);
+    Lowered::new(text).matches(phrase)
+}
+
+/// A text lower-cased once, for matching several phrases in it.
+struct Lowered<'a> {
+    text: &'a str,
+    lower: String,
+    /// For each byte of `lower`, where its character starts in `text` (and `text.len()`).
+    origin: Vec<usize>,
+}
+
+impl<'a> Lowered<'a> {
+    fn new(text: &'a str) -> Self {
+        // Lower-casing can change a character's length, so keep where each lowered byte
+        // came from.
+        let mut lower = String::with_capacity(text.len());
+        let mut origin = Vec::with_capacity(text.len() + 1);
+        for (at, c) in text.char_indices() {
+            for l in c.to_lowercase() {
+                lower.push(l);
+                origin.resize(lower.len(), at);
+            }
+        }
+        origin.push(text.len());
+        Self {
+            text,
+            lower,
+            origin,
         }
     }
-    origin.push(text.len());
-    // The end of a match in `text`: the end of the original character its last byte came from.
-    let end_in_text = |lower_end: usize| {
-        let from = origin[lower_end - 1];
-        from + text[from..].chars().next().map_or(0, char::len_utf8)
-    };
-    let is_word = |c: char| c.is_alphanumeric() || c == '_';
-    let mut found = Vec::new();
-    let mut from = 0;
-    while let Some(at) = lower[from..].find(&phrase) {
-        let start = from + at;
-        let end = start + phrase.len();
-        let before = lower[..start].chars().next_back();
-        let after = lower[end..].chars().next();
-        if !before.is_some_and(is_word) && !after.is_some_and(is_word) {
-            found.push(origin[start]..end_in_text(end));
+
+    /// Byte ranges of `text` where `phrase` occurs, case-insensitive, on word boundaries.
+    fn matches(&self, phrase: &str) -> Vec<Range<usize>> {
+        let phrase = phrase.trim().to_lowercase();
+        if phrase.is_empty() {
+            return Vec::new();
         }
-        from = start + phrase.chars().next().map_or(1, char::len_utf8);
+        let lower = &self.lower;
+        // The end of a match in `text`: the end of the character its last byte came from.
+        let end_in_text = |lower_end: usize| {
+            let from = self.origin[lower_end - 1];
+            from + self.text[from..].chars().next().map_or(0, char::len_utf8)
+        };
+        let is_word = |c: char| c.is_alphanumeric() || c == '_';
+        let mut found = Vec::new();
+        let mut from = 0;
+        while let Some(at) = lower[from..].find(&phrase) {
+            let start = from + at;
+            let end = start + phrase.len();
+            let before = lower[..start].chars().next_back();
+            let after = lower[end..].chars().next();
+            if !before.is_some_and(is_word) && !after.is_some_and(is_word) {
+                found.push(self.origin[start]..end_in_text(end));
+            }
+            from = start + phrase.chars().next().map_or(1, char::len_utf8);
+        }
+        found
     }
-    found
 }
 
 /// A part of a completion by its reasoning-format tags.
@@ -291,20 +316,28 @@ fn analyse_step(
         .flat_map(|t| t.tokens.iter().map(|x| x.id))
         .collect();
     let chosen = top_share(&entropies, options.rho);
+    // Counted by id, then by text (several ids can share a text once trimmed).
+    let mut by_id: HashMap<u32, usize> = HashMap::new();
     for &i in &chosen {
+        *by_id.entry(ids[i]).or_default() += 1;
+    }
+    for (id, n) in by_id {
         *forking
-            .entry(token_text(ids[i]).trim().to_string())
-            .or_default() += 1;
+            .entry(token_text(id).trim().to_string())
+            .or_default() += n;
     }
     let forking_threshold = chosen
         .iter()
         .map(|&i| f64::from(entropies[i]))
         .fold(f64::INFINITY, f64::min);
-    let reflection: Vec<usize> = options
-        .reflection_words
-        .iter()
-        .map(|w| traces.iter().map(|t| count_phrase(&t.completion, w)).sum())
-        .collect();
+    let mut reflection = vec![0; options.reflection_words.len()];
+    for t in traces {
+        // Lower-cased once per completion, for every phrase.
+        let lowered = Lowered::new(&t.completion);
+        for (n, w) in reflection.iter_mut().zip(&options.reflection_words) {
+            *n += lowered.matches(w).len();
+        }
+    }
     let judged: Vec<&Trace> = traces.iter().filter(|t| t.correct.is_some()).collect();
     let length_of = |correct: bool| {
         mean(
@@ -351,6 +384,9 @@ pub fn analyse(
     options: &AnalysisOptions,
     token_text: &mut dyn FnMut(u32) -> String,
 ) -> RunAnalysis {
+    // A token's text is asked once per id: forking tokens repeat the same few ids.
+    let mut texts: HashMap<u32, String> = HashMap::new();
+    let mut token_text = |id: u32| texts.entry(id).or_insert_with(|| token_text(id)).clone();
     let mut out = Vec::new();
     let mut per_step_forking: Vec<HashMap<String, usize>> = Vec::new();
     for (step, traces) in steps {
@@ -362,7 +398,7 @@ pub fn analyse(
             step,
             &traces,
             options,
-            token_text,
+            &mut token_text,
             &mut forking,
         ));
         per_step_forking.push(forking);

@@ -203,7 +203,7 @@ pub fn traces(
 /// `studio analyze`: the entropy analytics of a run's rollouts (or evaluation answers), as a
 /// table per step or as JSON.
 pub fn analyze(workspace_dir: Option<&Path>, args: &crate::cli::AnalyzeArgs) -> Result<()> {
-    use engine::analysis::{AnalysisOptions, analyse};
+    use engine::analysis::{AnalysisOptions, analyse_stored};
     if !(args.rho > 0.0 && args.rho <= 1.0) {
         bail!("--rho must be in (0, 1], not {}", args.rho);
     }
@@ -243,16 +243,12 @@ pub fn analyze(workspace_dir: Option<&Path>, args: &crate::cli::AnalyzeArgs) -> 
     if !args.reflection.is_empty() {
         options.reflection_words = args.reflection.clone();
     }
-    let mut traces = Vec::with_capacity(steps.len());
-    for (step, _) in &steps {
-        traces.push((*step, workspace.traces(run, *step, kind)?));
-    }
     let mut text = |id: u32| {
         tokenizer
             .token_text(id)
             .unwrap_or_else(|_| format!("<id {id}>"))
     };
-    let analysis = analyse(traces, &options, &mut text);
+    let (_, analysis) = analyse_stored(&workspace, run, kind, &options, &mut text)?;
     if args.json {
         let mut value = serde_json::to_value(&analysis)?;
         value["run"] = json!(run);

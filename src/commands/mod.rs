@@ -258,6 +258,7 @@ fn gui_options(
         options.model = args.model;
         options.view = args.view.as_deref().and_then(app::views::View::from_name);
         options.run = args.run;
+        options.step = args.step;
         options.dataset = args.data;
     }
     options

@@ -152,7 +152,7 @@ pub use evaluations::{EvaluationId, EvaluationItem, EvaluationRecord, Evaluation
 pub use import::{ImportError, Imported};
 pub use metrics::MetricPoint;
 pub use runs::{ParseRunStatusError, RunRecord, RunStatus};
-pub use traces::{Trace, TraceKind, TraceToken};
+pub use traces::{PromptPoint, Trace, TraceKind, TraceToken};
 
 impl Workspace {
     fn conn(&self) -> MutexGuard<'_, Connection> {

@@ -60,6 +60,18 @@ pub struct Trace {
     pub finish_reason: String,
 }
 
+/// One completion of a prompt, summarised ([`Workspace::prompt_history`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptPoint {
+    pub step: u64,
+    pub sample_index: usize,
+    pub reward: f64,
+    /// Mean entropy of its tokens, nats (NaN without tokens).
+    pub mean_entropy: f64,
+    pub tokens: usize,
+    pub correct: Option<bool>,
+}
+
 /// A `traces` row as SQLite returns it, in `SELECT` order.
 type RawTrace = (
     i64,
@@ -239,6 +251,60 @@ impl Workspace {
         Ok(bytes.unwrap_or(0).max(0) as u64)
     }
 
+    /// Every completion of run `run` (of `kind`) whose prompt is `prompt`, in step order: the
+    /// Traces view's "this prompt over training" (evaluation answers see the same prompts at
+    /// every evaluation; rollouts see a prompt again when the data comes round).
+    pub fn prompt_history(
+        &self,
+        run: RunId,
+        kind: TraceKind,
+        prompt: &str,
+    ) -> Result<Vec<PromptPoint>, StoreError> {
+        type Row = (i64, i64, Vec<u8>, Option<f64>, Option<bool>);
+        let rows: Vec<Row> = self
+            .conn()
+            .prepare_cached(
+                "SELECT step, sample_index, entropies, reward, correct FROM traces
+                 WHERE run_id = ?1 AND kind = ?2 AND prompt = ?3
+                 ORDER BY step, sample_index",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map(params![run, kind.as_str(), prompt], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.sql_err("read a prompt's traces"))?;
+        rows.into_iter()
+            .map(|(step, sample, entropies, reward, correct)| {
+                let step = self.step_from_sql(step)?;
+                if entropies.len() % 4 != 0 {
+                    return Err(self.invalid(format!(
+                        "trace at step {step}: entropy column of {} bytes",
+                        entropies.len()
+                    )));
+                }
+                let tokens = entropies.len() / 4;
+                let sum: f64 = entropies
+                    .chunks_exact(4)
+                    .map(|w| f64::from(f32::from_le_bytes([w[0], w[1], w[2], w[3]])))
+                    .sum();
+                Ok(PromptPoint {
+                    step,
+                    sample_index: sample.max(0) as usize,
+                    reward: reward.unwrap_or(f64::NAN),
+                    mean_entropy: if tokens == 0 {
+                        f64::NAN
+                    } else {
+                        sum / tokens as f64
+                    },
+                    tokens,
+                    correct,
+                })
+            })
+            .collect()
+    }
+
     fn trace_from_raw(
         &self,
         step: u64,
@@ -358,6 +424,42 @@ mod tests {
             [(3, 3)]
         );
         assert!(ws.trace_bytes(run).expect("bytes") > 3 * 7 * 49);
+    }
+
+    #[test]
+    fn a_prompts_history_lists_its_completions_over_steps() {
+        let (_dir, ws) = open_temp();
+        let run = ws.create_run("r", "").expect("run");
+        let mut other = trace(5, 1, 0);
+        other.prompt = "2+2=".into();
+        let mut wrong = trace(7, 0, 1);
+        wrong.correct = Some(false);
+        wrong.reward = 0.25;
+        ws.add_traces(run, &[trace(5, 0, 0), other, trace(7, 0, 0), wrong])
+            .expect("store");
+        let history = ws
+            .prompt_history(run, TraceKind::Rollout, "(1+2)*3=")
+            .expect("history");
+        let seen: Vec<(u64, usize, f64, Option<bool>)> = history
+            .iter()
+            .map(|p| (p.step, p.sample_index, p.reward, p.correct))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (5, 0, 1.5, Some(true)),
+                (7, 0, 1.5, Some(true)),
+                (7, 1, 0.25, Some(false))
+            ]
+        );
+        // Entropies 0.5, 1.5, …, 6.5: their mean, by hand.
+        assert!((history[0].mean_entropy - 3.5).abs() < 1e-9);
+        assert_eq!(history[0].tokens, 7);
+        assert!(
+            ws.prompt_history(run, TraceKind::Eval, "(1+2)*3=")
+                .expect("eval")
+                .is_empty()
+        );
     }
 
     #[test]

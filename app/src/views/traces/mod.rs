@@ -209,6 +209,105 @@ pub fn view_tokens(
         .collect()
 }
 
+/// The completion shown: its token view, the plots' data and the header's lines, all made
+/// once when it is chosen (a frame only draws them).
+struct Shown {
+    /// (step, completion, reflection phrases) it was made for.
+    key: (StepKey, usize, Vec<String>),
+    view: TokenView,
+    plots: PlotData,
+    prompt: String,
+    lines: [String; 3],
+}
+
+impl Shown {
+    fn new(
+        step: &LoadedStep,
+        index: usize,
+        key: (StepKey, usize, Vec<String>),
+        words: &[String],
+    ) -> Self {
+        let trace = &step.traces[index];
+        let tokens = view_tokens(
+            trace,
+            &step.texts,
+            step.forking.get(index).map_or(&[][..], Vec::as_slice),
+            words,
+        );
+        let mut parts = vec![
+            format!(
+                "prompt {} · sample {}",
+                trace.prompt_index, trace.sample_index
+            ),
+            format!("reward {:.3}", trace.reward),
+        ];
+        if !trace.rewards.is_empty() {
+            parts.push(
+                trace
+                    .rewards
+                    .iter()
+                    .map(|(n, v)| format!("{n} {v:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+        }
+        parts.push(format!("advantage {:+.3}", trace.advantage));
+        parts.push(
+            match trace.correct {
+                Some(true) => "correct",
+                Some(false) => "wrong",
+                None => "no verdict",
+            }
+            .into(),
+        );
+        parts.push(format!(
+            "{} tokens ({})",
+            trace.tokens.len(),
+            trace.finish_reason
+        ));
+        parts.push(format!("mean entropy {:.3}", mean_entropy(trace)));
+        let count = |f: &dyn Fn(&ViewToken) -> bool| tokens.iter().filter(|t| f(t)).count();
+        let marks = format!(
+            "think {} tokens · answer {} tokens · forking {} · masked {}",
+            count(&|t| t.marks.segment == Segment::Think),
+            count(&|t| t.marks.segment == Segment::Answer),
+            count(&|t| t.marks.forking),
+            count(&|t| !t.marks.counted),
+        );
+        let reflections: Vec<String> = words
+            .iter()
+            .filter_map(|word| {
+                let n = engine::analysis::count_phrase(&trace.completion, word);
+                (n > 0).then(|| format!("\"{word}\" x{n}"))
+            })
+            .collect();
+        let reflection = if reflections.is_empty() {
+            "reflection: none".to_string()
+        } else {
+            format!("reflection: {}", reflections.join(", "))
+        };
+        Self {
+            key,
+            view: TokenView::new(tokens, trace.advantage),
+            plots: PlotData::new(&step.traces, trace),
+            prompt: trace.prompt.clone(),
+            lines: [parts.join(" · "), marks, reflection],
+        }
+    }
+
+    fn header_ui(&self, ui: &mut egui::Ui) {
+        ui.label(RichText::new(&self.lines[0]).strong());
+        ui.label(&self.lines[1]);
+        ui.label(&self.lines[2]);
+        ui.horizontal_wrapped(|ui| {
+            ui.label(RichText::new("prompt").weak());
+            let shown = drawable(ui, &one_line(&self.prompt));
+            ui.add(egui::Label::new(RichText::new(shown).monospace()).truncate())
+                .on_hover_text(drawable(ui, &self.prompt));
+        });
+    }
+}
+
 /// What the plots under the token view draw, computed once per shown completion.
 struct PlotData {
     /// Entropy by position of the completion, and the step's mean at each position, both
@@ -276,12 +375,12 @@ pub struct TracesView {
     rows: Vec<Row>,
     /// The completion shown in the token view (index into the step's traces).
     pub selected: Option<usize>,
-    token_view: Option<((StepKey, usize, Vec<String>), TokenView)>,
+    /// The completion shown, ready to draw.
+    shown: Option<Shown>,
     /// Another step whose entropy histogram is overlaid.
     pub compare_step: Option<u64>,
     /// The other step's entropy histogram.
     compare: Option<((RunId, TraceKind, u64), Result<Vec<Bar>, String>)>,
-    plot_data: Option<((StepKey, usize), PlotData)>,
     compare_asked: Option<(RunId, TraceKind, u64)>,
     history: Option<((RunId, TraceKind, String), Result<Vec<PromptPoint>, String>)>,
     history_asked: Option<(RunId, TraceKind, String)>,
@@ -335,7 +434,7 @@ impl TracesView {
                     if self.step_asked == Some(key) {
                         self.loaded = Some((key, result));
                         self.rows.clear();
-                        self.token_view = None;
+                        self.shown = None;
                     }
                 }
                 Ok(Reply::Entropies { key, result }) => {
@@ -421,7 +520,9 @@ impl TracesView {
             TracesTab::Analytics => {
                 egui::ScrollArea::vertical()
                     .id_salt("traces_analytics_scroll")
-                    .show(ui, |ui| self.analytics_ui(ui, ctx, settings, run, kind, &steps));
+                    .show(ui, |ui| {
+                        self.analytics_ui(ui, ctx, settings, run, kind, &steps)
+                    });
             }
         }
     }
@@ -589,7 +690,10 @@ impl TracesView {
                 index += 1;
             }
             let (shown, n) = steps[index];
-            ui.label(format!("step {shown}: {n} completions, {} steps", steps.len()));
+            ui.label(format!(
+                "step {shown}: {n} completions, {} steps",
+                steps.len()
+            ));
         });
         let chosen = steps[index].0;
         if chosen != step {
@@ -788,8 +892,10 @@ impl TracesView {
                                 .strong(),
                             );
                             ui.add(
-                                egui::Label::new(RichText::new(drawable(ui, &one_line(&t.prompt))).weak())
-                                    .truncate(),
+                                egui::Label::new(
+                                    RichText::new(drawable(ui, &one_line(&t.prompt))).weak(),
+                                )
+                                .truncate(),
                             )
                             .on_hover_text(drawable(ui, &t.prompt));
                         });
@@ -875,99 +981,31 @@ impl TracesView {
                 first
             }
         };
-        let Some(step) = self.loaded_step() else {
+        let view_key = (key, index, settings.reflection_words.clone());
+        if self.shown.as_ref().is_none_or(|s| s.key != view_key) {
+            let Some(step) = self.loaded_step() else {
+                return;
+            };
+            let shown = Shown::new(step, index, view_key, &settings.reflection_words);
+            self.shown = Some(shown);
+        }
+        let Some(shown) = &self.shown else {
             return;
         };
-        let trace = step.traces[index].clone();
-        let view_key = (key, index, settings.reflection_words.clone());
-        if self.token_view.as_ref().is_none_or(|(k, _)| *k != view_key) {
-            let tokens = view_tokens(
-                &trace,
-                &step.texts,
-                step.forking.get(index).map_or(&[][..], Vec::as_slice),
-                &settings.reflection_words,
-            );
-            self.token_view = Some((view_key, TokenView::new(tokens, trace.advantage)));
-        }
-        self.completion_header_ui(ui, &trace, &settings.reflection_words);
+        let prompt = shown.prompt.clone();
+        shown.header_ui(ui);
         self.colouring_ui(ui, settings);
         let scale = settings
             .scale
             .unwrap_or_else(|| settings.colouring.default_scale());
         let max_height = (ui.available_height() * 0.45).max(160.0);
-        if let Some((_, view)) = &mut self.token_view {
+        if let Some(shown) = &mut self.shown {
             egui::Frame::group(ui.style()).show(ui, |ui| {
-                view.ui(ui, settings.colouring, scale, max_height);
+                shown.view.ui(ui, settings.colouring, scale, max_height);
             });
         }
         ui.add_space(6.0);
-        self.plots_ui(ui, ctx, run, kind, steps, &trace, key, index);
-    }
-
-    fn completion_header_ui(&self, ui: &mut egui::Ui, trace: &Trace, reflection_words: &[String]) {
-        let mut parts = vec![
-            format!(
-                "prompt {} · sample {}",
-                trace.prompt_index, trace.sample_index
-            ),
-            format!("reward {:.3}", trace.reward),
-        ];
-        if !trace.rewards.is_empty() {
-            parts.push(
-                trace
-                    .rewards
-                    .iter()
-                    .map(|(n, v)| format!("{n} {v:.2}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            );
-        }
-        parts.push(format!("advantage {:+.3}", trace.advantage));
-        parts.push(match trace.correct {
-            Some(true) => "correct".into(),
-            Some(false) => "wrong".into(),
-            None => "no verdict".into(),
-        });
-        parts.push(format!(
-            "{} tokens ({})",
-            trace.tokens.len(),
-            trace.finish_reason
-        ));
-        parts.push(format!("mean entropy {:.3}", mean_entropy(trace)));
-        ui.label(RichText::new(parts.join(" · ")).strong());
-        if let Some((_, view)) = &self.token_view {
-            let count = |s: Segment| {
-                view.tokens()
-                    .iter()
-                    .filter(|t| t.marks.segment == s)
-                    .count()
-            };
-            let forking = view.tokens().iter().filter(|t| t.marks.forking).count();
-            let masked = view.tokens().iter().filter(|t| !t.marks.counted).count();
-            ui.label(format!(
-                "think {} tokens · answer {} tokens · forking {forking} · masked {masked}",
-                count(Segment::Think),
-                count(Segment::Answer),
-            ));
-        }
-        let reflections: Vec<String> = reflection_words
-            .iter()
-            .filter_map(|word| {
-                let n = engine::analysis::count_phrase(&trace.completion, word);
-                (n > 0).then(|| format!("\"{word}\" x{n}"))
-            })
-            .collect();
-        ui.label(if reflections.is_empty() {
-            "reflection: none".to_string()
-        } else {
-            format!("reflection: {}", reflections.join(", "))
-        });
-        ui.horizontal_wrapped(|ui| {
-            ui.label(RichText::new("prompt").weak());
-            let shown = drawable(ui, &one_line(&trace.prompt));
-            ui.add(egui::Label::new(RichText::new(shown).monospace()).truncate())
-                .on_hover_text(drawable(ui, &trace.prompt));
-        });
+        self.plots_ui(ui, ctx, run, kind, steps, &prompt, key.2);
     }
 
     fn colouring_ui(&mut self, ui: &mut egui::Ui, settings: &mut TracesSettings) {
@@ -1052,11 +1090,9 @@ impl TracesView {
         run: RunId,
         kind: TraceKind,
         steps: &[(u64, usize)],
-        trace: &Trace,
-        key: StepKey,
-        index: usize,
+        prompt: &str,
+        step: u64,
     ) {
-        let step = key.2;
         // The other step's entropies, for the histogram.
         let compare_step = self
             .compare_step
@@ -1079,7 +1115,7 @@ impl TracesView {
                 self.compare_asked = Some(key);
             }
         }
-        let history_key = (run, kind, trace.prompt.clone());
+        let history_key = (run, kind, prompt.to_string());
         let have_history = self
             .history
             .as_ref()
@@ -1092,21 +1128,13 @@ impl TracesView {
                 Request::History {
                     run,
                     kind,
-                    prompt: trace.prompt.clone(),
+                    prompt: prompt.to_string(),
                 },
             )
         {
             self.history_asked = Some(history_key.clone());
         }
-        let plot_key = (key, index);
-        if self.plot_data.as_ref().is_none_or(|(k, _)| *k != plot_key) {
-            let Some(loaded) = self.loaded_step() else {
-                return;
-            };
-            let data = PlotData::new(&loaded.traces, trace);
-            self.plot_data = Some((plot_key, data));
-        }
-        let Some((_, data)) = &self.plot_data else {
+        let Some(data) = self.shown.as_ref().map(|s| &s.plots) else {
             return;
         };
         let height = 190.0;

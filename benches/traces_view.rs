@@ -66,7 +66,11 @@ fn trace(step: u64, prompt_index: usize, sample_index: usize, ids: &[u32]) -> Tr
         tokens,
         reward: (sample_index % 2) as f64,
         rewards: vec![("accuracy".into(), (sample_index % 2) as f64)],
-        advantage: if sample_index % 2 == 0 { -1.0 } else { 1.0 },
+        advantage: if sample_index.is_multiple_of(2) {
+            -1.0
+        } else {
+            1.0
+        },
         correct: Some(sample_index % 2 == 1),
         finish_reason: "eos".into(),
     }
@@ -87,10 +91,12 @@ fn frame(c: &mut Criterion) {
     options.view = Some(View::Traces);
     options.run = Some(run);
     options.step = Some(1);
-    let mut state = app::state::State::default();
-    state.traces = TracesSettings {
-        run: Some(run),
-        ..TracesSettings::default()
+    let state = app::state::State {
+        traces: TracesSettings {
+            run: Some(run),
+            ..TracesSettings::default()
+        },
+        ..app::state::State::default()
     };
     let mut h = Harness::builder()
         .with_size([1280.0, 800.0])

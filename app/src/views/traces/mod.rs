@@ -359,12 +359,15 @@ struct Row {
     reflection: usize,
 }
 
+/// The loader's last answer for a key: what it read, or why it could not.
+type Answer<K, T> = Option<(K, Result<T, String>)>;
+
 /// The Traces view's runtime state.
 #[derive(Default)]
 pub struct TracesView {
     loader: Option<Loader>,
     /// (run, kind) and its steps with how many completions each has.
-    steps: Option<((RunId, TraceKind), Result<Vec<(u64, usize)>, String>)>,
+    steps: Answer<(RunId, TraceKind), Vec<(u64, usize)>>,
     steps_asked: Option<((RunId, TraceKind), Instant)>,
     /// The step shown.
     pub step: Option<u64>,
@@ -380,9 +383,9 @@ pub struct TracesView {
     /// Another step whose entropy histogram is overlaid.
     pub compare_step: Option<u64>,
     /// The other step's entropy histogram.
-    compare: Option<((RunId, TraceKind, u64), Result<Vec<Bar>, String>)>,
+    compare: Answer<(RunId, TraceKind, u64), Vec<Bar>>,
     compare_asked: Option<(RunId, TraceKind, u64)>,
-    history: Option<((RunId, TraceKind, String), Result<Vec<PromptPoint>, String>)>,
+    history: Answer<(RunId, TraceKind, String), Vec<PromptPoint>>,
     history_asked: Option<(RunId, TraceKind, String)>,
     analysis: Option<(AnalysisKey, Result<RunAnalysis, String>)>,
     analysis_asked: Option<AnalysisKey>,

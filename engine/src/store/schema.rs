@@ -161,6 +161,22 @@ CREATE TABLE evaluation_items (
 ) WITHOUT ROWID, STRICT;
 "
     ),
+    // 5: the older points of a metric series packed into chunks, little-endian arrays of steps
+    // (i64), values (f64, NaN kept) and wall times (f64); the newest points stay rows of
+    // `metrics` (see store/metrics.rs). Existing series stay rows until their next write.
+    "
+CREATE TABLE metric_chunks (
+    run_id        INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    name_id       INTEGER NOT NULL REFERENCES metric_names(id),
+    first_step    INTEGER NOT NULL CHECK (first_step >= 0),
+    last_step     INTEGER NOT NULL CHECK (last_step >= first_step),
+    points        INTEGER NOT NULL CHECK (points > 0),
+    steps         BLOB    NOT NULL,
+    metric_values BLOB    NOT NULL,
+    wall_times    BLOB    NOT NULL,
+    PRIMARY KEY (run_id, name_id, first_step)
+) WITHOUT ROWID, STRICT;
+",
 ];
 
 /// The schema version this code writes: the number of known migrations.

@@ -228,12 +228,19 @@ impl Shown {
         words: &[String],
     ) -> Self {
         let trace = &step.traces[index];
-        let tokens = view_tokens(
+        let mut tokens = view_tokens(
             trace,
             &step.texts,
             step.forking.get(index).map_or(&[][..], Vec::as_slice),
             words,
         );
+        // An evaluation answer was never trained on: its loss masks mean nothing.
+        if key.0.1 == TraceKind::Eval {
+            for t in &mut tokens {
+                t.marks.counted = true;
+                t.marks.trained = true;
+            }
+        }
         let mut parts = vec![
             format!(
                 "prompt {} · sample {}",
@@ -729,6 +736,15 @@ impl TracesView {
         self.rows = rows;
     }
 
+    /// Whether the table groups by prompt: asked for, and some prompt has several completions
+    /// (evaluation answers have one each).
+    fn grouped(&self, settings: &TracesSettings) -> bool {
+        settings.group_by_prompt
+            && self
+                .loaded_step()
+                .is_some_and(|s| s.traces.iter().any(|t| t.sample_index > 0))
+    }
+
     /// The rows shown, in order: (prompt group starts here, row).
     fn shown_rows(&self, settings: &TracesSettings) -> Vec<&Row> {
         let Some(step) = self.loaded_step() else {
@@ -762,7 +778,7 @@ impl TracesView {
             }
         };
         shown.sort_by(|a, b| {
-            let group = if settings.group_by_prompt {
+            let group = if self.grouped(settings) {
                 step.traces[a.index]
                     .prompt_index
                     .cmp(&step.traces[b.index].prompt_index)
@@ -852,11 +868,12 @@ impl TracesView {
             return;
         };
         // Lines: a prompt's heading (when grouping), then its completions.
+        let grouped = self.grouped(settings);
         let mut lines: Vec<(bool, usize)> = Vec::new();
         let mut last_prompt = None;
         for r in self.shown_rows(settings) {
             let p = step.traces[r.index].prompt_index;
-            if settings.group_by_prompt && last_prompt != Some(p) {
+            if grouped && last_prompt != Some(p) {
                 lines.push((true, r.index));
                 last_prompt = Some(p);
             }
@@ -1035,17 +1052,17 @@ impl TracesView {
                     settings.scale = Some(scale);
                 }
             }
-            ui.separator();
-            let mut rho = settings.rho;
-            let label = ui.label("forking ρ");
-            ui.add(egui::DragValue::new(&mut rho).range(0.01..=1.0).speed(0.01))
-                .labelled_by(label.id)
-                .on_hover_text("Forking tokens: the step's top ρ share of tokens by entropy");
-            if rho != settings.rho {
-                settings.rho = rho;
-            }
         });
         ui.horizontal_wrapped(|ui| {
+            let label = ui.label("forking ρ");
+            ui.add(
+                egui::DragValue::new(&mut settings.rho)
+                    .range(0.01..=1.0)
+                    .speed(0.01),
+            )
+            .labelled_by(label.id)
+            .on_hover_text("Forking tokens: the step's top ρ share of tokens by entropy");
+            ui.separator();
             let scale = settings
                 .scale
                 .unwrap_or_else(|| settings.colouring.default_scale());

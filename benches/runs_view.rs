@@ -2,7 +2,8 @@
 //! - ingest: metric rows written through `Workspace::log_metric_rows`, against the same rows
 //!   inserted with one prepared statement in one transaction into a table of the same shape
 //!   (what SQLite itself can do);
-//! - query: a 1,000,000-point series read back (`Workspace::metric`), against the bare SELECT;
+//! - query: a 1,000,000-point series read back (`Workspace::metric`: old points packed in
+//!   chunks, the newest as rows), against the bare SELECT of one row per point;
 //! - frame: the CPU time of one Runs-view frame showing a 1,000,000-point series (and 8 runs of
 //!   125,000 points overlaid), against a frame that hands egui_plot every point;
 //! - first frame: a studio built on a fresh workspace and its first frame, against an empty
@@ -91,14 +92,38 @@ fn query(c: &mut Criterion) {
     group.bench_function("studio Workspace::metric", |b| {
         b.iter(|| assert_eq!(ws.metric(run, "loss").expect("series").len(), POINTS));
     });
-    let conn = rusqlite::Connection::open(dir.path().join("ws/workspace.sqlite")).expect("db");
-    group.bench_function("peer: bare SELECT step, value", |b| {
+    // The peer: the same points as one row each in a table of the shape the studio used before
+    // it packed old points into chunks, read with a bare SELECT.
+    let conn = rusqlite::Connection::open(dir.path().join("peer.sqlite")).expect("peer db");
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+         CREATE TABLE metrics (run_id INTEGER, name_id INTEGER, step INTEGER, value REAL,
+             wall_time REAL, PRIMARY KEY (run_id, name_id, step)) STRICT, WITHOUT ROWID;",
+    )
+    .expect("peer schema");
+    {
+        let tx = conn.unchecked_transaction().expect("tx");
+        {
+            let mut stmt = tx
+                .prepare_cached("INSERT INTO metrics VALUES (1, 1, ?1, ?2, 0.0)")
+                .expect("prepare");
+            for i in 0..POINTS {
+                stmt.execute(rusqlite::params![i as i64, curve(i)])
+                    .expect("insert");
+            }
+        }
+        tx.commit().expect("commit");
+    }
+    group.bench_function("peer: bare SELECT step, value of one row per point", |b| {
         b.iter(|| {
             let mut stmt = conn
-                .prepare_cached("SELECT step, value FROM metrics WHERE run_id = ?1 ORDER BY step")
+                .prepare_cached(
+                    "SELECT step, value FROM metrics WHERE run_id = 1 AND name_id = 1
+                     ORDER BY step",
+                )
                 .expect("prepare");
             let rows: Vec<(i64, f64)> = stmt
-                .query_map([run], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
                 .expect("query")
                 .collect::<Result<_, _>>()
                 .expect("rows");

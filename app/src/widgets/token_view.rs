@@ -262,7 +262,12 @@ impl TokenView {
             .max_height(max_height)
             .auto_shrink([false, true])
             .show_rows(ui, row_height, self.rows_for(ui), |ui, visible| {
+                let rows = self.rows();
                 self.lay_out(ui.available_width().max(40.0));
+                if self.rows() != rows {
+                    // The scroll area sized itself for the old rows: draw again with the new.
+                    ui.ctx().request_repaint();
+                }
                 for row in visible {
                     self.row_ui(ui, row, row_height, &font_id, colouring, scale);
                 }

@@ -10,7 +10,6 @@ use super::{TracesSettings, TracesTab, TracesView, drawable, empty_ui};
 use crate::context::AppContext;
 
 impl TracesView {
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn analytics_ui(
         &mut self,
         ui: &mut egui::Ui,

@@ -975,7 +975,6 @@ impl TracesView {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn detail_ui(
         &mut self,
         ui: &mut egui::Ui,
@@ -1102,7 +1101,6 @@ impl TracesView {
         });
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn plots_ui(
         &mut self,
         ui: &mut egui::Ui,

@@ -130,10 +130,8 @@ pub fn traces(
         );
     }
     let config = RunConfig::from_toml(&record.config_toml, &format!("run {run} config"))?;
-    let tokenizer =
-        engine::formats::loader::load_model(&config.model, &engine::backend::Backend::cpu())
-            .with_context(|| format!("could not open run {run}'s model to decode its tokens"))?
-            .tokenizer;
+    let (tokenizer, _) = engine::formats::loader::open_tokenizer(&config.model)
+        .with_context(|| format!("could not open run {run}'s tokenizer to decode its tokens"))?;
     let text = |id: u32| tokenizer.token_text(id);
     if json_out {
         let rollouts = traces

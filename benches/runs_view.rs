@@ -41,6 +41,33 @@ fn fill(ws: &Workspace, name: &str, points: usize) -> i64 {
     run
 }
 
+/// The peer's database: a metrics table of one row per point, as plain SQLite does it.
+fn peer_db(dir: &std::path::Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(dir.join("peer.sqlite")).expect("peer db");
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+         CREATE TABLE metrics (run_id INTEGER, name_id INTEGER, step INTEGER, value REAL,
+             wall_time REAL, PRIMARY KEY (run_id, name_id, step)) STRICT, WITHOUT ROWID;",
+    )
+    .expect("peer schema");
+    conn
+}
+
+/// `points` points of run `run` into the peer's table: one prepared INSERT in one transaction.
+fn peer_insert(conn: &rusqlite::Connection, run: i64, points: usize) {
+    let tx = conn.unchecked_transaction().expect("tx");
+    {
+        let mut stmt = tx
+            .prepare_cached("INSERT INTO metrics VALUES (?1, 1, ?2, ?3, 0.0)")
+            .expect("prepare");
+        for i in 0..points {
+            stmt.execute(rusqlite::params![run, i as i64, curve(i)])
+                .expect("insert");
+        }
+    }
+    tx.commit().expect("commit");
+}
+
 fn ingest(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let ws = Workspace::open(&dir.path().join("ws")).expect("workspace");
@@ -56,28 +83,12 @@ fn ingest(c: &mut Criterion) {
             ws.log_metric_rows(run, &rows).expect("rows");
         });
     });
-    let conn = rusqlite::Connection::open(dir.path().join("peer.sqlite")).expect("peer db");
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
-         CREATE TABLE metrics (run_id INTEGER, name_id INTEGER, step INTEGER, value REAL,
-             wall_time REAL, PRIMARY KEY (run_id, name_id, step)) STRICT, WITHOUT ROWID;",
-    )
-    .expect("peer schema");
+    let conn = peer_db(dir.path());
     let mut peer_run = 0i64;
     group.bench_function("peer: one prepared INSERT in one transaction", |b| {
         b.iter(|| {
             peer_run += 1;
-            let tx = conn.unchecked_transaction().expect("tx");
-            {
-                let mut stmt = tx
-                    .prepare_cached("INSERT INTO metrics VALUES (?1, 1, ?2, ?3, 0.0)")
-                    .expect("prepare");
-                for i in 0..INGEST_ROWS {
-                    stmt.execute(rusqlite::params![peer_run, i as i64, curve(i)])
-                        .expect("insert");
-                }
-            }
-            tx.commit().expect("commit");
+            peer_insert(&conn, peer_run, INGEST_ROWS);
         });
     });
     group.finish();
@@ -94,26 +105,8 @@ fn query(c: &mut Criterion) {
     });
     // The peer: the same points as one row each in a table of the shape the studio used before
     // it packed old points into chunks, read with a bare SELECT.
-    let conn = rusqlite::Connection::open(dir.path().join("peer.sqlite")).expect("peer db");
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
-         CREATE TABLE metrics (run_id INTEGER, name_id INTEGER, step INTEGER, value REAL,
-             wall_time REAL, PRIMARY KEY (run_id, name_id, step)) STRICT, WITHOUT ROWID;",
-    )
-    .expect("peer schema");
-    {
-        let tx = conn.unchecked_transaction().expect("tx");
-        {
-            let mut stmt = tx
-                .prepare_cached("INSERT INTO metrics VALUES (1, 1, ?1, ?2, 0.0)")
-                .expect("prepare");
-            for i in 0..POINTS {
-                stmt.execute(rusqlite::params![i as i64, curve(i)])
-                    .expect("insert");
-            }
-        }
-        tx.commit().expect("commit");
-    }
+    let conn = peer_db(dir.path());
+    peer_insert(&conn, 1, POINTS);
     group.bench_function("peer: bare SELECT step, value of one row per point", |b| {
         b.iter(|| {
             let mut stmt = conn

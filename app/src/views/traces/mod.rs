@@ -380,7 +380,7 @@ pub struct TracesView {
     pub step: Option<u64>,
     /// A step asked for before the steps were known (deep link, a click on a Runs plot).
     pub pending_step: Option<u64>,
-    loaded: Option<(StepKey, Result<LoadedStep, String>)>,
+    loaded: Answer<StepKey, LoadedStep>,
     step_asked: Option<StepKey>,
     rows: Vec<Row>,
     /// The completion shown in the token view (index into the step's traces).
@@ -458,14 +458,6 @@ impl TracesView {
                     break;
                 }
             }
-        }
-    }
-
-    /// The steps of the shown run and kind, once listed.
-    pub fn steps(&self) -> Option<&[(u64, usize)]> {
-        match &self.steps {
-            Some((_, Ok(steps))) => Some(steps),
-            _ => None,
         }
     }
 

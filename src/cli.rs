@@ -136,6 +136,10 @@ pub struct CompareArgs {
     /// How many of the tokens where the first two disagree most to list (table output).
     #[arg(long, default_value_t = 10)]
     pub top: usize,
+    /// The share of tokens, by entropy, that count as forking tokens under each checkpoint; the
+    /// output says how many of the first checkpoint's each other one shares.
+    #[arg(long, default_value_t = 0.2)]
+    pub rho: f64,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -275,7 +279,7 @@ pub struct GuiArgs {
     #[arg(long)]
     pub model: Option<String>,
     /// The view to open on (default: the one shown when the window last closed, else home).
-    #[arg(long, value_parser = ["home", "runs", "traces", "launch", "datasets", "models", "playground"])]
+    #[arg(long, value_parser = ["home", "runs", "traces", "compare", "launch", "datasets", "models", "playground"])]
     pub view: Option<String>,
     /// A run to show in the Runs view (implies --view runs), or in Traces with --view traces.
     #[arg(long, value_name = "ID")]
@@ -286,6 +290,10 @@ pub struct GuiArgs {
     /// A dataset file to open in the Datasets view (implies --view datasets).
     #[arg(long, value_name = "FILE")]
     pub data: Option<std::path::PathBuf>,
+    /// A checkpoint (id or RUN:STEP) or model to compare; give it up to 4 times (implies
+    /// --view compare).
+    #[arg(long = "checkpoint", value_name = "CHECKPOINT", num_args = 1)]
+    pub checkpoints: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -328,8 +328,8 @@ fn grpo_run_logs_trl_metrics_and_keeps_every_rollout() {
     // (KL 0 everywhere); against step 4 (RUN:STEP) each column is `studio score` under that
     // checkpoint, and the KL is the one computed here in f64 from the full distributions.
     let text = "What is 23 + 48? <think>23 + 48 = 71</think><answer>71</answer>";
-    let compare = |a: &str, b: &str| -> Vec<serde_json::Value> {
-        let out = json_stdout(&studio_in(
+    let compare_json = |a: &str, b: &str| -> serde_json::Value {
+        json_stdout(&studio_in(
             &ws_dir,
             &[
                 "compare",
@@ -342,11 +342,30 @@ fn grpo_run_logs_trl_metrics_and_keeps_every_rollout() {
                 "--json",
             ],
             &[],
-        ));
-        out["tokens"].as_array().expect("tokens").clone()
+        ))
     };
-    let same = compare(&checkpoint.id.to_string(), &exported.to_string_lossy());
+    let compare = |a: &str, b: &str| -> Vec<serde_json::Value> {
+        compare_json(a, b)["tokens"]
+            .as_array()
+            .expect("tokens")
+            .clone()
+    };
+    let same_json = compare_json(&checkpoint.id.to_string(), &exported.to_string_lossy());
+    let same = same_json["tokens"].as_array().expect("tokens").clone();
     assert!(same.len() > 10);
+    // The same weights have the same forking tokens: the top ρ = 0.2 of the predicted tokens
+    // by entropy, ⌈0.2·(n − 1)⌉ of them, shared (up to ties the 1e-6 differences reorder).
+    let forking = &same_json["forking"];
+    let positions = forking["positions"].as_array().expect("positions");
+    for p in positions {
+        assert_eq!(
+            p.as_array().expect("positions").len(),
+            (0.2 * (same.len() - 1) as f64).ceil() as usize
+        );
+    }
+    let shared = forking["shared_with_first"].as_array().expect("shared");
+    assert_eq!(shared[0].as_f64(), Some(1.0));
+    assert!(shared[1].as_f64().expect("shared") >= 0.8, "{forking}");
     assert!(same[0]["kl"].is_null());
     for t in &same[1..] {
         let lp = t["logprob"].as_array().expect("logprob");

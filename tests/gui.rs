@@ -892,3 +892,214 @@ fn synthetic_traces(ws_dir: &Path) -> i64 {
     ws.add_traces(run, &traces).expect("traces");
     run
 }
+
+/// Waits (stepping the window) until the Compare view's current job is over.
+fn compare_idle(h: &mut Harness<'static, Studio>, what: &str) {
+    h.run_steps(2);
+    step_until(h, what, |s| !s.compare.is_busy());
+}
+
+/// On a real GRPO run's checkpoint and the two built-in models, all picked from the view's
+/// menus: seeded generation repeats; a scored text gives one row per token with Δ log-prob,
+/// KL ≥ 0 and the disagreement list; evaluations run in the background and are stored; the
+/// problems that flipped from the untrained model to the trained one open side by side; the
+/// checkpoint's run's curves overlay.
+#[test]
+fn the_compare_view_generates_scores_evaluates_and_opens_flipped_problems() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ws_dir = dir.path().join("ws");
+    let config = common::write_config(dir.path(), "grpo", GRPO_RUN);
+    common::assert_success(&common::studio_in(
+        &ws_dir,
+        &["train", &config.to_string_lossy()],
+        &[],
+    ));
+    let ws = Workspace::open(&ws_dir).expect("workspace");
+    let run = common::latest_run(&ws);
+    let checkpoint = ws
+        .checkpoints(run)
+        .expect("checkpoints")
+        .pop()
+        .expect("the run saved a checkpoint");
+
+    let mut h = harness(&ws_dir, View::Compare);
+    step_until(&mut h, "the checkpoints to be listed", |s| {
+        s.compare
+            .catalog()
+            .is_some_and(|c| c.checkpoints.iter().any(|x| x.record.id == checkpoint.id))
+    });
+    h.get_by_label("Pick at least two checkpoints or models above to compare them.");
+    let pick = |h: &mut Harness<'static, Studio>, entry: &str| {
+        h.get_by_label("Add a checkpoint…").click();
+        h.run_steps(2);
+        h.query_all_by_label_contains(entry)
+            .next()
+            .unwrap_or_else(|| panic!("the menu lists {entry}"))
+            .click();
+        h.run_steps(2);
+    };
+    pick(&mut h, &format!("· checkpoint {}", checkpoint.id));
+    pick(&mut h, "builtin:tiny-reasoner-init");
+    pick(&mut h, "builtin:tiny-reasoner");
+    assert_eq!(
+        h.state().state.compare.specs,
+        [
+            checkpoint.id.to_string(),
+            "builtin:tiny-reasoner-init".to_string(),
+            "builtin:tiny-reasoner".to_string()
+        ]
+    );
+
+    // Generate: the same seed gives the same tokens again.
+    h.state_mut().state.compare.max_new_tokens = 24;
+    h.state_mut().state.compare.sampling.temperature = 1.0;
+    h.get_by_label("Generate side by side").click();
+    compare_idle(&mut h, "the generations");
+    let first = h.state().compare.generated();
+    assert_eq!(first.len(), 3);
+    for g in &first {
+        assert!(g.as_ref().is_ok_and(|ids| !ids.is_empty()), "{g:?}");
+    }
+    h.get_by_label("Generate side by side").click();
+    compare_idle(&mut h, "the generations again");
+    assert_eq!(h.state().compare.generated(), first, "seeded: it repeats");
+
+    // Score a text.
+    h.get_by_label("Score a text").click();
+    h.run_steps(2);
+    h.state_mut().state.compare.score_prompt = "What is 12 + 30?".into();
+    h.state_mut().state.compare.score_text =
+        "<think>12 + 30 = 42</think><answer>42</answer>".into();
+    h.get_by_label("Score").click();
+    compare_idle(&mut h, "the scores");
+    {
+        let scored = h
+            .state()
+            .compare
+            .scored()
+            .expect("scored")
+            .expect("no error");
+        assert_eq!(scored.names.len(), 3);
+        assert!(scored.tokens.len() > 5);
+        for t in &scored.tokens {
+            // After a prompt every token of the text has a prediction.
+            assert!(t.logprob.iter().all(Option::is_some));
+            assert!(t.kl.expect("kl") >= 0.0);
+        }
+        assert!(scored.tokens.iter().any(|t| t.kl.expect("kl") > 1e-3));
+    }
+    h.get_by_label("Where [1] and [2] disagree most");
+    h.get_by_label("KL([1] || [2])").click();
+    h.run_steps(2);
+    assert_eq!(
+        h.state().state.compare.score_colouring,
+        app::views::compare::ScoreColouring::Kl
+    );
+
+    // Evaluate all three on 6 problems, then the flipped ones from the untrained model to
+    // the trained one (the same problems: both are models evaluated with the defaults).
+    h.get_by_label("Evaluate").click();
+    h.run_steps(2);
+    h.state_mut().state.compare.eval_count = 6;
+    h.get_by_label("Evaluate the 3 picked").click();
+    compare_idle(&mut h, "the evaluations");
+    let ids: Vec<i64> = h
+        .state()
+        .compare
+        .evaluated()
+        .into_iter()
+        .map(|r| r.expect("finished").expect("evaluated").id)
+        .collect();
+    assert_eq!(ws.evaluations(None).expect("stored").len(), 3);
+    step_until(&mut h, "the stored evaluations to be listed", |s| {
+        s.compare
+            .catalog()
+            .is_some_and(|c| c.evaluations.len() == 3)
+    });
+    h.get_by_label("Accuracy per checkpoint");
+    h.state_mut().compare.flip_a = Some(ids[1]);
+    h.state_mut().compare.flip_b = Some(ids[2]);
+    step_until(&mut h, "the flipped problems", |s| {
+        s.compare.flipped().is_some()
+    });
+    let expected = {
+        let (_, a) = ws.evaluation(ids[1]).expect("a");
+        let (_, b) = ws.evaluation(ids[2]).expect("b");
+        engine::train::evaluation::flipped(&a, &b)
+    };
+    let shown = h
+        .state()
+        .compare
+        .flipped()
+        .expect("read")
+        .expect("same problems")
+        .compared
+        .flipped
+        .clone();
+    assert_eq!(shown, expected);
+    assert!(
+        !expected.wrong_to_right.is_empty(),
+        "the trained model gets some problem right that the untrained one does not"
+    );
+    let first_flip = expected.wrong_to_right[0];
+    h.get_by_label(&format!(
+        "wrong to right ({})",
+        expected.wrong_to_right.len()
+    ));
+    h.query_all_by_label_contains(&format!("problem {}: ", first_flip.0 + 1))
+        .next()
+        .expect("the flipped problem is listed")
+        .click();
+    h.run_steps(3);
+    assert_eq!(h.state().compare.flip_opened(), Some(first_flip));
+    h.query_all_by_label_contains(&format!("A · evaluation {}", ids[1]))
+        .next()
+        .expect("A's completion");
+    h.query_all_by_label_contains(&format!("B · evaluation {}", ids[2]))
+        .next()
+        .expect("B's completion");
+
+    // Curves: the checkpoint's run's reward.
+    h.get_by_label("Curves").click();
+    step_until(&mut h, "the run's reward curve", |s| {
+        points(s, run, "reward") == 3
+    });
+}
+
+/// The Compare view of the two built-in models (untrained and trained): a text scored under
+/// both, coloured by Δ log-prob; then their greedy answers to one prompt side by side.
+#[test]
+fn snapshot_compare() {
+    let root = fixed_dir("studio-snapshot-compare");
+    let ws_dir = root.join("ws");
+    let mut options = StudioOptions::new(&ws_dir, Some(env!("CARGO_BIN_EXE_studio").into()));
+    options.view = Some(View::Compare);
+    let mut h = snapshot_harness(options);
+    {
+        let c = &mut h.state_mut().state.compare;
+        c.specs = vec![
+            "builtin:tiny-reasoner-init".into(),
+            "builtin:tiny-reasoner".into(),
+        ];
+        c.tab = app::views::compare::CompareTab::Score;
+        c.score_prompt = "What is 23 + 48?".into();
+        c.score_text = "<think>23 + 48 = 71. Wait, 20 + 40 = 60 and 3 + 8 = 11, so 71.</think> \
+                        <answer>71</answer>"
+            .into();
+        c.prompt = "What is 23 + 48?".into();
+        c.max_new_tokens = 48;
+        c.sampling = engine::infer::SamplingConfig::greedy();
+    }
+    h.run_steps(2);
+    h.get_by_label("Score").click();
+    compare_idle(&mut h, "the scores");
+    h.run_steps(4);
+    snapshot(&mut h, "compare-score", &[]);
+
+    h.get_by_label("Generate").click();
+    h.run_steps(2);
+    h.get_by_label("Generate side by side").click();
+    compare_idle(&mut h, "the generations");
+    h.run_steps(4);
+    snapshot(&mut h, "compare-generate", &[]);
+}

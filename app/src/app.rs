@@ -8,6 +8,7 @@ use egui::{Key, KeyboardShortcut, Modifiers, RichText};
 use crate::context::{AppCommand, AppContext, StudioOptions};
 use crate::state::State;
 use crate::views::View;
+use crate::views::compare::CompareView;
 use crate::views::datasets::DatasetsView;
 use crate::views::home::Home;
 use crate::views::launch::Launch;
@@ -26,6 +27,7 @@ pub struct Studio {
     pub home: Home,
     pub runs: RunsView,
     pub traces: TracesView,
+    pub compare: CompareView,
     pub launch: Launch,
     pub datasets: DatasetsView,
     pub models: ModelsView,
@@ -54,6 +56,23 @@ impl Studio {
                 traces.show(&mut state.traces, run, options.step);
             }
         }
+        let mut compare = CompareView::default();
+        if !options.compare.is_empty() {
+            if options.compare.len() > crate::views::compare::MAX_CHECKPOINTS {
+                tracing::warn!(
+                    "{} checkpoints to compare given; the first {} are",
+                    options.compare.len(),
+                    crate::views::compare::MAX_CHECKPOINTS
+                );
+            }
+            state.compare.specs.clear();
+            for spec in &options.compare {
+                compare.add(&mut state.compare, spec);
+            }
+            if options.view.is_none() {
+                state.selected_view = View::Compare;
+            }
+        }
         let mut ctx = AppContext::new(&options);
         if let Some(file) = &options.dataset {
             ctx.commands.push(AppCommand::OpenDataset(file.clone()));
@@ -66,6 +85,7 @@ impl Studio {
             home: Home::default(),
             runs: RunsView::default(),
             traces,
+            compare,
             launch: Launch::default(),
             datasets: DatasetsView::default(),
             models: ModelsView::default(),
@@ -121,6 +141,12 @@ impl Studio {
             View::Home => self.home.ui(ui, &mut self.ctx),
             View::Runs => self.runs.ui(ui, &mut self.ctx, &mut self.state.runs),
             View::Traces => self.traces.ui(ui, &mut self.ctx, &mut self.state.traces),
+            View::Compare => self.compare.ui(
+                ui,
+                &mut self.ctx,
+                &mut self.state.compare,
+                &self.state.recent_models,
+            ),
             View::Launch => self.launch.ui(ui, &mut self.ctx),
             View::Datasets => self.datasets.ui(ui, &mut self.ctx),
             View::Models => self.models.ui(ui, &mut self.ctx),
@@ -155,6 +181,17 @@ impl Studio {
                 AppCommand::UseDataset { path, mapping } => {
                     self.launch.use_dataset(path, mapping.as_ref());
                     self.state.selected_view = View::Launch;
+                }
+                AppCommand::ScoreInCompare { prompt, text } => {
+                    self.compare
+                        .score_text(&mut self.state.compare, prompt, text);
+                    self.state.selected_view = View::Compare;
+                }
+                AppCommand::Compare(specs) => {
+                    for spec in specs {
+                        self.compare.add(&mut self.state.compare, spec);
+                    }
+                    self.state.selected_view = View::Compare;
                 }
                 AppCommand::OpenDataset(path) => {
                     self.datasets.open(&mut self.ctx, egui_ctx, path, None);

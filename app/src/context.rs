@@ -38,6 +38,8 @@ pub struct StudioOptions {
     pub step: Option<u64>,
     /// A dataset file to open in the Datasets view at start.
     pub dataset: Option<PathBuf>,
+    /// Checkpoints (or models) to compare at start, replacing the remembered ones.
+    pub compare: Vec<String>,
 }
 
 impl StudioOptions {
@@ -51,6 +53,7 @@ impl StudioOptions {
             run: None,
             step: None,
             dataset: None,
+            compare: Vec::new(),
         }
     }
 }
@@ -75,6 +78,10 @@ pub enum AppCommand {
     },
     /// Open a dataset file in the Datasets view.
     OpenDataset(std::path::PathBuf),
+    /// Score a text (after the prompt it answered) in the Compare view.
+    ScoreInCompare { prompt: String, text: String },
+    /// Add checkpoints (or models) to the Compare view and show it.
+    Compare(Vec<String>),
 }
 
 /// The shared context.

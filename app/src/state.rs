@@ -1,12 +1,13 @@
 //! What the studio remembers between frames and between launches (eframe persistence): the
 //! selected view, recently opened models, the Playground's settings, the Runs view's selection
-//! and plot settings, the Traces view's settings, the theme. Runtime handles (threads, channels,
+//! and plot settings, the Traces and Compare views' settings, the theme. Runtime handles (threads, channels,
 //! loaded models) live beside it in the views, never in it.
 
 use engine::infer::SamplingConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::views::View;
+use crate::views::compare::CompareSettings;
 use crate::views::runs::RunsSettings;
 use crate::views::traces::TracesSettings;
 
@@ -26,6 +27,8 @@ pub struct State {
     pub runs: RunsSettings,
     /// The Traces view's run, colouring and analysis settings.
     pub traces: TracesSettings,
+    /// The Compare view's checkpoints and the settings of its tabs.
+    pub compare: CompareSettings,
     /// Dark theme (default) or light.
     pub dark_theme: bool,
 }
@@ -38,6 +41,7 @@ impl Default for State {
             playground: PlaygroundSettings::default(),
             runs: RunsSettings::default(),
             traces: TracesSettings::default(),
+            compare: CompareSettings::default(),
             dark_theme: true,
         }
     }

@@ -127,6 +127,37 @@ pub fn top_share(values: &[f32], rho: f64) -> Vec<usize> {
     chosen
 }
 
+/// The forking tokens of one text under several models, and how far they agree.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ForkingOverlap {
+    /// Per model: the positions of its top-ρ tokens by entropy, sorted.
+    pub positions: Vec<Vec<usize>>,
+    /// Per model: the share of the first model's forking positions that are also its own
+    /// (1 for the first model; `None` when the first has none).
+    pub shared_with_first: Vec<Option<f64>>,
+}
+
+/// Each model's top-ρ positions by entropy ([`top_share`]) over one text, `entropies[m][i]` the
+/// entropy model `m` predicted token `i` with (all the same length), and the share of the first
+/// model's positions each other model shares.
+pub fn forking_overlap(entropies: &[Vec<f32>], rho: f64) -> ForkingOverlap {
+    let positions: Vec<Vec<usize>> = entropies.iter().map(|e| top_share(e, rho)).collect();
+    let first = positions.first().cloned().unwrap_or_default();
+    let shared_with_first = positions
+        .iter()
+        .map(|p| {
+            (!first.is_empty()).then(|| {
+                let common = first.iter().filter(|i| p.binary_search(i).is_ok()).count();
+                common as f64 / first.len() as f64
+            })
+        })
+        .collect();
+    ForkingOverlap {
+        positions,
+        shared_with_first,
+    }
+}
+
 /// Occurrences of `phrase` in `text`, case-insensitive, on word boundaries (so "wait" does not
 /// count inside "awaited").
 pub fn count_phrase(text: &str, phrase: &str) -> usize {
@@ -457,6 +488,28 @@ pub fn analyse_stored(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn forking_overlap_counts_shared_top_positions() {
+        // ρ = 0.5 of 4 tokens: the 2 highest each.
+        let a = vec![0.1, 2.0, 3.0, 0.2]; // {1, 2}
+        let b = vec![5.0, 0.0, 4.0, 0.3]; // {0, 2}
+        let c = vec![0.0, 0.0, 1.0, 1.0]; // {2, 3}
+        let d = vec![9.0, 0.0, 0.0, 8.0]; // {0, 3}
+        let overlap = super::forking_overlap(&[a, b, c, d], 0.5);
+        assert_eq!(
+            overlap.positions,
+            vec![vec![1, 2], vec![0, 2], vec![2, 3], vec![0, 3]]
+        );
+        assert_eq!(
+            overlap.shared_with_first,
+            vec![Some(1.0), Some(0.5), Some(0.5), Some(0.0)]
+        );
+        assert_eq!(
+            super::forking_overlap(&[vec![], vec![]], 0.2).shared_with_first,
+            vec![None, None]
+        );
+    }
+
     use super::*;
     use crate::store::{TraceKind, TraceToken};
 

@@ -1,12 +1,16 @@
 //! `studio eval`: a checkpoint's (or a model's) greedy answers on a built-in task or a dataset
 //! file, stored in the workspace; the stored evaluations; the problems that flipped between two.
 
+use std::io::IsTerminal;
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use engine::data::builtin::extract_answer;
 use engine::store::{EvaluationId, EvaluationItem, EvaluationRecord};
-use engine::train::evaluation::{self, EvalData, EvalOptions, evaluated_model, problem_set};
+use engine::train::evaluation::{
+    self, EvalData, EvalOptions, EvalProgress, evaluated_model, problem_set,
+};
 use serde_json::{Value, json};
 
 use super::emit;
@@ -40,13 +44,52 @@ pub fn run(workspace_dir: Option<&Path>, args: &EvalArgs) -> Result<()> {
         seed: args.seed,
         difficulty: args.difficulty,
     };
-    let (record, items) = evaluation::evaluate(&workspace, spec, &data, &options)
-        .with_context(|| format!("could not evaluate --checkpoint {spec}"))?;
+    let (record, items) =
+        evaluation::evaluate_with(&workspace, spec, &data, &options, &mut progress_line(spec))
+            .with_context(|| format!("could not evaluate --checkpoint {spec}"))?;
+    if std::io::stderr().is_terminal() {
+        eprintln!();
+    }
     emit(&if args.json {
         evaluation_json(&record, &items)
     } else {
         evaluation_table(&record, &items)
     })
+}
+
+/// Progress on standard error: one line rewritten on a terminal, a line per tenth otherwise.
+fn progress_line(spec: &str) -> impl FnMut(EvalProgress) -> ControlFlow<()> + '_ {
+    let tty = std::io::stderr().is_terminal();
+    let mut last_tenth = None;
+    move |progress| {
+        let (answered, total) = match progress {
+            EvalProgress::Opening { total } => {
+                eprint!(
+                    "{}opening {spec} for {total} problems",
+                    if tty { "\r" } else { "" }
+                );
+                if !tty {
+                    eprintln!();
+                }
+                return ControlFlow::Continue(());
+            }
+            EvalProgress::Answering { answered, total } => (answered, total),
+        };
+        let tenth = answered * 10 / total.max(1);
+        if tty {
+            let width = 30;
+            let filled = answered * width / total.max(1);
+            eprint!(
+                "\r{spec} [{}{}] {answered}/{total} answered",
+                "#".repeat(filled),
+                "-".repeat(width - filled)
+            );
+        } else if last_tenth != Some(tenth) {
+            eprintln!("{spec}: {answered}/{total} answered");
+            last_tenth = Some(tenth);
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 /// `{"evaluation", "checkpoint", "source", "count", "accuracy", "items": [...]}` and a newline.

@@ -260,6 +260,7 @@ fn gui_options(
         options.run = args.run;
         options.step = args.step;
         options.dataset = args.data;
+        options.compare = args.checkpoints;
     }
     options
 }

@@ -367,6 +367,9 @@ pub fn compare(workspace_dir: Option<&Path>, args: &crate::cli::CompareArgs) -> 
             args.checkpoints.len()
         );
     }
+    if !(args.rho > 0.0 && args.rho <= 1.0) {
+        bail!("--rho {} must be in (0, 1]", args.rho);
+    }
     // Only checkpoints are looked up in the workspace (opening it would create it).
     let names_checkpoint = args
         .checkpoints
@@ -388,6 +391,11 @@ pub fn compare(workspace_dir: Option<&Path>, args: &crate::cli::CompareArgs) -> 
     let ids = tok.encode(&args.text, true)?;
     let refs: Vec<&engine::models::CausalLm> = models.iter().map(|m| &m.model).collect();
     let tokens = engine::infer::compare(&refs, &ids)?;
+    // Token 0 has no prediction, so no entropy: the forking tokens are among tokens 1...
+    let entropies: Vec<Vec<f32>> = (0..models.len())
+        .map(|m| tokens.iter().skip(1).filter_map(|t| t.entropy[m]).collect())
+        .collect();
+    let forking = engine::analysis::forking_overlap(&entropies, args.rho);
     if args.json {
         let tokens = tokens
             .iter()
@@ -403,7 +411,18 @@ pub fn compare(workspace_dir: Option<&Path>, args: &crate::cli::CompareArgs) -> 
             .collect::<Result<Vec<_>>>()?;
         println!(
             "{}",
-            serde_json::json!({ "checkpoints": args.checkpoints, "tokens": tokens })
+            serde_json::json!({
+                "checkpoints": args.checkpoints,
+                "tokens": tokens,
+                "forking": {
+                    "rho": args.rho,
+                    // Token positions (token 0 is the first of the text).
+                    "positions": forking.positions.iter()
+                        .map(|p| p.iter().map(|i| i + 1).collect::<Vec<_>>())
+                        .collect::<Vec<_>>(),
+                    "shared_with_first": forking.shared_with_first,
+                },
+            })
         );
         return Ok(());
     }
@@ -452,6 +471,18 @@ where [1] and [2] disagree most (KL):"
             "  {:<18} KL {:.5}",
             format!("{:?}", tok.token_text(t.id)?),
             t.kl.unwrap_or(0.0)
+        );
+    }
+    println!(
+        "
+forking tokens (the top {:.0} % by entropy) of [1] that each shares:",
+        args.rho * 100.0
+    );
+    for (i, share) in forking.shared_with_first.iter().enumerate().skip(1) {
+        println!(
+            "  [{}] {}",
+            i + 1,
+            share.map_or("-".into(), |s| format!("{:.0} %", s * 100.0))
         );
     }
     Ok(())

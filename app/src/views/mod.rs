@@ -1,5 +1,6 @@
 //! The studio's views, one module each. The left panel switches between them (Ctrl+1…).
 
+pub mod compare;
 pub mod datasets;
 pub mod home;
 pub mod launch;
@@ -20,6 +21,8 @@ pub enum View {
     Runs,
     /// A run's completions token by token, and its entropy analytics.
     Traces,
+    /// 2–4 checkpoints side by side: generation, scoring, evaluations, curves.
+    Compare,
     /// The form that starts a run: every setting, presets, checks before Start.
     Launch,
     /// Dataset files: rows, roles, search, token lengths.
@@ -32,10 +35,11 @@ pub enum View {
 
 impl View {
     /// Every view, in the order the left panel lists them (Ctrl+1 is the first).
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Home,
         Self::Runs,
         Self::Traces,
+        Self::Compare,
         Self::Launch,
         Self::Datasets,
         Self::Models,
@@ -47,6 +51,7 @@ impl View {
             Self::Home => "Home",
             Self::Runs => "Runs",
             Self::Traces => "Traces",
+            Self::Compare => "Compare",
             Self::Launch => "Launch",
             Self::Datasets => "Datasets",
             Self::Models => "Models",

@@ -174,6 +174,11 @@ const ROW_GAP: f32 = 5.0;
 pub struct TokenView {
     tokens: Vec<ViewToken>,
     advantage: f64,
+    /// Per-token values drawn instead of the colouring's statistic, and whether they diverge
+    /// around 0 ([`TokenView::with_values`]).
+    values: Option<(Vec<f32>, bool)>,
+    /// Per-token lines the hover card shows instead of one model's statistics.
+    notes: Option<Vec<String>>,
     cells: Option<(egui::FontId, Vec<Cell>)>,
     layout: Option<Layout>,
 }
@@ -183,9 +188,25 @@ impl TokenView {
         Self {
             tokens,
             advantage,
+            values: None,
+            notes: None,
             cells: None,
             layout: None,
         }
+    }
+
+    /// Backgrounds from `values` (one per token) instead of a statistic of the tokens: on a
+    /// red–green scale around 0 when `diverging`, else on the heat scale from 0.
+    pub fn with_values(mut self, values: Vec<f32>, diverging: bool) -> Self {
+        self.values = Some((values, diverging));
+        self
+    }
+
+    /// Hover cards of the token's text and id, then `notes[i]` (one per token), instead of the
+    /// token's own statistics and marks.
+    pub fn with_notes(mut self, notes: Vec<String>) -> Self {
+        self.notes = Some(notes);
+        self
     }
 
     pub fn tokens(&self) -> &[ViewToken] {
@@ -316,11 +337,18 @@ impl TokenView {
             let (cell, token) = (&cells[i], &self.tokens[i]);
             let min = pos2(rect.left() + layout.x[i], rect.top() + ROW_GAP / 2.0);
             let cell_rect = Rect::from_min_size(min, vec2(cell.width + 2.0 * PAD_X, glyph_height));
-            painter.rect_filled(
-                cell_rect,
-                2.0,
-                token_color(token, colouring, scale, self.advantage),
-            );
+            let background = match &self.values {
+                Some((values, diverging)) => {
+                    let v = values.get(i).copied().unwrap_or(0.0) / scale.max(1e-6);
+                    if *diverging {
+                        advantage_color(v)
+                    } else {
+                        heat_color(v)
+                    }
+                }
+                None => token_color(token, colouring, scale, self.advantage),
+            };
+            painter.rect_filled(cell_rect, 2.0, background);
             let marks = token.marks;
             painter.text(
                 pos2(cell_rect.left() + PAD_X, cell_rect.top()),
@@ -381,9 +409,22 @@ impl TokenView {
         }
         if let Some(i) = hovered {
             let token = &self.tokens[i];
-            response.on_hover_ui_at_pointer(|ui| {
-                token_card_ui(ui, i, &token.token);
-                marks_card_ui(ui, token);
+            response.on_hover_ui_at_pointer(|ui| match &self.notes {
+                Some(notes) => {
+                    ui.label(
+                        egui::RichText::new(format!("{:?}", token.token.text))
+                            .monospace()
+                            .strong(),
+                    );
+                    ui.label(format!("position {i} · id {}", token.token.id));
+                    if let Some(note) = notes.get(i) {
+                        ui.label(egui::RichText::new(note).monospace());
+                    }
+                }
+                None => {
+                    token_card_ui(ui, i, &token.token);
+                    marks_card_ui(ui, token);
+                }
             });
         }
     }

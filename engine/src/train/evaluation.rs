@@ -7,6 +7,7 @@
 //! stored evaluations ([`flipped`]).
 
 use std::collections::{HashMap, VecDeque};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use super::checkpoint::{ModelSpec, checkpoint_config, open_checkpoint, open_model_spec};
@@ -84,6 +85,24 @@ pub fn answer_items(
     chat: bool,
     max_new_tokens: usize,
 ) -> Result<Vec<Answer>, TrainError> {
+    answer_items_with(model, tokenizer, items, chat, max_new_tokens, &mut |_| {
+        ControlFlow::Continue(())
+    })
+}
+
+/// [`answer_items`], telling `progress` how many items are answered whenever one more is (an
+/// item is answered at its end-of-sequence token or at `max_new_tokens`). A `Break` from
+/// `progress` stops the generation: the result is [`TrainError::Cancelled`].
+///
+/// The items stay one batch, so the answers are those [`answer_items`] gives.
+pub fn answer_items_with(
+    model: &CausalLm,
+    tokenizer: &TextTokenizer,
+    items: &[EvalItem],
+    chat: bool,
+    max_new_tokens: usize,
+    progress: &mut dyn FnMut(usize) -> ControlFlow<()>,
+) -> Result<Vec<Answer>, TrainError> {
     if items.is_empty() {
         return Ok(Vec::new());
     }
@@ -91,8 +110,32 @@ pub fn answer_items(
         .iter()
         .map(|item| sft::prompt_ids(tokenizer, &item.example, chat))
         .collect::<Result<Vec<_>, _>>()?;
-    let rows = sft::greedy_completions(model, tokenizer, prompts, max_new_tokens)?;
     let stop = &model.config.eos_token_ids;
+    // Generation stops early at the context's end; an item that runs into it is answered with
+    // the batch.
+    let mut lengths = vec![0usize; items.len()];
+    let mut answered = 0;
+    let mut cancelled = false;
+    let rows =
+        sft::greedy_completions_with(model, tokenizer, prompts, max_new_tokens, |row, token| {
+            let Some(length) = lengths.get_mut(row) else {
+                return ControlFlow::Continue(());
+            };
+            *length += 1;
+            if stop.contains(&token.id) || *length == max_new_tokens {
+                answered += 1;
+                if progress(answered).is_break() {
+                    cancelled = true;
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        })?;
+    if cancelled {
+        return Err(TrainError::Cancelled {
+            what: "the evaluation".into(),
+        });
+    }
     Ok(rows
         .into_iter()
         .zip(items)
@@ -150,6 +193,32 @@ pub fn evaluate(
     data: &EvalData,
     options: &EvalOptions,
 ) -> Result<(EvaluationRecord, Vec<EvaluationItem>), TrainError> {
+    evaluate_with(workspace, spec, data, options, &mut |_| {
+        ControlFlow::Continue(())
+    })
+}
+
+/// How far an [`evaluate_with`] has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvalProgress {
+    /// The problems are drawn; the model is being opened.
+    Opening { total: usize },
+    /// `answered` of `total` problems are answered.
+    Answering { answered: usize, total: usize },
+}
+
+/// [`evaluate`], telling `progress` how far it has got; a `Break` from it cancels the
+/// evaluation ([`TrainError::Cancelled`], nothing stored).
+pub fn evaluate_with(
+    workspace: &Workspace,
+    spec: &str,
+    data: &EvalData,
+    options: &EvalOptions,
+    progress: &mut dyn FnMut(EvalProgress) -> ControlFlow<()>,
+) -> Result<(EvaluationRecord, Vec<EvaluationItem>), TrainError> {
+    let cancelled = || TrainError::Cancelled {
+        what: "the evaluation".into(),
+    };
     let checkpoint = match ModelSpec::parse(spec) {
         ModelSpec::Checkpoint(at) => Some(at.find(workspace)?),
         ModelSpec::Model(_) => None,
@@ -169,18 +238,25 @@ pub fn evaluate(
         return Err(bad_setting("count", "must be at least 1"));
     }
     let problems = problems(workspace, config.as_ref(), data, options, count)?;
-
+    let total = problems.items.len();
+    if progress(EvalProgress::Opening { total }).is_break() {
+        return Err(cancelled());
+    }
     let opened = match &checkpoint {
         Some(c) => open_checkpoint(workspace, c)?,
         None => open_model_spec(None, spec)?,
     };
+    if progress(EvalProgress::Answering { answered: 0, total }).is_break() {
+        return Err(cancelled());
+    }
     let model = &opened.loaded;
-    let answers = answer_items(
+    let answers = answer_items_with(
         &model.model,
         &model.tokenizer,
         &problems.items,
         chat,
         eval.max_new_tokens,
+        &mut |answered| progress(EvalProgress::Answering { answered, total }),
     )?;
     let items: Vec<EvaluationItem> = problems
         .items
@@ -511,6 +587,77 @@ mod tests {
         };
         assert!(row.is_correct(" paris "));
         assert!(!row.is_correct("Lyon"));
+    }
+
+    #[test]
+    fn progress_counts_every_answer_and_a_break_cancels_without_storing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let workspace = Workspace::open(&dir.path().join("ws")).expect("workspace");
+        let data = EvalData::Builtin("arithmetic".into());
+        let options = EvalOptions {
+            count: Some(5),
+            ..EvalOptions::default()
+        };
+        let mut seen = Vec::new();
+        let (record, items) = evaluate_with(
+            &workspace,
+            "builtin:tiny-reasoner",
+            &data,
+            &options,
+            &mut |p| {
+                seen.push(p);
+                ControlFlow::Continue(())
+            },
+        )
+        .expect("evaluated");
+        assert_eq!(items.len(), 5);
+        assert_eq!(seen[0], EvalProgress::Opening { total: 5 });
+        let answered: Vec<usize> = seen[1..]
+            .iter()
+            .map(|p| match p {
+                EvalProgress::Answering { answered, total: 5 } => *answered,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            answered,
+            [0, 1, 2, 3, 4, 5],
+            "one report per answered problem"
+        );
+        // The same answers as without progress (one batch either way).
+        let (_, plain) =
+            evaluate(&workspace, "builtin:tiny-reasoner", &data, &options).expect("evaluated");
+        assert_eq!(
+            items.iter().map(|i| &i.completion).collect::<Vec<_>>(),
+            plain.iter().map(|i| &i.completion).collect::<Vec<_>>()
+        );
+        assert_eq!(workspace.evaluations(None).expect("list").len(), 2);
+
+        let mut calls = 0;
+        let cancelled = evaluate_with(
+            &workspace,
+            "builtin:tiny-reasoner",
+            &data,
+            &options,
+            &mut |p| {
+                calls += 1;
+                if matches!(p, EvalProgress::Answering { answered: 2, .. }) {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        );
+        assert!(
+            matches!(cancelled, Err(TrainError::Cancelled { .. })),
+            "{cancelled:?}"
+        );
+        assert_eq!(calls, 4, "no report after the break");
+        assert_eq!(
+            workspace.evaluations(None).expect("list").len(),
+            2,
+            "{record:?}"
+        );
     }
 
     #[test]

@@ -92,4 +92,6 @@ pub enum TrainError {
     Internal { panic: String },
     #[error("the dataset has no usable examples: {source_name}")]
     NoExamples { source_name: String },
+    #[error("{what} was cancelled; nothing of it was stored")]
+    Cancelled { what: String },
 }

@@ -357,6 +357,20 @@ pub fn greedy_completions(
     prompts: Vec<Vec<u32>>,
     max_new_tokens: usize,
 ) -> Result<Vec<(Vec<GeneratedToken>, String)>, TrainError> {
+    greedy_completions_with(model, tokenizer, prompts, max_new_tokens, |_, _| {
+        ControlFlow::Continue(())
+    })
+}
+
+/// [`greedy_completions`], with `on_token(row, token)` called for every generated token; a
+/// `Break` stops the generation (the rows so far are returned).
+pub fn greedy_completions_with(
+    model: &CausalLm,
+    tokenizer: &TextTokenizer,
+    prompts: Vec<Vec<u32>>,
+    max_new_tokens: usize,
+    on_token: impl FnMut(usize, &GeneratedToken) -> ControlFlow<()>,
+) -> Result<Vec<(Vec<GeneratedToken>, String)>, TrainError> {
     let inference = model.for_inference();
     let stop = &inference.config.eos_token_ids;
     let request = GenerateRequest {
@@ -366,7 +380,7 @@ pub fn greedy_completions(
         stop_token_ids: stop.clone(),
         top_k_alternatives: crate::train::traces::TRACE_TOP_K,
     };
-    let rows = generate(&inference, &request, |_, _| ControlFlow::Continue(()))?;
+    let rows = generate(&inference, &request, on_token)?;
     rows.into_iter()
         .map(|row| {
             let ids: Vec<u32> = row

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use egui::{Color32, RichText};
 use egui_plot::{Bar, BarChart, Legend, Line, Plot, Points};
 use engine::analysis::{AnalysisOptions, RunAnalysis, Segment};
-use engine::store::{PromptPoint, RunId, Trace, TraceKind};
+use engine::store::{PromptPoint, RunId, Trace, TraceKind, TraceToken};
 use serde::{Deserialize, Serialize};
 
-use crate::context::AppContext;
+use crate::context::{AppCommand, AppContext};
 use crate::series::downsample_min_max;
 use crate::widgets::token_heatmap::{
     Alternative, HeatmapToken, gradient_legend_ui, heat_color, printable_text,
@@ -130,7 +130,7 @@ pub use loader::{LoadedStep, forking_flags};
 /// The tokens of a completion as the token view draws them: texts, rank buckets, and marks
 /// (forking, loss masks, reflection phrases, think/answer segments over the joined texts).
 pub fn view_tokens(
-    trace: &Trace,
+    tokens: &[TraceToken],
     texts: &HashMap<u32, String>,
     forking: &[bool],
     reflection_words: &[String],
@@ -141,7 +141,7 @@ pub fn view_tokens(
             .cloned()
             .unwrap_or_else(|| format!("<id {id}>"))
     };
-    let pieces: Vec<String> = trace.tokens.iter().map(|t| text_of(t.id)).collect();
+    let pieces: Vec<String> = tokens.iter().map(|t| text_of(t.id)).collect();
     // Byte offsets of each token in the joined text, which the phrase and tag search read.
     let mut joined = String::new();
     let mut starts = Vec::with_capacity(pieces.len());
@@ -173,8 +173,7 @@ pub fn view_tokens(
             }
         }
     }
-    trace
-        .tokens
+    tokens
         .iter()
         .zip(pieces)
         .enumerate()
@@ -229,7 +228,7 @@ impl Shown {
     ) -> Self {
         let trace = &step.traces[index];
         let mut tokens = view_tokens(
-            trace,
+            &trace.tokens,
             &step.texts,
             step.forking.get(index).map_or(&[][..], Vec::as_slice),
             words,
@@ -1005,6 +1004,20 @@ impl TracesView {
         };
         let prompt = shown.prompt.clone();
         shown.header_ui(ui);
+        if ui
+            .button("Score in Compare")
+            .on_hover_text(
+                "Score this completion, after its prompt, under the checkpoints picked in \
+                 Compare: per-token Δ log-prob and KL",
+            )
+            .clicked()
+            && let Some(trace) = self.loaded_step().and_then(|s| s.traces.get(index))
+        {
+            ctx.commands.push(AppCommand::ScoreInCompare {
+                prompt: trace.prompt.clone(),
+                text: trace.completion.clone(),
+            });
+        }
         self.colouring_ui(ui, settings);
         let scale = settings
             .scale
@@ -1319,7 +1332,7 @@ fn histogram(entropies: &[f32]) -> Vec<Bar> {
 
 /// `text` as the default fonts can draw it: a character they lack becomes a `\u{..}` escape
 /// (model output and datasets hold any character; a missing glyph must never reach a label).
-pub(super) fn drawable(ui: &egui::Ui, text: &str) -> String {
+pub(crate) fn drawable(ui: &egui::Ui, text: &str) -> String {
     // Escaped for both families, so the text may be shown in either.
     let monospace = egui::TextStyle::Monospace.resolve(ui.style());
     let body = egui::TextStyle::Body.resolve(ui.style());
@@ -1406,7 +1419,7 @@ mod tests {
         .collect();
         let t = trace(&[1, 2, 3, 4, 5], &[0.0; 5]);
         let tokens = view_tokens(
-            &t,
+            &t.tokens,
             &texts,
             &[false, true, false, false, false],
             &["wait".into()],

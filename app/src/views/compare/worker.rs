@@ -1,0 +1,725 @@
+//! The Compare view's two threads, so its frame never waits on SQLite or a model:
+//!
+//! - `studio-compare-store` reads the workspace: the checkpoints and stored evaluations the
+//!   pickers list, and two evaluations' flipped problems with their token texts.
+//! - `studio-compare-models` owns the opened checkpoints (kept while they stay picked) and runs
+//!   the long work one job at a time: seeded generation, teacher-forced scoring, evaluations.
+//!   Jobs are cancelled by id; every event names its job, so a late one is dropped.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+
+use engine::analysis::ForkingOverlap;
+use engine::data::Example;
+use engine::infer::{ComparedToken, GenerateRequest, SamplingConfig, generate};
+use engine::store::{
+    CheckpointRecord, EvaluationId, EvaluationRecord, RunId, TraceToken, Workspace,
+};
+use engine::text::tokenizer::TextTokenizer;
+use engine::train::checkpoint::{ModelSpec, OpenedModel, open_model_spec};
+use engine::train::evaluation::{
+    ComparedEvaluations, EvalData, EvalOptions, EvalProgress, compare_evaluations, evaluate_with,
+};
+
+use crate::widgets::token_heatmap::{Alternative, HeatmapToken};
+
+/// Alternatives kept per generated token (the hover card lists them).
+const TOP_ALTERNATIVES: usize = 5;
+
+/// A checkpoint the pickers offer, with its run's name.
+#[derive(Debug, Clone)]
+pub struct CheckpointChoice {
+    pub record: CheckpointRecord,
+    pub run_name: String,
+}
+
+/// What the workspace holds for the pickers and the evaluation table.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    /// Every run's checkpoints, newest run first, by step.
+    pub checkpoints: Vec<CheckpointChoice>,
+    /// Every stored evaluation, oldest first.
+    pub evaluations: Vec<EvaluationRecord>,
+}
+
+/// Two evaluations' flipped problems, with the token texts of each side's tokenizer.
+pub struct FlippedPair {
+    pub compared: ComparedEvaluations,
+    pub texts: [HashMap<u32, String>; 2],
+}
+
+pub(super) enum StoreRequest {
+    Catalog,
+    Flipped { a: EvaluationId, b: EvaluationId },
+}
+
+pub(super) enum StoreReply {
+    Catalog(Result<Catalog, String>),
+    Flipped {
+        pair: (EvaluationId, EvaluationId),
+        result: Result<Box<FlippedPair>, String>,
+    },
+}
+
+/// Long work for the models thread.
+#[derive(Debug, Clone)]
+pub(super) enum Job {
+    /// The same prompt, the same seed, under each model.
+    Generate {
+        specs: Vec<String>,
+        prompt: String,
+        /// Through the chat template for a model path (a checkpoint follows its run's setting).
+        chat: bool,
+        max_new_tokens: usize,
+        sampling: SamplingConfig,
+    },
+    /// One text teacher-forced under every model (the first's tokenizer), after an optional
+    /// prompt that is fed but not shown.
+    Score {
+        specs: Vec<String>,
+        prompt: Option<String>,
+        text: String,
+        rho: f64,
+    },
+    /// Each model on the same problems, stored.
+    Evaluate {
+        specs: Vec<String>,
+        data: EvalData,
+        count: usize,
+    },
+}
+
+/// A text scored under several models.
+#[derive(Debug, Clone)]
+pub struct Scored {
+    pub names: Vec<String>,
+    /// The scored tokens (the prompt's left out); each token's statistics from `compare`.
+    pub tokens: Vec<ComparedToken>,
+    /// Each token id's text (the first model's tokenizer).
+    pub texts: HashMap<u32, String>,
+    /// Forking tokens (top-ρ by entropy) under each model, positions into `tokens`.
+    pub forking: ForkingOverlap,
+}
+
+#[derive(Debug, Clone)]
+pub(super) enum Event {
+    /// Slot `slot`'s model is being opened.
+    Opening { job: u64, slot: usize },
+    /// A generated token of slot `slot`.
+    Token {
+        job: u64,
+        slot: usize,
+        token: HeatmapToken,
+    },
+    /// Slot `slot`'s generation ended (with its model's name), or failed.
+    Generated {
+        job: u64,
+        slot: usize,
+        result: Result<String, String>,
+    },
+    Scored {
+        job: u64,
+        result: Result<Box<Scored>, String>,
+    },
+    EvalProgress {
+        job: u64,
+        slot: usize,
+        progress: EvalProgress,
+    },
+    Evaluated {
+        job: u64,
+        slot: usize,
+        result: Result<EvaluationRecord, String>,
+    },
+    /// The job failed as a whole (an internal error).
+    Failed { job: u64, message: String },
+    /// The job is over (done, failed or cancelled).
+    Done { job: u64 },
+}
+
+/// The UI's handles on both threads.
+pub(super) struct Workers {
+    store: Sender<StoreRequest>,
+    store_replies: Receiver<StoreReply>,
+    jobs: Sender<(u64, Job)>,
+    events: Receiver<Event>,
+    cancelled_through: Arc<AtomicU64>,
+}
+
+impl Workers {
+    pub fn spawn(workspace: std::path::PathBuf, repaint: egui::Context) -> std::io::Result<Self> {
+        let (store, store_rx) = channel();
+        let (store_tx, store_replies) = channel();
+        let dir = workspace.clone();
+        let ctx = repaint.clone();
+        std::thread::Builder::new()
+            .name("studio-compare-store".into())
+            .spawn(move || store_thread(&dir, &store_rx, &store_tx, &ctx))?;
+        let (jobs, jobs_rx) = channel();
+        let (events_tx, events) = channel();
+        let cancelled_through = Arc::new(AtomicU64::new(0));
+        let cancelled = cancelled_through.clone();
+        std::thread::Builder::new()
+            .name("studio-compare-models".into())
+            .spawn(move || {
+                let mut models = ModelsThread {
+                    workspace,
+                    workspace_handle: None,
+                    opened: HashMap::new(),
+                    events: events_tx,
+                    cancelled_through: cancelled,
+                    repaint,
+                };
+                models.run(&jobs_rx);
+            })?;
+        Ok(Self {
+            store,
+            store_replies,
+            jobs,
+            events,
+            cancelled_through,
+        })
+    }
+
+    pub fn ask(&self, request: StoreRequest) -> bool {
+        self.store.send(request).is_ok()
+    }
+
+    pub fn start(&self, id: u64, job: Job) -> bool {
+        self.jobs.send((id, job)).is_ok()
+    }
+
+    /// Cancels every job up to `id`.
+    pub fn cancel(&self, id: u64) {
+        self.cancelled_through.fetch_max(id, Ordering::SeqCst);
+    }
+
+    pub fn replies(&self) -> Vec<StoreReply> {
+        self.store_replies.try_iter().collect()
+    }
+
+    /// Events so far; `Err` when the models thread has ended.
+    pub fn events(&self) -> Result<Vec<Event>, String> {
+        let mut out = Vec::new();
+        loop {
+            match self.events.try_recv() {
+                Ok(e) => out.push(e),
+                Err(TryRecvError::Empty) => return Ok(out),
+                Err(TryRecvError::Disconnected) => {
+                    return if out.is_empty() {
+                        Err("the comparison thread has stopped; reopen the view".into())
+                    } else {
+                        Ok(out)
+                    };
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.cancelled_through.store(u64::MAX, Ordering::SeqCst);
+    }
+}
+
+fn store_thread(
+    dir: &std::path::Path,
+    requests: &Receiver<StoreRequest>,
+    replies: &Sender<StoreReply>,
+    repaint: &egui::Context,
+) {
+    let mut workspace: Option<Workspace> = None;
+    let mut tokenizers: HashMap<String, Arc<TextTokenizer>> = HashMap::new();
+    while let Ok(request) = requests.recv() {
+        if workspace.is_none() {
+            match Workspace::open(dir) {
+                Ok(w) => workspace = Some(w),
+                Err(e) => {
+                    let message = format!("could not open the workspace at {}: {e}", dir.display());
+                    let reply = match request {
+                        StoreRequest::Catalog => StoreReply::Catalog(Err(message)),
+                        StoreRequest::Flipped { a, b } => StoreReply::Flipped {
+                            pair: (a, b),
+                            result: Err(message),
+                        },
+                    };
+                    if replies.send(reply).is_err() {
+                        return;
+                    }
+                    repaint.request_repaint();
+                    continue;
+                }
+            }
+        }
+        let Some(ws) = workspace.as_ref() else {
+            continue;
+        };
+        let reply = match request {
+            StoreRequest::Catalog => StoreReply::Catalog(catalog(ws)),
+            StoreRequest::Flipped { a, b } => StoreReply::Flipped {
+                pair: (a, b),
+                result: flipped_pair(ws, &mut tokenizers, a, b).map(Box::new),
+            },
+        };
+        if replies.send(reply).is_err() {
+            return;
+        }
+        repaint.request_repaint();
+    }
+}
+
+fn catalog(ws: &Workspace) -> Result<Catalog, String> {
+    let runs = ws.runs().map_err(|e| e.to_string())?;
+    let mut checkpoints = Vec::new();
+    for run in &runs {
+        for record in ws.checkpoints(run.id).map_err(|e| e.to_string())? {
+            checkpoints.push(CheckpointChoice {
+                record,
+                run_name: run.name.clone(),
+            });
+        }
+    }
+    checkpoints.sort_by(|a, b| {
+        b.record
+            .run_id
+            .cmp(&a.record.run_id)
+            .then(a.record.step.cmp(&b.record.step))
+    });
+    let evaluations = ws.evaluations(None).map_err(|e| e.to_string())?;
+    Ok(Catalog {
+        checkpoints,
+        evaluations,
+    })
+}
+
+/// The model an evaluation's tokens come from: its run's model for a checkpoint, else the
+/// model it names.
+fn evaluation_model(ws: &Workspace, record: &EvaluationRecord) -> Result<String, String> {
+    match record.summary.run_id {
+        Some(run) => run_model(ws, run),
+        None => Ok(record.summary.model.clone()),
+    }
+}
+
+fn run_model(ws: &Workspace, run: RunId) -> Result<String, String> {
+    let record = ws.run(run).map_err(|e| e.to_string())?;
+    engine::train::config::RunConfig::from_toml(&record.config_toml, &format!("run {run} config"))
+        .map(|c| c.model)
+        .map_err(|e| e.to_string())
+}
+
+fn flipped_pair(
+    ws: &Workspace,
+    tokenizers: &mut HashMap<String, Arc<TextTokenizer>>,
+    a: EvaluationId,
+    b: EvaluationId,
+) -> Result<FlippedPair, String> {
+    let compared = compare_evaluations(ws, a, b).map_err(|e| e.to_string())?;
+    let mut texts: [HashMap<u32, String>; 2] = Default::default();
+    for (side, (record, items)) in [&compared.a, &compared.b].into_iter().enumerate() {
+        let model = evaluation_model(ws, record)?;
+        let tokenizer = match tokenizers.get(&model) {
+            Some(t) => t.clone(),
+            None => {
+                let (t, _) = engine::formats::loader::open_tokenizer(&model).map_err(|e| {
+                    format!(
+                        "could not open the tokenizer of {model} to show evaluation {}: {e}",
+                        record.id
+                    )
+                })?;
+                let t = Arc::new(t);
+                tokenizers.insert(model.clone(), t.clone());
+                t
+            }
+        };
+        texts[side] = token_texts(&tokenizer, items.iter().flat_map(|i| i.tokens.iter()))?;
+    }
+    Ok(FlippedPair { compared, texts })
+}
+
+/// The text of every token id among `tokens` and their alternatives.
+pub(super) fn token_texts<'a>(
+    tokenizer: &TextTokenizer,
+    tokens: impl Iterator<Item = &'a TraceToken>,
+) -> Result<HashMap<u32, String>, String> {
+    let mut texts = HashMap::new();
+    for t in tokens {
+        for id in std::iter::once(t.id).chain(t.top.iter().map(|a| a.0)) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = texts.entry(id) {
+                slot.insert(tokenizer.token_piece(id).map_err(|e| e.to_string())?);
+            }
+        }
+    }
+    Ok(texts)
+}
+
+/// The models thread.
+struct ModelsThread {
+    workspace: std::path::PathBuf,
+    workspace_handle: Option<Workspace>,
+    /// Opened models by spec, kept while a job names them.
+    opened: HashMap<String, OpenedModel>,
+    events: Sender<Event>,
+    cancelled_through: Arc<AtomicU64>,
+    repaint: egui::Context,
+}
+
+/// The UI has gone.
+struct Gone;
+
+impl ModelsThread {
+    fn run(&mut self, jobs: &Receiver<(u64, Job)>) {
+        while let Ok((id, job)) = jobs.recv() {
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| self.handle(id, &job)));
+            let gone = match outcome {
+                Ok(result) => result.is_err(),
+                Err(panic) => {
+                    let reason = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".into());
+                    tracing::error!("compare worker: job {id} panicked: {reason}");
+                    self.emit(Event::Failed {
+                        job: id,
+                        message: format!("internal error (a bug in the studio): {reason}"),
+                    })
+                    .is_err()
+                }
+            };
+            if gone || self.emit(Event::Done { job: id }).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn emit(&self, event: Event) -> Result<(), Gone> {
+        self.events.send(event).map_err(|_| Gone)?;
+        self.repaint.request_repaint();
+        Ok(())
+    }
+
+    fn cancelled(&self, job: u64) -> bool {
+        self.cancelled_through.load(Ordering::SeqCst) >= job
+    }
+
+    fn workspace(&mut self) -> Result<&Workspace, String> {
+        if self.workspace_handle.is_none() {
+            self.workspace_handle = Some(Workspace::open(&self.workspace).map_err(|e| {
+                format!(
+                    "could not open the workspace at {}: {e}",
+                    self.workspace.display()
+                )
+            })?);
+        }
+        self.workspace_handle
+            .as_ref()
+            .ok_or_else(|| "the workspace is not open".to_string())
+    }
+
+    /// Opens every spec not open yet (dropping models no longer named).
+    fn open(&mut self, job: u64, specs: &[String]) -> Result<(), (usize, String)> {
+        self.opened.retain(|spec, _| specs.contains(spec));
+        for (slot, spec) in specs.iter().enumerate() {
+            if self.opened.contains_key(spec) {
+                continue;
+            }
+            let _ = self.emit(Event::Opening { job, slot });
+            let opened = if ModelSpec::parse(spec).is_checkpoint() {
+                let ws = self.workspace().map_err(|e| (slot, e))?;
+                open_model_spec(Some(ws), spec)
+            } else {
+                open_model_spec(None, spec)
+            }
+            .map_err(|e| (slot, e.to_string()))?;
+            self.opened.insert(spec.clone(), opened);
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, job: u64, work: &Job) -> Result<(), Gone> {
+        if self.cancelled(job) {
+            return Ok(());
+        }
+        match work {
+            Job::Generate {
+                specs,
+                prompt,
+                chat,
+                max_new_tokens,
+                sampling,
+            } => {
+                if let Err((slot, message)) = self.open(job, specs) {
+                    return self.emit(Event::Generated {
+                        job,
+                        slot,
+                        result: Err(message),
+                    });
+                }
+                for (slot, spec) in specs.iter().enumerate() {
+                    if self.cancelled(job) {
+                        break;
+                    }
+                    let result =
+                        self.generate(job, slot, spec, prompt, *chat, *max_new_tokens, sampling)?;
+                    self.emit(Event::Generated { job, slot, result })?;
+                }
+                Ok(())
+            }
+            Job::Score {
+                specs,
+                prompt,
+                text,
+                rho,
+            } => {
+                let result = match self.open(job, specs) {
+                    Err((slot, message)) => {
+                        Err(format!("[{}] {}: {message}", slot + 1, specs[slot]))
+                    }
+                    Ok(()) => self.score(specs, prompt.as_deref(), text, *rho),
+                };
+                self.emit(Event::Scored {
+                    job,
+                    result: result.map(Box::new),
+                })
+            }
+            Job::Evaluate { specs, data, count } => {
+                // The same problems for all: a built-in task's held-out problems of the first
+                // checkpoint's run (its seed and difficulty), which a model takes too.
+                let mut options = EvalOptions {
+                    count: Some(*count),
+                    ..EvalOptions::default()
+                };
+                if matches!(data, EvalData::Builtin(_))
+                    && let Some(config) = self.first_run_config(specs)
+                {
+                    options.seed = Some(config.seed);
+                    options.difficulty = Some(config.data.difficulty);
+                }
+                // An evaluation opens its model itself; the kept ones are not needed.
+                for (slot, spec) in specs.iter().enumerate() {
+                    if self.cancelled(job) {
+                        break;
+                    }
+                    let result = self.evaluate(job, slot, spec, data, &options);
+                    self.emit(Event::Evaluated { job, slot, result })?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn generate(
+        &mut self,
+        job: u64,
+        slot: usize,
+        spec: &str,
+        prompt: &str,
+        chat: bool,
+        max_new_tokens: usize,
+        sampling: &SamplingConfig,
+    ) -> Result<Result<String, String>, Gone> {
+        let Some(opened) = self.opened.get(spec) else {
+            return Ok(Err(format!("{spec} is not open")));
+        };
+        let loaded = &opened.loaded;
+        // A checkpoint sees prompts as its run did.
+        let chat = opened
+            .checkpoint
+            .as_ref()
+            .map_or(chat, |(_, config)| config.chat_template());
+        let example = Example {
+            prompt: prompt.to_string(),
+            reasoning: None,
+            answer: None,
+            messages: Vec::new(),
+            image: None,
+        };
+        let ids = match engine::train::sft::prompt_ids(&loaded.tokenizer, &example, chat) {
+            Ok(ids) => ids,
+            Err(e) => return Ok(Err(format!("could not encode the prompt: {e}"))),
+        };
+        let request = GenerateRequest {
+            prompts: vec![ids],
+            max_new_tokens,
+            sampling: sampling.clone(),
+            stop_token_ids: loaded.model.config.eos_token_ids.clone(),
+            top_k_alternatives: TOP_ALTERNATIVES,
+        };
+        let inference = loaded.model.for_inference();
+        let mut failure = None;
+        let mut gone = false;
+        let result = generate(&inference, &request, |_, token| {
+            if self.cancelled_through.load(Ordering::SeqCst) >= job {
+                return ControlFlow::Break(());
+            }
+            let tokenizer = &loaded.tokenizer;
+            let shown = (|| -> Result<HeatmapToken, engine::text::TextError> {
+                Ok(HeatmapToken {
+                    id: token.id,
+                    text: tokenizer.token_piece(token.id)?,
+                    logprob: token.logprob,
+                    entropy_nats: token.entropy,
+                    alternatives: token
+                        .top
+                        .iter()
+                        .map(|&(id, logprob)| {
+                            Ok(Alternative {
+                                id,
+                                text: tokenizer.token_piece(id)?,
+                                logprob,
+                            })
+                        })
+                        .collect::<Result<_, engine::text::TextError>>()?,
+                })
+            })();
+            match shown {
+                Ok(token) => {
+                    if self.events.send(Event::Token { job, slot, token }).is_err() {
+                        gone = true;
+                        return ControlFlow::Break(());
+                    }
+                    self.repaint.request_repaint();
+                    ControlFlow::Continue(())
+                }
+                Err(e) => {
+                    failure = Some(e.to_string());
+                    ControlFlow::Break(())
+                }
+            }
+        });
+        if gone {
+            return Err(Gone);
+        }
+        Ok(match (result, failure) {
+            (Err(e), _) => Err(format!("generation failed: {e}")),
+            (Ok(_), Some(e)) => Err(format!("could not name a token: {e}")),
+            (Ok(_), None) => Ok(loaded.name.clone()),
+        })
+    }
+
+    fn score(
+        &self,
+        specs: &[String],
+        prompt: Option<&str>,
+        text: &str,
+        rho: f64,
+    ) -> Result<Scored, String> {
+        let models: Vec<&OpenedModel> = specs
+            .iter()
+            .map(|s| self.opened.get(s).ok_or_else(|| format!("{s} is not open")))
+            .collect::<Result<_, _>>()?;
+        let first = &models[0].loaded;
+        let tokenizer = &first.tokenizer;
+        let (mut ids, prompt_len) = match prompt {
+            Some(prompt) => {
+                let chat = models[0]
+                    .checkpoint
+                    .as_ref()
+                    .is_none_or(|(_, config)| config.chat_template());
+                let example = Example {
+                    prompt: prompt.to_string(),
+                    reasoning: None,
+                    answer: None,
+                    messages: Vec::new(),
+                    image: None,
+                };
+                let ids = engine::train::sft::prompt_ids(tokenizer, &example, chat)
+                    .map_err(|e| format!("could not encode the prompt: {e}"))?;
+                let n = ids.len();
+                (ids, n)
+            }
+            None => (Vec::new(), 0),
+        };
+        let text_ids = tokenizer
+            .encode(text, prompt.is_none())
+            .map_err(|e| format!("could not encode the text: {e}"))?;
+        if text_ids.is_empty() {
+            return Err("the text has no tokens; type or pick one".into());
+        }
+        ids.extend(text_ids);
+        let refs: Vec<&engine::models::CausalLm> = models.iter().map(|m| &m.loaded.model).collect();
+        let tokens = engine::infer::compare(&refs, &ids).map_err(|e| e.to_string())?;
+        let tokens: Vec<ComparedToken> = tokens.into_iter().skip(prompt_len).collect();
+        // Forking tokens among those with a prediction (all but a text's first token).
+        let offset = usize::from(prompt_len == 0);
+        let entropies: Vec<Vec<f32>> = (0..models.len())
+            .map(|m| {
+                tokens
+                    .iter()
+                    .skip(offset)
+                    .map(|t| t.entropy[m].unwrap_or(0.0))
+                    .collect()
+            })
+            .collect();
+        let mut forking = engine::analysis::forking_overlap(&entropies, rho);
+        for p in &mut forking.positions {
+            for i in p.iter_mut() {
+                *i += offset;
+            }
+        }
+        let mut texts = HashMap::new();
+        for t in &tokens {
+            if let std::collections::hash_map::Entry::Vacant(slot) = texts.entry(t.id) {
+                slot.insert(tokenizer.token_piece(t.id).map_err(|e| e.to_string())?);
+            }
+        }
+        Ok(Scored {
+            names: models.iter().map(|m| m.loaded.name.clone()).collect(),
+            tokens,
+            texts,
+            forking,
+        })
+    }
+
+    /// The run config of the first spec that names a checkpoint.
+    fn first_run_config(&mut self, specs: &[String]) -> Option<engine::train::RunConfig> {
+        let ws = self.workspace().ok()?;
+        specs.iter().find_map(|spec| match ModelSpec::parse(spec) {
+            ModelSpec::Checkpoint(at) => {
+                let record = at.find(ws).ok()?;
+                engine::train::checkpoint::checkpoint_config(ws, &record).ok()
+            }
+            ModelSpec::Model(_) => None,
+        })
+    }
+
+    fn evaluate(
+        &mut self,
+        job: u64,
+        slot: usize,
+        spec: &str,
+        data: &EvalData,
+        options: &EvalOptions,
+    ) -> Result<EvaluationRecord, String> {
+        let events = self.events.clone();
+        let repaint = self.repaint.clone();
+        let cancelled = self.cancelled_through.clone();
+        let ws = self.workspace()?;
+        evaluate_with(ws, spec, data, options, &mut |progress| {
+            if cancelled.load(Ordering::SeqCst) >= job {
+                return ControlFlow::Break(());
+            }
+            if events
+                .send(Event::EvalProgress {
+                    job,
+                    slot,
+                    progress,
+                })
+                .is_err()
+            {
+                return ControlFlow::Break(());
+            }
+            repaint.request_repaint();
+            ControlFlow::Continue(())
+        })
+        .map(|(record, _)| record)
+        .map_err(|e| e.to_string())
+    }
+}

@@ -930,7 +930,7 @@ fn the_compare_view_generates_scores_evaluates_and_opens_flipped_problems() {
     });
     h.get_by_label("Pick at least two checkpoints or models above to compare them.");
     let pick = |h: &mut Harness<'static, Studio>, entry: &str| {
-        h.get_by_label("Add a checkpoint…").click();
+        h.get_by_label("Compare with").click();
         h.run_steps(2);
         h.query_all_by_label_contains(entry)
             .next()
@@ -986,7 +986,17 @@ fn the_compare_view_generates_scores_evaluates_and_opens_flipped_problems() {
             assert!(t.logprob.iter().all(Option::is_some));
             assert!(t.kl.expect("kl") >= 0.0);
         }
-        assert!(scored.tokens.iter().any(|t| t.kl.expect("kl") > 1e-3));
+        // The trained model's log-likelihood of the text is far from the run's checkpoint's
+        // (untrained: its 3 steps saw no reward to learn from).
+        let gain: f32 = scored
+            .tokens
+            .iter()
+            .map(|t| t.logprob[2].expect("lp") - t.logprob[0].expect("lp"))
+            .sum();
+        assert!(
+            gain.abs() > 1.0,
+            "trained − checkpoint log-likelihood {gain}"
+        );
     }
     h.get_by_label("Where [1] and [2] disagree most");
     h.get_by_label("KL([1] || [2])").click();

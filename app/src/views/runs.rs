@@ -369,7 +369,7 @@ impl RunsView {
                 if log_y {
                     format!("{:.3e}", 10f64.powf(mark.value))
                 } else {
-                    format!("{}", mark.value)
+                    axis_label(mark.value, mark.step_size)
                 }
             })
             .label_formatter(move |pos| match pos {
@@ -560,6 +560,21 @@ impl RunsView {
                         }
                     });
             });
+    }
+}
+
+/// A tick label: `value` with as many decimals as the tick spacing `step` needs, so sums of
+/// floating-point steps (0.7000000000000001) print as the tick they are (0.7).
+pub fn axis_label(value: f64, step: f64) -> String {
+    let decimals = if step > 0.0 && step.is_finite() {
+        (-step.log10().floor()).clamp(0.0, 12.0) as usize
+    } else {
+        3
+    };
+    if value != 0.0 && (value.abs() >= 1e6 || value.abs() < 1e-4) {
+        format!("{value:.2e}")
+    } else {
+        format!("{value:.decimals$}")
     }
 }
 

@@ -515,7 +515,7 @@ impl CompareView {
         ui.horizontal_wrapped(|ui| {
             for (i, spec) in settings.specs.iter_mut().enumerate() {
                 ui.group(|ui| {
-                    ui.label(
+                    let name = ui.label(
                         RichText::new(format!("[{}]", i + 1))
                             .strong()
                             .color(slot_color(i)),
@@ -526,7 +526,9 @@ impl CompareView {
                         .width(230.0)
                         .show_ui(ui, |ui| {
                             choices_ui(ui, &choices, |picked| *spec = picked.to_string());
-                        });
+                        })
+                        .response
+                        .labelled_by(name.id);
                     if ui
                         .small_button("Remove")
                         .on_hover_text("Stop comparing this one")
@@ -537,8 +539,9 @@ impl CompareView {
                 });
             }
             if settings.specs.len() < MAX_CHECKPOINTS {
+                let name = ui.label("Compare with");
                 egui::ComboBox::from_id_salt("compare_add")
-                    .selected_text("Add a checkpoint…")
+                    .selected_text("a checkpoint or model…")
                     .width(200.0)
                     .show_ui(ui, |ui| {
                         let mut picked = None;
@@ -546,7 +549,9 @@ impl CompareView {
                         if let Some(p) = picked {
                             self.add(settings, &p);
                         }
-                    });
+                    })
+                    .response
+                    .labelled_by(name.id);
                 let typed = ui.add(
                     egui::TextEdit::singleline(&mut self.typed_model)
                         .hint_text("or a model path, checkpoint id, RUN:STEP")
@@ -950,6 +955,7 @@ impl CompareView {
             );
             match settings.eval_source {
                 EvalSourceKind::Builtin => {
+                    let name = ui.label("task");
                     egui::ComboBox::from_id_salt("compare_eval_task")
                         .selected_text(settings.eval_task.clone())
                         .show_ui(ui, |ui| {
@@ -960,7 +966,9 @@ impl CompareView {
                                     task.name(),
                                 );
                             }
-                        });
+                        })
+                        .response
+                        .labelled_by(name.id);
                 }
                 EvalSourceKind::File => {
                     ui.add(
@@ -1122,17 +1130,17 @@ impl CompareView {
                     .striped(true)
                     .num_columns(7)
                     .show(ui, |ui| {
-                        for h in ["A", "B", "id", "model", "problems", "accuracy", "when"] {
+                        for h in ["", "", "id", "model", "problems", "accuracy", "when"] {
                             ui.label(RichText::new(h).weak());
                         }
                         ui.end_row();
                         for e in picked.iter().rev() {
-                            let a = ui.radio(self.flip_a == Some(e.id), "");
+                            let a = ui.selectable_label(self.flip_a == Some(e.id), "A");
                             if a.clicked() {
                                 self.flip_a = Some(e.id);
                                 ask = Some(());
                             }
-                            let b = ui.radio(self.flip_b == Some(e.id), "");
+                            let b = ui.selectable_label(self.flip_b == Some(e.id), "B");
                             if b.clicked() {
                                 self.flip_b = Some(e.id);
                                 ask = Some(());
@@ -1228,7 +1236,7 @@ impl CompareView {
             }
         }
         ui.horizontal(|ui| {
-            ui.label("metric");
+            let name = ui.label("metric");
             egui::ComboBox::from_id_salt("compare_metric")
                 .selected_text(settings.metric.clone())
                 .width(220.0)
@@ -1236,7 +1244,9 @@ impl CompareView {
                     for n in &names {
                         ui.selectable_value(&mut settings.metric, n.clone(), n);
                     }
-                });
+                })
+                .response
+                .labelled_by(name.id);
             ui.label(RichText::new("vertical lines: the picked checkpoints' steps").weak());
         });
         if !names.is_empty() && !names.contains(&settings.metric) {
@@ -1628,8 +1638,8 @@ mod tests {
     use engine::store::{CheckpointRecord, EvaluationSummary};
 
     fn summary(
-        checkpoint: Option<u64>,
-        run: Option<u64>,
+        checkpoint: Option<i64>,
+        run: Option<i64>,
         step: Option<u64>,
         model: &str,
     ) -> EvaluationRecord {

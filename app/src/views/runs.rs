@@ -571,7 +571,9 @@ pub fn axis_label(value: f64, step: f64) -> String {
     } else {
         3
     };
-    if value != 0.0 && (value.abs() >= 1e6 || value.abs() < 1e-4) {
+    if value == 0.0 {
+        "0".into()
+    } else if value.abs() >= 1e6 || value.abs() < 1e-4 {
         format!("{value:.2e}")
     } else {
         format!("{value:.decimals$}")

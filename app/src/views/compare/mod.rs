@@ -227,16 +227,21 @@ pub struct CompareView {
     flip_shown: Option<FlipShown>,
     /// A model path being typed for the next slot.
     typed_model: String,
+    /// Score the text when the Score tab is next drawn with two checkpoints (sent from Traces).
+    score_soon: bool,
     error: Option<String>,
 }
 
 impl CompareView {
-    /// Puts a text (and the prompt it answered) in the Score tab.
+    /// Puts a text (and the prompt it answered) in the Score tab, and scores it as soon as two
+    /// checkpoints are picked.
     pub fn score_text(&mut self, settings: &mut CompareSettings, prompt: &str, text: &str) {
         settings.score_prompt = prompt.to_string();
         settings.score_text = text.to_string();
         settings.tab = CompareTab::Score;
         self.scored = None;
+        self.score_error = None;
+        self.score_soon = true;
     }
 
     /// Adds a checkpoint (or model) to compare, unless it is there or four are.
@@ -523,7 +528,7 @@ impl CompareView {
                     let label = self.label(spec);
                     egui::ComboBox::from_id_salt(("compare_slot", i))
                         .selected_text(label)
-                        .width(230.0)
+                        .width(200.0)
                         .show_ui(ui, |ui| {
                             choices_ui(ui, &choices, |picked| *spec = picked.to_string());
                         })
@@ -770,6 +775,7 @@ impl CompareView {
                 .hint_text("Type a text, or press \"Score in Compare\" on a rollout in Traces"),
         );
         let busy = self.running.is_some_and(|r| r.1 == Running::Score);
+        let soon = std::mem::take(&mut self.score_soon);
         ui.horizontal(|ui| {
             ui.label("forking share ρ");
             ui.add(
@@ -787,6 +793,7 @@ impl CompareView {
                 .add_enabled(!settings.score_text.is_empty(), egui::Button::new("Score"))
                 .on_hover_text("Teacher-forced: one forward pass per checkpoint")
                 .clicked()
+                || (soon && !settings.score_text.is_empty())
             {
                 let prompt = settings.score_prompt.trim();
                 let job = Job::Score {
@@ -890,7 +897,9 @@ impl CompareView {
         ));
         let height = ui.available_height();
         ui.horizontal_top(|ui| {
-            let width = (ui.available_width() - 330.0).max(200.0);
+            // The disagreement table: token, position, KL and a log-prob per checkpoint.
+            let table = 190.0 + 56.0 * n as f32;
+            let width = (ui.available_width() - table).max(200.0);
             ui.allocate_ui_with_layout(
                 egui::vec2(width, height),
                 egui::Layout::top_down(egui::Align::Min),

@@ -199,6 +199,15 @@ struct FlipShown {
     views: [TokenView; 2],
 }
 
+/// One checkpoint's evaluation started here: how far it got, then its stored record or error.
+type EvalSlot = (
+    Option<EvalProgress>,
+    Option<Result<EvaluationRecord, String>>,
+);
+
+/// Two evaluations' flipped problems as read, or why not.
+type FlippedResult = Result<Box<FlippedPair>, String>;
+
 /// The Compare view's runtime state.
 #[derive(Default)]
 pub struct CompareView {
@@ -212,17 +221,11 @@ pub struct CompareView {
     generation: Vec<GenSlot>,
     scored: Option<ScoredShown>,
     score_error: Option<String>,
-    evals: Vec<(
-        Option<EvalProgress>,
-        Option<Result<EvaluationRecord, String>>,
-    )>,
+    evals: Vec<EvalSlot>,
     /// Evaluations chosen as A and B of the flipped problems.
     pub flip_a: Option<EvaluationId>,
     pub flip_b: Option<EvaluationId>,
-    flipped: Option<(
-        (EvaluationId, EvaluationId),
-        Result<Box<FlippedPair>, String>,
-    )>,
+    flipped: Option<((EvaluationId, EvaluationId), FlippedResult)>,
     flipped_pending: Option<(EvaluationId, EvaluationId)>,
     flip_shown: Option<FlipShown>,
     /// A model path being typed for the next slot.
@@ -375,13 +378,13 @@ impl CompareView {
                 .map(|r| r.record.last_step.unwrap_or(0))
                 .sum::<u64>(),
         );
-        if self.catalog_key != Some(key) && !self.catalog_pending {
-            if let Some(w) = self.workers(ctx, egui_ctx)
-                && w.ask(StoreRequest::Catalog)
-            {
-                self.catalog_pending = true;
-                self.catalog_key = Some(key);
-            }
+        if self.catalog_key != Some(key)
+            && !self.catalog_pending
+            && let Some(w) = self.workers(ctx, egui_ctx)
+            && w.ask(StoreRequest::Catalog)
+        {
+            self.catalog_pending = true;
+            self.catalog_key = Some(key);
         }
         let Some(workers) = &self.workers else {
             return;
@@ -1191,12 +1194,12 @@ impl CompareView {
             .flipped
             .as_ref()
             .is_some_and(|(pair, _)| *pair == (a, b));
-        if !have && self.flipped_pending != Some((a, b)) {
-            if let Some(w) = &self.workers
-                && w.ask(StoreRequest::Flipped { a, b })
-            {
-                self.flipped_pending = Some((a, b));
-            }
+        if !have
+            && self.flipped_pending != Some((a, b))
+            && let Some(w) = &self.workers
+            && w.ask(StoreRequest::Flipped { a, b })
+        {
+            self.flipped_pending = Some((a, b));
         }
         ui.separator();
         match &self.flipped {

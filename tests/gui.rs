@@ -725,7 +725,10 @@ fn a_click_on_a_runs_plot_opens_that_steps_traces() {
         (frame.center().x, stored[1]),
     ] {
         h.state_mut().state.selected_view = View::Runs;
-        h.run_steps(2);
+        // Series no view draws are dropped; back in Runs, the feed sends the curve again.
+        step_until(&mut h, "the reward curve again", |s| {
+            points(s, run, "reward") == 3
+        });
         let at = egui::pos2(x, frame.center().y);
         // As kittest's own click: move, press and release in one frame.
         h.hover_at(at);
@@ -744,8 +747,11 @@ fn a_click_on_a_runs_plot_opens_that_steps_traces() {
             "the click at x {x}"
         );
         assert_eq!(h.state().state.traces.run, Some(run));
+        // The step shown before stays loaded until the clicked one arrives.
         step_until(&mut h, "the clicked step's completions", |s| {
-            s.traces.loaded_step().is_some_and(|l| l.traces.len() == 6)
+            s.traces.loaded_step().is_some_and(|l| {
+                l.traces.len() == 6 && Some(l.traces[0].step) == s.traces.step
+            })
         });
         assert_eq!(h.state().traces.step, Some(expected), "the click at x {x}");
     }

@@ -398,7 +398,10 @@ pub struct ExportArgs {
 #[command(
     after_help = "Without a subcommand, runs every part (prompt processing, decode at batch 1 and 16, \
 SFT LoRA r16 and full, a GRPO step split, token statistics) and prints each figure with \
-this machine's limit for it, measured first (f32 matrix-product GFLOP/s, memory read GB/s)."
+this machine's limit for it, measured first (f32 matrix-product GFLOP/s, memory read GB/s). \
+It prints the CPU, its vector instruction sets and the path the engine's kernels took: the \
+widest the CPU has, or the one STUDIO_SIMD=avx512|avx2|neon|scalar caps them at (the gemm \
+crate's matrix products pick their own)."
 )]
 pub struct BenchArgs {
     #[command(subcommand)]

@@ -749,9 +749,9 @@ fn a_click_on_a_runs_plot_opens_that_steps_traces() {
         assert_eq!(h.state().state.traces.run, Some(run));
         // The step shown before stays loaded until the clicked one arrives.
         step_until(&mut h, "the clicked step's completions", |s| {
-            s.traces.loaded_step().is_some_and(|l| {
-                l.traces.len() == 6 && Some(l.traces[0].step) == s.traces.step
-            })
+            s.traces
+                .loaded_step()
+                .is_some_and(|l| l.traces.len() == 6 && Some(l.traces[0].step) == s.traces.step)
         });
         assert_eq!(h.state().traces.step, Some(expected), "the click at x {x}");
     }

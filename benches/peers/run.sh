@@ -38,6 +38,12 @@ OUT="$ROOT/.cache/peers"
 PY="$VENV/bin/python"
 
 say() { printf '\n== %s\n' "$*"; }
+
+# What every figure below ran on: the CPU, its vector instruction sets, and the kernels' path
+# (STUDIO_SIMD caps it; `studio bench` prints the path it took).
+say "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); \
+$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -xE 'avx2|fma|avx512f' | tr '\n' ' ')\
+${STUDIO_SIMD:+(STUDIO_SIMD=$STUDIO_SIMD)}"
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 [ -x "$STUDIO" ] || { echo "no studio binary at $STUDIO (build it: cargo build --release)" >&2; exit 2; }
 [ -f "$GGUF" ] || { echo "no model at $GGUF" >&2; exit 2; }

@@ -84,47 +84,49 @@ mod tests {
 
     #[test]
     fn matches_a_plain_reference_with_gqa_and_padding() {
-        let s = DecodeShape {
-            batch: 2,
-            heads: 6,
-            kv_heads: 2,
-            head_dim: 8,
-            capacity: 11,
-            len: 7,
-        };
-        let pads = [0usize, 3];
-        let q = values(s.batch * s.heads * s.head_dim, 1);
-        let k = values(s.batch * s.kv_heads * s.capacity * s.head_dim, 2);
-        let v = values(k.len(), 3);
-        let got = decode_attention(&q, &k, &v, &pads, s);
-        let hd = s.head_dim;
-        for b in 0..s.batch {
-            for h in 0..s.heads {
-                let g = h / (s.heads / s.kv_heads);
-                let at = |t: usize, d: usize| ((b * s.kv_heads + g) * s.capacity + t) * hd + d;
-                let qv = &q[(b * s.heads + h) * hd..][..hd];
-                let scores: Vec<f64> = (pads[b]..s.len)
-                    .map(|t| {
-                        (0..hd)
-                            .map(|d| f64::from(qv[d]) * f64::from(k[at(t, d)]))
-                            .sum::<f64>()
-                            / (hd as f64).sqrt()
-                    })
-                    .collect();
-                let m = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let z: f64 = scores.iter().map(|x| (x - m).exp()).sum();
-                for d in 0..hd {
-                    let want: f64 = (pads[b]..s.len)
-                        .zip(&scores)
-                        .map(|(t, x)| (x - m).exp() / z * f64::from(v[at(t, d)]))
-                        .sum();
-                    let g = got[(b * s.heads + h) * hd + d];
-                    assert!(
-                        (f64::from(g) - want).abs() < 1e-5,
-                        "b{b} h{h} d{d}: {g} vs {want}"
-                    );
+        crate::kernels::simd::on_every_path(|_path| {
+            let s = DecodeShape {
+                batch: 2,
+                heads: 6,
+                kv_heads: 2,
+                head_dim: 8,
+                capacity: 11,
+                len: 7,
+            };
+            let pads = [0usize, 3];
+            let q = values(s.batch * s.heads * s.head_dim, 1);
+            let k = values(s.batch * s.kv_heads * s.capacity * s.head_dim, 2);
+            let v = values(k.len(), 3);
+            let got = decode_attention(&q, &k, &v, &pads, s);
+            let hd = s.head_dim;
+            for b in 0..s.batch {
+                for h in 0..s.heads {
+                    let g = h / (s.heads / s.kv_heads);
+                    let at = |t: usize, d: usize| ((b * s.kv_heads + g) * s.capacity + t) * hd + d;
+                    let qv = &q[(b * s.heads + h) * hd..][..hd];
+                    let scores: Vec<f64> = (pads[b]..s.len)
+                        .map(|t| {
+                            (0..hd)
+                                .map(|d| f64::from(qv[d]) * f64::from(k[at(t, d)]))
+                                .sum::<f64>()
+                                / (hd as f64).sqrt()
+                        })
+                        .collect();
+                    let m = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let z: f64 = scores.iter().map(|x| (x - m).exp()).sum();
+                    for d in 0..hd {
+                        let want: f64 = (pads[b]..s.len)
+                            .zip(&scores)
+                            .map(|(t, x)| (x - m).exp() / z * f64::from(v[at(t, d)]))
+                            .sum();
+                        let g = got[(b * s.heads + h) * hd + d];
+                        assert!(
+                            (f64::from(g) - want).abs() < 1e-5,
+                            "b{b} h{h} d{d}: {g} vs {want}"
+                        );
+                    }
                 }
             }
-        }
+        });
     }
 }

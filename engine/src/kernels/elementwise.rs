@@ -236,49 +236,53 @@ mod tests {
 
     #[test]
     fn silu_mul_matches_the_definition() {
-        let gate: Vec<f32> = (0..40_000).map(|i| (i as f32 - 20_000.0) * 0.005).collect();
-        let up: Vec<f32> = (0..40_000)
-            .map(|i| ((i % 17) as f32 - 8.0) * 0.25)
-            .collect();
-        let got = silu_mul(&gate, &up);
-        for ((&g, &u), &o) in gate.iter().zip(&up).zip(&got) {
-            let want = f64::from(g) / (1.0 + (-f64::from(g)).exp()) * f64::from(u);
-            assert!(
-                (f64::from(o) - want).abs() <= 1e-6 * want.abs().max(1.0),
-                "{g} {u}: {o} vs {want}"
-            );
-        }
+        crate::kernels::simd::on_every_path(|_path| {
+            let gate: Vec<f32> = (0..40_000).map(|i| (i as f32 - 20_000.0) * 0.005).collect();
+            let up: Vec<f32> = (0..40_000)
+                .map(|i| ((i % 17) as f32 - 8.0) * 0.25)
+                .collect();
+            let got = silu_mul(&gate, &up);
+            for ((&g, &u), &o) in gate.iter().zip(&up).zip(&got) {
+                let want = f64::from(g) / (1.0 + (-f64::from(g)).exp()) * f64::from(u);
+                assert!(
+                    (f64::from(o) - want).abs() <= 1e-6 * want.abs().max(1.0),
+                    "{g} {u}: {o} vs {want}"
+                );
+            }
+        });
     }
 
     #[test]
     fn rope_matches_rotate_half() {
-        let (batch, heads, seq, hd) = (2, 3, 5, 8);
-        let x: Vec<f32> = (0..batch * heads * seq * hd)
-            .map(|i| (i as f32 * 0.37).sin())
-            .collect();
-        let cos: Vec<f32> = (0..batch * seq * hd)
-            .map(|i| (i as f32 * 0.11).cos())
-            .collect();
-        let sin: Vec<f32> = (0..batch * seq * hd)
-            .map(|i| (i as f32 * 0.11).sin())
-            .collect();
-        let got = rope(&x, &cos, &sin, heads, seq, hd);
-        for b in 0..batch {
-            for h in 0..heads {
-                for t in 0..seq {
-                    let row = ((b * heads + h) * seq + t) * hd;
-                    let tab = (b * seq + t) * hd;
-                    for i in 0..hd {
-                        let rotated = if i < hd / 2 {
-                            -x[row + i + hd / 2]
-                        } else {
-                            x[row + i - hd / 2]
-                        };
-                        let want = x[row + i] * cos[tab + i] + rotated * sin[tab + i];
-                        assert!((got[row + i] - want).abs() < 1e-6);
+        crate::kernels::simd::on_every_path(|_path| {
+            let (batch, heads, seq, hd) = (2, 3, 5, 8);
+            let x: Vec<f32> = (0..batch * heads * seq * hd)
+                .map(|i| (i as f32 * 0.37).sin())
+                .collect();
+            let cos: Vec<f32> = (0..batch * seq * hd)
+                .map(|i| (i as f32 * 0.11).cos())
+                .collect();
+            let sin: Vec<f32> = (0..batch * seq * hd)
+                .map(|i| (i as f32 * 0.11).sin())
+                .collect();
+            let got = rope(&x, &cos, &sin, heads, seq, hd);
+            for b in 0..batch {
+                for h in 0..heads {
+                    for t in 0..seq {
+                        let row = ((b * heads + h) * seq + t) * hd;
+                        let tab = (b * seq + t) * hd;
+                        for i in 0..hd {
+                            let rotated = if i < hd / 2 {
+                                -x[row + i + hd / 2]
+                            } else {
+                                x[row + i - hd / 2]
+                            };
+                            let want = x[row + i] * cos[tab + i] + rotated * sin[tab + i];
+                            assert!((got[row + i] - want).abs() < 1e-6);
+                        }
                     }
                 }
             }
-        }
+        });
     }
 }

@@ -231,46 +231,52 @@ mod tests {
 
     #[test]
     fn matmul_nn_matches_reference_on_odd_shapes() {
-        for &(m, k, n) in &[
-            (1, 1, 1),
-            (1, 7, 5),
-            (1, 576, 1536),
-            (3, 130, 33),
-            (8, 1536, 576),
-            (16, 67, 129),
-        ] {
-            let x = values(m * k, 1);
-            let w = values(k * n, 2);
-            let got = matmul_nn(&x, &w, m, k, n);
-            assert_close(&got, &reference(&x, m, k, n, |i, j| w[i * n + j]), k);
-        }
+        crate::kernels::simd::on_every_path(|_path| {
+            for &(m, k, n) in &[
+                (1, 1, 1),
+                (1, 7, 5),
+                (1, 576, 1536),
+                (3, 130, 33),
+                (8, 1536, 576),
+                (16, 67, 129),
+            ] {
+                let x = values(m * k, 1);
+                let w = values(k * n, 2);
+                let got = matmul_nn(&x, &w, m, k, n);
+                assert_close(&got, &reference(&x, m, k, n, |i, j| w[i * n + j]), k);
+            }
+        });
     }
 
     #[test]
     fn matmul_nn_many_equals_one_product_per_weight() {
-        let (m, k) = (2, 300);
-        let x = values(m * k, 5);
-        let ws: Vec<(Vec<f32>, usize)> = [576, 64, 1]
-            .iter()
-            .enumerate()
-            .map(|(i, &n)| (values(k * n, 6 + i as u32), n))
-            .collect();
-        let views: Vec<(&[f32], usize)> = ws.iter().map(|(w, n)| (&w[..], *n)).collect();
-        let got = matmul_nn_many(&x, &views, m, k);
-        assert_eq!(got.len(), 3);
-        for ((w, n), got) in ws.iter().zip(&got) {
-            assert_eq!(got, &matmul_nn(&x, w, m, k, *n));
-        }
+        crate::kernels::simd::on_every_path(|_path| {
+            let (m, k) = (2, 300);
+            let x = values(m * k, 5);
+            let ws: Vec<(Vec<f32>, usize)> = [576, 64, 1]
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| (values(k * n, 6 + i as u32), n))
+                .collect();
+            let views: Vec<(&[f32], usize)> = ws.iter().map(|(w, n)| (&w[..], *n)).collect();
+            let got = matmul_nn_many(&x, &views, m, k);
+            assert_eq!(got.len(), 3);
+            for ((w, n), got) in ws.iter().zip(&got) {
+                assert_eq!(got, &matmul_nn(&x, w, m, k, *n));
+            }
+        });
     }
 
     #[test]
     fn matmul_nt_matches_reference_on_odd_shapes() {
-        for &(m, k, n) in &[(1, 1, 1), (1, 576, 2051), (2, 17, 5), (5, 64, 1030)] {
-            let x = values(m * k, 3);
-            let w = values(n * k, 4);
-            let got = matmul_nt(&x, &w, m, k, n);
-            assert_close(&got, &reference(&x, m, k, n, |i, j| w[j * k + i]), k);
-        }
+        crate::kernels::simd::on_every_path(|_path| {
+            for &(m, k, n) in &[(1, 1, 1), (1, 576, 2051), (2, 17, 5), (5, 64, 1030)] {
+                let x = values(m * k, 3);
+                let w = values(n * k, 4);
+                let got = matmul_nt(&x, &w, m, k, n);
+                assert_close(&got, &reference(&x, m, k, n, |i, j| w[j * k + i]), k);
+            }
+        });
     }
 
     #[test]

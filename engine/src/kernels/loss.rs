@@ -101,46 +101,50 @@ mod tests {
 
     #[test]
     fn nll_and_gradient_match_an_f64_reference() {
-        let (rows, vocab) = (5, 1031);
-        let logits: Vec<f32> = test_values(rows * vocab, 7)
-            .iter()
-            .map(|v| v * 12.0)
-            .collect();
-        let targets = [0u32, 1030, 17, 512, 3];
-        let grad = [1.0f32, -0.5, 0.25, 0.0, 2.0];
-        let (nll, lse) = token_nll(&logits, vocab, &targets);
-        let d = token_nll_backward(&logits, vocab, &lse, &targets, &grad);
-        for (i, row) in logits.chunks(vocab).enumerate() {
-            let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-            let z: f64 = row.iter().map(|&x| (x as f64 - m).exp()).sum();
-            let want_lse = m + z.ln();
-            let want_nll = want_lse - row[targets[i] as usize] as f64;
-            assert!(
-                (nll[i] as f64 - want_nll).abs() < 1e-5,
-                "row {i}: {} vs {want_nll}",
-                nll[i]
-            );
-            for (j, &x) in row.iter().enumerate() {
-                let p = (x as f64 - want_lse).exp();
-                let onehot = if j == targets[i] as usize { 1.0 } else { 0.0 };
-                let want = grad[i] as f64 * (p - onehot);
-                let got = d[i * vocab + j] as f64;
+        crate::kernels::simd::on_every_path(|_path| {
+            let (rows, vocab) = (5, 1031);
+            let logits: Vec<f32> = test_values(rows * vocab, 7)
+                .iter()
+                .map(|v| v * 12.0)
+                .collect();
+            let targets = [0u32, 1030, 17, 512, 3];
+            let grad = [1.0f32, -0.5, 0.25, 0.0, 2.0];
+            let (nll, lse) = token_nll(&logits, vocab, &targets);
+            let d = token_nll_backward(&logits, vocab, &lse, &targets, &grad);
+            for (i, row) in logits.chunks(vocab).enumerate() {
+                let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+                let z: f64 = row.iter().map(|&x| (x as f64 - m).exp()).sum();
+                let want_lse = m + z.ln();
+                let want_nll = want_lse - row[targets[i] as usize] as f64;
                 assert!(
-                    (got - want).abs() < 1e-6 + 1e-5 * want.abs(),
-                    "({i}, {j}): {got} vs {want}"
+                    (nll[i] as f64 - want_nll).abs() < 1e-5,
+                    "row {i}: {} vs {want_nll}",
+                    nll[i]
                 );
+                for (j, &x) in row.iter().enumerate() {
+                    let p = (x as f64 - want_lse).exp();
+                    let onehot = if j == targets[i] as usize { 1.0 } else { 0.0 };
+                    let want = grad[i] as f64 * (p - onehot);
+                    let got = d[i * vocab + j] as f64;
+                    assert!(
+                        (got - want).abs() < 1e-6 + 1e-5 * want.abs(),
+                        "({i}, {j}): {got} vs {want}"
+                    );
+                }
             }
-        }
+        });
     }
 
     #[test]
     fn masked_logits_stay_finite() {
-        let mut logits = vec![0.0f32; 64];
-        logits[..32].fill(f32::NEG_INFINITY);
-        let (nll, lse) = token_nll(&logits, 64, &[40]);
-        assert!((nll[0] - 32f32.ln()).abs() < 1e-5 && lse[0].is_finite());
-        let d = token_nll_backward(&logits, 64, &lse, &[40], &[1.0]);
-        assert!(d.iter().all(|v| v.is_finite()));
-        assert!(d[..32].iter().all(|&v| v.abs() < 1e-30));
+        crate::kernels::simd::on_every_path(|_path| {
+            let mut logits = vec![0.0f32; 64];
+            logits[..32].fill(f32::NEG_INFINITY);
+            let (nll, lse) = token_nll(&logits, 64, &[40]);
+            assert!((nll[0] - 32f32.ln()).abs() < 1e-5 && lse[0].is_finite());
+            let d = token_nll_backward(&logits, 64, &lse, &[40], &[1.0]);
+            assert!(d.iter().all(|v| v.is_finite()));
+            assert!(d[..32].iter().all(|&v| v.abs() < 1e-30));
+        });
     }
 }

@@ -19,6 +19,7 @@
 //!   gradient, one pass each.
 //! - [`token_stats`]: log-sum-exp, entropy and top-k of logits rows in one pass, with the
 //!   lane width and lane-wise maximum the other kernels share.
+//! - [`simd`]: the instruction-set path the kernels take (`STUDIO_SIMD` caps it).
 
 pub mod attention;
 mod autodiff;
@@ -26,11 +27,13 @@ pub mod elementwise;
 pub mod fused;
 pub mod gemv;
 pub mod loss;
+pub mod simd;
 pub mod softmax;
 pub mod token_stats;
 
-/// Runs a kernel body inside a function compiled for the best instruction set this CPU has
-/// (AVX-512, AVX2+FMA or the baseline, chosen once at run time by `pulp`). The body must be
+/// Runs a kernel body inside a function compiled for the instruction set [`simd::current`]
+/// names (the best this CPU has: AVX-512, AVX2+FMA, NEON or the baseline, unless `STUDIO_SIMD`
+/// caps it), dispatched by `pulp`. The body must be
 /// `#[inline(always)]` so it is compiled for those features; a closure is not (it stays a
 /// separate function for the baseline target).
 macro_rules! simd_kernel {
@@ -47,7 +50,8 @@ macro_rules! simd_kernel {
                 $body
             }
         }
-        pulp::Arch::new().dispatch($name { $($field,)* _life: std::marker::PhantomData })
+        $crate::kernels::simd::arch()
+            .dispatch($name { $($field,)* _life: std::marker::PhantomData })
     }};
 }
 pub(crate) use simd_kernel;

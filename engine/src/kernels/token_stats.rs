@@ -241,50 +241,56 @@ mod tests {
 
     #[test]
     fn matches_f64_reference_on_random_rows() {
-        let mut rng = StdRng::seed_from_u64(7);
-        for &(n, scale) in &[
-            (49_152usize, 4.0f32),
-            (700, 1.0),
-            (37, 20.0),
-            (1, 1.0),
-            (151_936, 8.0),
-        ] {
-            let row: Vec<f32> = (0..n)
-                .map(|_| (rng.random::<f32>() - 0.5) * 2.0 * scale)
-                .collect();
-            check(&row, 5);
-        }
+        crate::kernels::simd::on_every_path(|_path| {
+            let mut rng = StdRng::seed_from_u64(7);
+            for &(n, scale) in &[
+                (49_152usize, 4.0f32),
+                (700, 1.0),
+                (37, 20.0),
+                (1, 1.0),
+                (151_936, 8.0),
+            ] {
+                let row: Vec<f32> = (0..n)
+                    .map(|_| (rng.random::<f32>() - 0.5) * 2.0 * scale)
+                    .collect();
+                check(&row, 5);
+            }
+        });
     }
 
     #[test]
     fn peaked_increasing_and_constant_rows() {
-        // Increasing rows force a rescale at every step.
-        let inc: Vec<f32> = (0..1000).map(|i| i as f32 * 0.05).collect();
-        check(&inc, 5);
-        let mut peaked = vec![-30.0f32; 5000];
-        peaked[4321] = 40.0;
-        check(&peaked, 3);
-        let s = row_stats(&peaked, 1);
-        assert!(s.entropy < 1e-6 && s.top[0].0 == 4321);
-        let mut masked: Vec<f32> = (0..999).map(|i| (i % 17) as f32 * 0.3).collect();
-        for v in masked.iter_mut().step_by(3) {
-            *v = f32::NEG_INFINITY;
-        }
-        masked[0..LANES].fill(f32::NEG_INFINITY);
-        check(&masked, 5);
-        let flat = vec![0.25f32; 1024];
-        let s = row_stats(&flat, 2);
-        assert!((s.entropy - (1024f32).ln()).abs() < 1e-4);
-        assert_eq!(s.top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![0, 1]);
+        crate::kernels::simd::on_every_path(|_path| {
+            // Increasing rows force a rescale at every step.
+            let inc: Vec<f32> = (0..1000).map(|i| i as f32 * 0.05).collect();
+            check(&inc, 5);
+            let mut peaked = vec![-30.0f32; 5000];
+            peaked[4321] = 40.0;
+            check(&peaked, 3);
+            let s = row_stats(&peaked, 1);
+            assert!(s.entropy < 1e-6 && s.top[0].0 == 4321);
+            let mut masked: Vec<f32> = (0..999).map(|i| (i % 17) as f32 * 0.3).collect();
+            for v in masked.iter_mut().step_by(3) {
+                *v = f32::NEG_INFINITY;
+            }
+            masked[0..LANES].fill(f32::NEG_INFINITY);
+            check(&masked, 5);
+            let flat = vec![0.25f32; 1024];
+            let s = row_stats(&flat, 2);
+            assert!((s.entropy - (1024f32).ln()).abs() < 1e-4);
+            assert_eq!(s.top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![0, 1]);
+        });
     }
 
     #[test]
     fn rows_in_parallel_equal_single_rows() {
-        let mut rng = StdRng::seed_from_u64(3);
-        let data: Vec<f32> = (0..10 * 333).map(|_| rng.random::<f32>() * 10.0).collect();
-        let all = rows_stats(&data, 333, 4);
-        for (r, s) in all.iter().enumerate() {
-            assert_eq!(*s, row_stats(&data[r * 333..(r + 1) * 333], 4));
-        }
+        crate::kernels::simd::on_every_path(|_path| {
+            let mut rng = StdRng::seed_from_u64(3);
+            let data: Vec<f32> = (0..10 * 333).map(|_| rng.random::<f32>() * 10.0).collect();
+            let all = rows_stats(&data, 333, 4);
+            for (r, s) in all.iter().enumerate() {
+                assert_eq!(*s, row_stats(&data[r * 333..(r + 1) * 333], 4));
+            }
+        });
     }
 }

@@ -488,7 +488,12 @@ fn bench_all(args: &BenchArgs) -> Result<()> {
             "quick": args.quick,
             "backend": "cpu",
             "threads": threads,
-            "machine": { "matmul_gflops": gflops, "memory_read_gb_per_s": gbps },
+            "machine": {
+                "cpu": engine::kernels::simd::cpu_summary(),
+                "kernel_path": engine::kernels::simd::current().name(),
+                "matmul_gflops": gflops,
+                "memory_read_gb_per_s": gbps,
+            },
             "figures": figures.iter().map(Figure::json).collect::<Vec<_>>(),
             "grpo_step": {
                 "group": sizes.grpo_group,
@@ -508,6 +513,7 @@ fn bench_all(args: &BenchArgs) -> Result<()> {
         loaded.name,
         if args.quick { " (quick sizes)" } else { "" }
     );
+    println!("cpu: {}", engine::kernels::simd::cpu_summary());
     println!(
         "machine: f32 matrix product {gflops:.0} GFLOP/s ({}×{}·{}×{}), memory read {gbps:.1} GB/s",
         sizes.matmul[0], sizes.matmul[1], sizes.matmul[1], sizes.matmul[2]

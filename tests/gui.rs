@@ -670,15 +670,10 @@ pattern = '<answer>'
 weight = 0.5
 "#;
 
-/// On a real GRPO run: a click on the Runs view's reward plot opens the Traces view at the step
-/// under the pointer (left edge: the first step, right edge: the last, middle: the middle one);
-/// the step's six completions are listed by prompt, a row click shows that completion, the
-/// colouring switches, and Run analytics shows the fit line of the engine's analysis.
-#[test]
-fn a_click_on_a_runs_plot_opens_that_steps_traces() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ws_dir = dir.path().join("ws");
-    let config = common::write_config(dir.path(), "grpo", GRPO_RUN);
+/// Trains [`GRPO_RUN`] with `studio train` in `root/ws`: the folder, the workspace and the run.
+fn trained_grpo_run(root: &Path) -> (std::path::PathBuf, Workspace, i64) {
+    let ws_dir = root.join("ws");
+    let config = common::write_config(root, "grpo", GRPO_RUN);
     common::assert_success(&common::studio_in(
         &ws_dir,
         &["train", &config.to_string_lossy()],
@@ -686,6 +681,17 @@ fn a_click_on_a_runs_plot_opens_that_steps_traces() {
     ));
     let ws = Workspace::open(&ws_dir).expect("workspace");
     let run = common::latest_run(&ws);
+    (ws_dir, ws, run)
+}
+
+/// On a real GRPO run: a click on the Runs view's reward plot opens the Traces view at the step
+/// under the pointer (left edge: the first step, right edge: the last, middle: the middle one);
+/// the step's six completions are listed by prompt, a row click shows that completion, the
+/// colouring switches, and Run analytics shows the fit line of the engine's analysis.
+#[test]
+fn a_click_on_a_runs_plot_opens_that_steps_traces() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ws_dir, ws, run) = trained_grpo_run(dir.path());
     let stored: Vec<u64> = ws
         .trace_steps(run, TraceKind::Rollout)
         .expect("steps")
@@ -913,15 +919,7 @@ fn compare_idle(h: &mut Harness<'static, Studio>, what: &str) {
 #[test]
 fn the_compare_view_generates_scores_evaluates_and_opens_flipped_problems() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ws_dir = dir.path().join("ws");
-    let config = common::write_config(dir.path(), "grpo", GRPO_RUN);
-    common::assert_success(&common::studio_in(
-        &ws_dir,
-        &["train", &config.to_string_lossy()],
-        &[],
-    ));
-    let ws = Workspace::open(&ws_dir).expect("workspace");
-    let run = common::latest_run(&ws);
+    let (ws_dir, ws, run) = trained_grpo_run(dir.path());
     let checkpoint = ws
         .checkpoints(run)
         .expect("checkpoints")

@@ -323,7 +323,8 @@ impl Worker {
     }
 }
 
-fn heatmap_token(
+/// A generated token with its text and its alternatives' texts, as the token views show it.
+pub(crate) fn heatmap_token(
     tokenizer: &engine::text::TextTokenizer,
     token: &GeneratedToken,
 ) -> Result<HeatmapToken, engine::text::TextError> {

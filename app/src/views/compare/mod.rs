@@ -28,7 +28,7 @@ use self::worker::{Catalog, Event, FlippedPair, Job, Scored, StoreReply, StoreRe
 use crate::context::AppContext;
 use crate::series::downsample_min_max;
 use crate::views::runs::run_color;
-use crate::views::traces::{drawable, view_tokens};
+use crate::views::traces::{drawable, empty_ui, one_line, view_tokens};
 use crate::widgets::token_heatmap::{HeatmapToken, gradient_legend_ui, heat_color};
 use crate::widgets::token_view::{
     Colouring, Marks, RankBucket, TokenView, ViewToken, advantage_color,
@@ -688,7 +688,7 @@ impl CompareView {
             );
             return;
         }
-        legend_ui(ui, "entropy", "0", "4+ nats", heat_color);
+        gradient_legend_ui(ui, "entropy", "0", "4+ nats", heat_color);
         let n = self.generation.len();
         let height = ui.available_height() - 8.0;
         ui.columns(n, |cols| {
@@ -802,6 +802,7 @@ impl CompareView {
                 let job = Job::Score {
                     specs: settings.specs.clone(),
                     prompt: (!prompt.is_empty()).then(|| settings.score_prompt.clone()),
+                    chat: settings.chat,
                     text: settings.score_text.clone(),
                     rho: settings.rho,
                 };
@@ -856,14 +857,14 @@ impl CompareView {
         }
         let scale = format!("{:.2}", settings.score_scale);
         match settings.score_colouring {
-            ScoreColouring::DeltaLogProb => legend_ui(
+            ScoreColouring::DeltaLogProb => gradient_legend_ui(
                 ui,
                 &format!("log p[{}] − log p[1]", settings.score_slot + 1),
                 &format!("−{scale}"),
                 &format!("+{scale}"),
                 |t| advantage_color(2.0 * t - 1.0),
             ),
-            ScoreColouring::Kl => legend_ui(
+            ScoreColouring::Kl => gradient_legend_ui(
                 ui,
                 "KL([1] || [2])",
                 "0",
@@ -871,10 +872,10 @@ impl CompareView {
                 heat_color,
             ),
             ScoreColouring::Entropy => {
-                legend_ui(ui, "entropy", "0", &format!("{scale}+ nats"), heat_color)
+                gradient_legend_ui(ui, "entropy", "0", &format!("{scale}+ nats"), heat_color)
             }
             ScoreColouring::LogProb => {
-                legend_ui(ui, "−log p", "0", &format!("{scale}+"), heat_color)
+                gradient_legend_ui(ui, "−log p", "0", &format!("{scale}+"), heat_color)
             }
         }
         let shares: Vec<String> = shown
@@ -1434,7 +1435,7 @@ impl FlipShown {
         if let Some(answer) = &item.answer {
             ui.label(RichText::new(format!("expected: {}", drawable(ui, answer))).weak());
         }
-        legend_ui(ui, "entropy", "0", "4+ nats", heat_color);
+        gradient_legend_ui(ui, "entropy", "0", "4+ nats", heat_color);
         let height = ui.available_height() - 8.0;
         ui.columns(2, |cols| {
             for (side, col) in cols.iter_mut().enumerate() {
@@ -1520,9 +1521,7 @@ fn flipped_ui(
                         }
                         for &(ia, ib) in list.iter() {
                             let prompt = a.get(ia).map(|i| i.prompt.as_str()).unwrap_or("");
-                            let one_line: String =
-                                prompt.split_whitespace().collect::<Vec<_>>().join(" ");
-                            let text: String = one_line.chars().take(90).collect();
+                            let text: String = one_line(prompt).chars().take(90).collect();
                             if ui
                                 .selectable_label(
                                     shown == Some((ia, ib)),
@@ -1625,23 +1624,6 @@ pub fn slot_color(i: usize) -> Color32 {
         Color32::from_rgb(210, 110, 200),
     ];
     COLORS[i % MAX_CHECKPOINTS]
-}
-
-fn legend_ui(
-    ui: &mut egui::Ui,
-    label: &str,
-    low: &str,
-    high: &str,
-    color: impl Fn(f32) -> Color32,
-) {
-    gradient_legend_ui(ui, label, low, high, color);
-}
-
-fn empty_ui(ui: &mut egui::Ui, message: &str) {
-    ui.add_space(24.0);
-    ui.vertical_centered(|ui| {
-        ui.label(RichText::new(message).weak());
-    });
 }
 
 #[cfg(test)]

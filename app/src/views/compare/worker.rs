@@ -25,7 +25,7 @@ use engine::train::evaluation::{
     ComparedEvaluations, EvalData, EvalOptions, EvalProgress, compare_evaluations, evaluate_with,
 };
 
-use crate::widgets::token_heatmap::{Alternative, HeatmapToken};
+use crate::widgets::token_heatmap::HeatmapToken;
 
 /// Alternatives kept per generated token (the hover card lists them).
 const TOP_ALTERNATIVES: usize = 5;
@@ -82,6 +82,8 @@ pub(super) enum Job {
     Score {
         specs: Vec<String>,
         prompt: Option<String>,
+        /// Through the chat template for a model (a checkpoint follows its run's setting).
+        chat: bool,
         text: String,
         rho: f64,
     },
@@ -358,6 +360,24 @@ pub(super) fn token_texts<'a>(
     Ok(texts)
 }
 
+/// `prompt` as `opened` sees it: through the chat template as its run's training did for a
+/// checkpoint, as `chat` says for a model.
+fn prompt_ids(opened: &OpenedModel, prompt: &str, chat: bool) -> Result<Vec<u32>, String> {
+    let chat = opened
+        .checkpoint
+        .as_ref()
+        .map_or(chat, |(_, config)| config.chat_template());
+    let example = Example {
+        prompt: prompt.to_string(),
+        reasoning: None,
+        answer: None,
+        messages: Vec::new(),
+        image: None,
+    };
+    engine::train::sft::prompt_ids(&opened.loaded.tokenizer, &example, chat)
+        .map_err(|e| format!("could not encode the prompt: {e}"))
+}
+
 /// The models thread.
 struct ModelsThread {
     workspace: std::path::PathBuf,
@@ -474,6 +494,7 @@ impl ModelsThread {
             Job::Score {
                 specs,
                 prompt,
+                chat,
                 text,
                 rho,
             } => {
@@ -481,7 +502,7 @@ impl ModelsThread {
                     Err((slot, message)) => {
                         Err(format!("[{}] {}: {message}", slot + 1, specs[slot]))
                     }
-                    Ok(()) => self.score(specs, prompt.as_deref(), text, *rho),
+                    Ok(()) => self.score(specs, prompt.as_deref(), *chat, text, *rho),
                 };
                 self.emit(Event::Scored {
                     job,
@@ -529,21 +550,9 @@ impl ModelsThread {
             return Ok(Err(format!("{spec} is not open")));
         };
         let loaded = &opened.loaded;
-        // A checkpoint sees prompts as its run did.
-        let chat = opened
-            .checkpoint
-            .as_ref()
-            .map_or(chat, |(_, config)| config.chat_template());
-        let example = Example {
-            prompt: prompt.to_string(),
-            reasoning: None,
-            answer: None,
-            messages: Vec::new(),
-            image: None,
-        };
-        let ids = match engine::train::sft::prompt_ids(&loaded.tokenizer, &example, chat) {
+        let ids = match prompt_ids(opened, prompt, chat) {
             Ok(ids) => ids,
-            Err(e) => return Ok(Err(format!("could not encode the prompt: {e}"))),
+            Err(e) => return Ok(Err(e)),
         };
         let request = GenerateRequest {
             prompts: vec![ids],
@@ -559,26 +568,7 @@ impl ModelsThread {
             if self.cancelled_through.load(Ordering::SeqCst) >= job {
                 return ControlFlow::Break(());
             }
-            let tokenizer = &loaded.tokenizer;
-            let shown = (|| -> Result<HeatmapToken, engine::text::TextError> {
-                Ok(HeatmapToken {
-                    id: token.id,
-                    text: tokenizer.token_piece(token.id)?,
-                    logprob: token.logprob,
-                    entropy_nats: token.entropy,
-                    alternatives: token
-                        .top
-                        .iter()
-                        .map(|&(id, logprob)| {
-                            Ok(Alternative {
-                                id,
-                                text: tokenizer.token_piece(id)?,
-                                logprob,
-                            })
-                        })
-                        .collect::<Result<_, engine::text::TextError>>()?,
-                })
-            })();
+            let shown = crate::worker::heatmap_token(&loaded.tokenizer, token);
             match shown {
                 Ok(token) => {
                     if self.events.send(Event::Token { job, slot, token }).is_err() {
@@ -608,6 +598,7 @@ impl ModelsThread {
         &self,
         specs: &[String],
         prompt: Option<&str>,
+        chat: bool,
         text: &str,
         rho: f64,
     ) -> Result<Scored, String> {
@@ -619,19 +610,7 @@ impl ModelsThread {
         let tokenizer = &first.tokenizer;
         let (mut ids, prompt_len) = match prompt {
             Some(prompt) => {
-                let chat = models[0]
-                    .checkpoint
-                    .as_ref()
-                    .is_none_or(|(_, config)| config.chat_template());
-                let example = Example {
-                    prompt: prompt.to_string(),
-                    reasoning: None,
-                    answer: None,
-                    messages: Vec::new(),
-                    image: None,
-                };
-                let ids = engine::train::sft::prompt_ids(tokenizer, &example, chat)
-                    .map_err(|e| format!("could not encode the prompt: {e}"))?;
+                let ids = prompt_ids(models[0], prompt, chat)?;
                 let n = ids.len();
                 (ids, n)
             }

@@ -1340,11 +1340,11 @@ pub(crate) fn drawable(ui: &egui::Ui, text: &str) -> String {
 }
 
 /// A text on one line: line breaks shown as ⏎-free spaces, for table cells.
-fn one_line(text: &str) -> String {
+pub(crate) fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn empty_ui(ui: &mut egui::Ui, message: &str) {
+pub(crate) fn empty_ui(ui: &mut egui::Ui, message: &str) {
     ui.add_space(24.0);
     ui.vertical_centered(|ui| {
         ui.label(RichText::new(message).weak());

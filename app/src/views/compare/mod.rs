@@ -424,9 +424,19 @@ impl CompareView {
                     if self.running.is_some_and(|r| r.1 == Running::Evaluate) {
                         refresh = true;
                     }
+                    let generating = self.running.is_some_and(|r| r.1 == Running::Generate);
                     self.running = None;
                     for slot in &mut self.generation {
                         slot.opening = false;
+                        // Cancelled (or stopped by a failure before it): what came is all.
+                        if generating && !slot.done {
+                            slot.done = true;
+                            if slot.tokens.is_empty() && slot.error.is_none() {
+                                slot.error = Some(
+                                    "not generated: cancelled, or one before it failed".into(),
+                                );
+                            }
+                        }
                     }
                 }
                 Event::Failed { job, message } if Some(job) == current => {

@@ -109,6 +109,25 @@ pub struct AppContext {
     discovery: Option<Receiver<Vec<FoundModel>>>,
 }
 
+/// Opens the workspace at `dir`; the error names the folder.
+pub fn open_workspace(dir: &Path) -> Result<Workspace, String> {
+    Workspace::open(dir)
+        .map_err(|e| format!("could not open the workspace at {}: {e}", dir.display()))
+}
+
+/// The workspace kept in `slot` by a background thread, opened at `dir` when first asked for
+/// (a failure is returned and asked again next time).
+pub fn kept_workspace<'a>(
+    slot: &'a mut Option<Workspace>,
+    dir: &Path,
+) -> Result<&'a Workspace, String> {
+    if slot.is_none() {
+        *slot = Some(open_workspace(dir)?);
+    }
+    slot.as_ref()
+        .ok_or_else(|| "the workspace is not open".to_string())
+}
+
 /// A model location found on disk: its summary, or why it could not be read.
 pub type FoundModel = Result<ModelInfo, (String, String)>;
 
@@ -242,12 +261,7 @@ impl AppContext {
     }
 
     fn workspace(&self) -> Result<Workspace, String> {
-        Workspace::open(&self.workspace_dir).map_err(|e| {
-            format!(
-                "could not open the workspace at {}: {e}",
-                self.workspace_dir.display()
-            )
-        })
+        open_workspace(&self.workspace_dir)
     }
 
     fn exe(&self) -> Result<&Path, String> {

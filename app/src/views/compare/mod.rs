@@ -205,6 +205,9 @@ type EvalSlot = (
     Option<Result<EvaluationRecord, String>>,
 );
 
+/// A curve downsampled for the plot, with the (points, width) it was made for.
+type Curve = ((usize, usize), Vec<[f64; 2]>);
+
 /// Two evaluations' flipped problems as read, or why not.
 type FlippedResult = Result<Box<FlippedPair>, String>;
 
@@ -230,6 +233,8 @@ pub struct CompareView {
     flip_shown: Option<FlipShown>,
     /// A model path being typed for the next slot.
     typed_model: String,
+    /// Each run's curve of a metric as drawn.
+    curves: HashMap<(RunId, String), Curve>,
     /// Score the text when the Score tab is next drawn with two checkpoints (sent from Traces).
     score_soon: bool,
     error: Option<String>,
@@ -1290,11 +1295,19 @@ impl CompareView {
             if let Some(series) = ctx.want(run, &metric)
                 && !series.is_empty()
             {
-                // Min–max per pixel column of the last plot width: a million points draw as a
-                // few thousand.
-                let (lo, hi) = (series.steps[0], series.steps[series.len() - 1]);
-                let points = downsample_min_max(&series.steps, &series.values, lo, hi, width);
-                lines.push((run, name, points));
+                // Min–max per pixel column: a million points draw as a few thousand, made
+                // again only when points arrive or the width changes.
+                let key = (run, metric.clone());
+                let fresh = (series.len(), width);
+                let stale = self.curves.get(&key).is_none_or(|c| c.0 != fresh);
+                if stale {
+                    let (lo, hi) = (series.steps[0], series.steps[series.len() - 1]);
+                    let points = downsample_min_max(&series.steps, &series.values, lo, hi, width);
+                    self.curves.insert(key.clone(), (fresh, points));
+                }
+                if let Some((_, points)) = self.curves.get(&key) {
+                    lines.push((run, name, points.clone()));
+                }
             }
         }
         let marks: Vec<(usize, u64)> = runs.values().flatten().copied().collect();

@@ -238,34 +238,14 @@ fn store_thread(
     let mut workspace: Option<Workspace> = None;
     let mut tokenizers: HashMap<String, Arc<TextTokenizer>> = HashMap::new();
     while let Ok(request) = requests.recv() {
-        if workspace.is_none() {
-            match Workspace::open(dir) {
-                Ok(w) => workspace = Some(w),
-                Err(e) => {
-                    let message = format!("could not open the workspace at {}: {e}", dir.display());
-                    let reply = match request {
-                        StoreRequest::Catalog => StoreReply::Catalog(Err(message)),
-                        StoreRequest::Flipped { a, b } => StoreReply::Flipped {
-                            pair: (a, b),
-                            result: Err(message),
-                        },
-                    };
-                    if replies.send(reply).is_err() {
-                        return;
-                    }
-                    repaint.request_repaint();
-                    continue;
-                }
-            }
-        }
-        let Some(ws) = workspace.as_ref() else {
-            continue;
-        };
+        let ws = crate::context::kept_workspace(&mut workspace, dir);
         let reply = match request {
-            StoreRequest::Catalog => StoreReply::Catalog(catalog(ws)),
+            StoreRequest::Catalog => StoreReply::Catalog(ws.and_then(catalog)),
             StoreRequest::Flipped { a, b } => StoreReply::Flipped {
                 pair: (a, b),
-                result: flipped_pair(ws, &mut tokenizers, a, b).map(Box::new),
+                result: ws
+                    .and_then(|ws| flipped_pair(ws, &mut tokenizers, a, b))
+                    .map(Box::new),
             },
         };
         if replies.send(reply).is_err() {
@@ -429,17 +409,7 @@ impl ModelsThread {
     }
 
     fn workspace(&mut self) -> Result<&Workspace, String> {
-        if self.workspace_handle.is_none() {
-            self.workspace_handle = Some(Workspace::open(&self.workspace).map_err(|e| {
-                format!(
-                    "could not open the workspace at {}: {e}",
-                    self.workspace.display()
-                )
-            })?);
-        }
-        self.workspace_handle
-            .as_ref()
-            .ok_or_else(|| "the workspace is not open".to_string())
+        crate::context::kept_workspace(&mut self.workspace_handle, &self.workspace)
     }
 
     /// Opens every spec not open yet (dropping models no longer named).

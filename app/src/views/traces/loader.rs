@@ -128,17 +128,7 @@ struct LoaderState {
 
 impl LoaderState {
     fn workspace(&mut self) -> Result<&Workspace, String> {
-        if self.workspace.is_none() {
-            self.workspace = Some(Workspace::open(&self.workspace_dir).map_err(|e| {
-                format!(
-                    "could not open the workspace at {}: {e}",
-                    self.workspace_dir.display()
-                )
-            })?);
-        }
-        self.workspace
-            .as_ref()
-            .ok_or_else(|| "the workspace is not open".to_string())
+        crate::context::kept_workspace(&mut self.workspace, &self.workspace_dir)
     }
 
     fn tokenizer(

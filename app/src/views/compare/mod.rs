@@ -375,7 +375,7 @@ impl CompareView {
     }
 
     /// Drains both threads and keeps the catalog fresh.
-    fn poll(&mut self, ctx: &AppContext, egui_ctx: &egui::Context, settings: &CompareSettings) {
+    fn poll(&mut self, ctx: &AppContext, egui_ctx: &egui::Context, settings: &mut CompareSettings) {
         let key = (
             ctx.runs.len(),
             ctx.runs
@@ -399,7 +399,28 @@ impl CompareView {
                 StoreReply::Catalog(result) => {
                     self.catalog_pending = false;
                     match result {
-                        Ok(c) => self.catalog = Some(c),
+                        Ok(c) => {
+                            // Picks are remembered across workspaces; a checkpoint this one
+                            // lacks is dropped, and said so.
+                            let missing: Vec<String> = settings
+                                .specs
+                                .iter()
+                                .filter(|spec| match ModelSpec::parse(spec) {
+                                    ModelSpec::Checkpoint(at) => find_checkpoint(&c, at).is_none(),
+                                    ModelSpec::Model(_) => false,
+                                })
+                                .cloned()
+                                .collect();
+                            if !missing.is_empty() {
+                                settings.specs.retain(|s| !missing.contains(s));
+                                self.error = Some(format!(
+                                    "this workspace has no checkpoint {}; removed from the \
+                                     comparison",
+                                    missing.join(", ")
+                                ));
+                            }
+                            self.catalog = Some(c);
+                        }
                         Err(e) => self.error = Some(e),
                     }
                 }
@@ -1606,25 +1627,24 @@ fn slot_of(settings: &CompareSettings, e: &EvaluationRecord) -> Option<usize> {
 fn run_step(catalog: Option<&Catalog>, spec: &str) -> Option<(RunId, u64)> {
     match ModelSpec::parse(spec) {
         ModelSpec::Checkpoint(CheckpointRef::RunStep { run, step }) => Some((run, step)),
-        ModelSpec::Checkpoint(CheckpointRef::Id(id)) => catalog?
-            .checkpoints
-            .iter()
-            .find(|c| c.record.id == id)
-            .map(|c| (c.record.run_id, c.record.step)),
+        ModelSpec::Checkpoint(at) => {
+            find_checkpoint(catalog?, at).map(|c| (c.record.run_id, c.record.step))
+        }
         ModelSpec::Model(_) => None,
     }
 }
 
+/// The checkpoint `at` names, among the catalog's.
+fn find_checkpoint(catalog: &Catalog, at: CheckpointRef) -> Option<&worker::CheckpointChoice> {
+    catalog.checkpoints.iter().find(|ch| match at {
+        CheckpointRef::Id(id) => ch.record.id == id,
+        CheckpointRef::RunStep { run, step } => ch.record.run_id == run && ch.record.step == step,
+    })
+}
+
 fn label_of(catalog: Option<&Catalog>, spec: &str) -> String {
     if let ModelSpec::Checkpoint(r) = ModelSpec::parse(spec) {
-        let found = catalog.and_then(|c| {
-            c.checkpoints.iter().find(|ch| match r {
-                CheckpointRef::Id(id) => ch.record.id == id,
-                CheckpointRef::RunStep { run, step } => {
-                    ch.record.run_id == run && ch.record.step == step
-                }
-            })
-        });
+        let found = catalog.and_then(|c| find_checkpoint(c, r));
         return match found {
             Some(ch) => format!(
                 "#{} {} · step {}",

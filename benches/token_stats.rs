@@ -1,7 +1,13 @@
 //! Token statistics (log-sum-exp, entropy, top-5) over SmolLM2-sized logits rows: the fused
 //! single pass against a plain two-pass softmax that materializes probabilities (the peer).
 //! Throughput is bytes of logits read, to compare with memory bandwidth (~30 GB/s here).
+//!
+//! On each GPU backend present (wgpu; lavapipe on a machine without a GPU), the fused CubeCL
+//! kernel (`kernels::device_stats`) against the composed burn ops (log-softmax, exp, sum, top-k)
+//! on the same device, both reading back only the statistics.
 
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Tensor, TensorData};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use engine::kernels::token_stats::{row_stats, rows_stats};
 use std::hint::black_box;
@@ -66,6 +72,45 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    for kind in [
+        engine::backend::BackendKind::Wgpu,
+        engine::backend::BackendKind::Cuda,
+    ] {
+        let backend = match engine::backend::Backend::new(kind) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("token_stats on {kind}: not measured ({e})");
+                continue;
+            }
+        };
+        let mut group = c.benchmark_group(format!("token_stats_{kind}"));
+        group.throughput(Throughput::Bytes((ROWS * VOCAB * 4) as u64));
+        group.sample_size(10);
+        let tensor = Tensor::<2>::from_data(
+            TensorData::new(data.clone(), [ROWS, VOCAB]),
+            &backend.device,
+        );
+        let targets = vec![0u32; ROWS];
+        group.bench_function(BenchmarkId::new("fused_kernel", ROWS), |b| {
+            b.iter(|| {
+                black_box(engine::kernels::fused::token_stats(
+                    tensor.clone(),
+                    &targets,
+                    TOP_K,
+                ))
+            })
+        });
+        group.bench_function(BenchmarkId::new("composed_softmax_peer", ROWS), |b| {
+            b.iter(|| {
+                let lp = log_softmax(tensor.clone(), 1);
+                let entropy = (lp.clone().exp() * lp.clone()).sum_dim(1).neg();
+                let (top, ids) = lp.topk_with_indices(TOP_K, 1);
+                black_box((entropy.into_data(), top.into_data(), ids.into_data()))
+            })
+        });
+        group.finish();
+    }
 }
 
 criterion_group!(benches, bench);

@@ -13,6 +13,18 @@ pub struct Cli {
     /// OS data directory.
     #[arg(long, global = true, value_name = "DIR", env = "STUDIO_WORKSPACE")]
     pub workspace: Option<PathBuf>,
+    /// Where the commands that run a model (score, generate, bench, eval, compare) run it: cpu,
+    /// wgpu (any GPU through Vulkan, Metal or DX12; Mesa's lavapipe on a machine without one) or
+    /// cuda. `studio devices` lists which this machine and build have. A run's backend is its
+    /// config's `backend`.
+    #[arg(
+        long,
+        global = true,
+        value_name = "BACKEND",
+        env = "STUDIO_BACKEND",
+        default_value = "cpu"
+    )]
+    pub backend: engine::backend::BackendKind,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -31,6 +43,10 @@ pub enum Command {
     Export(ExportArgs),
     /// Measure speed (benchmarks, not tests).
     Bench(BenchArgs),
+    /// The compute backends: which this machine and build have (with the adapter or processor
+    /// and its memory) and, for each missing one, why (`--json`: {"devices": [{"backend",
+    /// "present", "name", "memory_bytes", "detail", "reason"}]}).
+    Devices(DevicesArgs),
     /// Inspect datasets and the built-in tasks.
     Data(crate::commands::data::DataArgs),
     /// Register a run from a TOML config and start its worker process (follows its progress).
@@ -73,6 +89,13 @@ pub enum Command {
     /// Run a study (several runs one after another, e.g. a preset of assets/presets/) and
     /// print the comparison table of the metrics it names.
     Study(StudyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DevicesArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -91,7 +91,11 @@ fn llama3_rope_scaling_greedy_ids_match_transformers() {
 }
 
 fn check_scores(dir: &std::path::Path, reference: &Value) {
-    let loaded = load_model(&dir.to_string_lossy(), &Backend::cpu()).expect("fixture loads");
+    check_scores_on(dir, reference, &Backend::cpu());
+}
+
+fn check_scores_on(dir: &std::path::Path, reference: &Value, backend: &Backend) {
+    let loaded = load_model(&dir.to_string_lossy(), backend).expect("fixture loads");
     let mut worst = 0.0f64;
     for case in reference["scores"].as_array().expect("scores") {
         let text = case["text"].as_str().expect("text");
@@ -134,7 +138,28 @@ fn check_scores(dir: &std::path::Path, reference: &Value) {
             }
         }
     }
-    eprintln!("largest |difference| from transformers: {worst:.2e}");
+    eprintln!(
+        "largest |difference| from transformers on {}: {worst:.2e}",
+        backend.kind
+    );
+}
+
+/// Every fixture's scores and greedy ids on each GPU backend present: wgpu (lavapipe in the
+/// test script) and CUDA (skipped with "no CUDA device" where there is none).
+#[test]
+fn every_fixture_matches_transformers_on_the_gpu_backends() {
+    let backends: Vec<Backend> = engine::test_files::wgpu_backend()
+        .into_iter()
+        .chain(engine::test_files::cuda_backend())
+        .collect();
+    let mut fixtures = vec![committed("qwen3-tiny"), committed("llama3-rope-tiny")];
+    fixtures.extend(reference());
+    for backend in &backends {
+        for (dir, reference) in &fixtures {
+            check_scores_on(dir, reference, backend);
+            check_greedy_on(dir, reference, backend);
+        }
+    }
 }
 
 #[test]
@@ -146,7 +171,11 @@ fn greedy_ids_match_transformers() {
 }
 
 fn check_greedy(dir: &std::path::Path, reference: &Value) {
-    let loaded = load_model(&dir.to_string_lossy(), &Backend::cpu()).expect("fixture loads");
+    check_greedy_on(dir, reference, &Backend::cpu());
+}
+
+fn check_greedy_on(dir: &std::path::Path, reference: &Value, backend: &Backend) {
+    let loaded = load_model(&dir.to_string_lossy(), backend).expect("fixture loads");
     let greedy = &reference["greedy"];
     let prompt = loaded
         .tokenizer

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::Instant;
 
-use engine::backend::Backend;
+use engine::backend::{Backend, BackendKind};
 use engine::formats::loader::{LoadedModel, load_model};
 use engine::infer::{GenerateRequest, GeneratedToken, SamplingConfig, generate};
 use engine::text::chat_template::ChatMessage;
@@ -28,7 +28,7 @@ const TOP_ALTERNATIVES: usize = 5;
 #[derive(Debug, Clone)]
 pub enum Command {
     /// Open a model (a path or `builtin:tiny-reasoner`), replacing the current one on success.
-    Load { spec: String },
+    Load { spec: String, backend: BackendKind },
     /// Generate a continuation with the current model.
     Generate(GenerateJob),
 }
@@ -57,6 +57,8 @@ pub struct ModelSummary {
     pub vocab_size: usize,
     pub context_tokens: usize,
     pub has_chat_template: bool,
+    /// Where the model runs.
+    pub backend: BackendKind,
 }
 
 /// What the worker reports.
@@ -210,14 +212,17 @@ impl Worker {
 
     fn handle(&mut self, command: Command) -> Result<(), Disconnected> {
         match command {
-            Command::Load { spec } => self.load(spec),
+            Command::Load { spec, backend } => self.load(spec, backend),
             Command::Generate(job) => self.generate(&job),
         }
     }
 
-    fn load(&mut self, spec: String) -> Result<(), Disconnected> {
-        tracing::debug!("model worker: loading {spec}");
-        match load_model(&spec, &Backend::cpu()) {
+    fn load(&mut self, spec: String, backend: BackendKind) -> Result<(), Disconnected> {
+        tracing::debug!("model worker: loading {spec} on {backend}");
+        let loaded = Backend::new(backend)
+            .map_err(|e| e.to_string())
+            .and_then(|b| load_model(&spec, &b).map_err(|e| e.to_string()));
+        match loaded {
             Ok(loaded) => {
                 let config = &loaded.model.config;
                 let summary = ModelSummary {
@@ -230,6 +235,7 @@ impl Worker {
                     vocab_size: config.vocab_size,
                     context_tokens: config.max_position_embeddings,
                     has_chat_template: loaded.tokenizer.chat_template.is_some(),
+                    backend,
                 };
                 tracing::info!("loaded model {} from {spec}", summary.name);
                 self.model = Some(loaded);
@@ -237,10 +243,7 @@ impl Worker {
             }
             Err(e) => {
                 tracing::warn!("could not load model {spec}: {e}");
-                self.emit(Event::LoadFailed {
-                    spec,
-                    message: e.to_string(),
-                })
+                self.emit(Event::LoadFailed { spec, message: e })
             }
         }
     }
@@ -350,7 +353,7 @@ pub(crate) fn heatmap_token(
 
 fn failure_event(command: &Command, message: String) -> Event {
     match command {
-        Command::Load { spec } => Event::LoadFailed {
+        Command::Load { spec, .. } => Event::LoadFailed {
             spec: spec.clone(),
             message,
         },
@@ -413,6 +416,7 @@ mod tests {
         worker
             .send(Command::Load {
                 spec: engine::models::tiny::TINY_REASONER.into(),
+                backend: BackendKind::Cpu,
             })
             .expect("send");
         assert!(matches!(next_event(&worker), Event::Loaded(_)));

@@ -48,3 +48,37 @@ pub fn require(path: PathBuf, what: &str) -> Option<PathBuf> {
     );
     None
 }
+
+/// The wgpu backend for the tests that run on it. The test script installs Mesa's lavapipe, so
+/// a missing adapter fails the test when `CI` or `STUDIO_REQUIRE_WGPU` is set, and otherwise
+/// says `SKIPPED` with the reason.
+pub fn wgpu_backend() -> Option<crate::backend::Backend> {
+    match crate::backend::Backend::new(crate::backend::BackendKind::Wgpu) {
+        Ok(backend) => Some(backend),
+        Err(e)
+            if std::env::var_os("CI").is_some()
+                || std::env::var_os("STUDIO_REQUIRE_WGPU").is_some() =>
+        {
+            panic!("{e}, and CI (or STUDIO_REQUIRE_WGPU) is set: this test needs wgpu")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: {e}; this test needs wgpu");
+            None
+        }
+    }
+}
+
+/// The CUDA backend for the tests that run on it: `None` with "no CUDA device" on stderr where
+/// there is none (or this build has no CUDA), a failure instead when `STUDIO_REQUIRE_CUDA=1`.
+pub fn cuda_backend() -> Option<crate::backend::Backend> {
+    match crate::backend::Backend::new(crate::backend::BackendKind::Cuda) {
+        Ok(backend) => Some(backend),
+        Err(e) if std::env::var("STUDIO_REQUIRE_CUDA").is_ok_and(|v| v == "1") => {
+            panic!("no CUDA device: {e}, and STUDIO_REQUIRE_CUDA=1 is set")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: no CUDA device: {e}");
+            None
+        }
+    }
+}

@@ -17,7 +17,11 @@ use super::emit;
 use super::runs::open_workspace;
 use crate::cli::EvalArgs;
 
-pub fn run(workspace_dir: Option<&Path>, args: &EvalArgs) -> Result<()> {
+pub fn run(
+    workspace_dir: Option<&Path>,
+    args: &EvalArgs,
+    backend: engine::backend::BackendKind,
+) -> Result<()> {
     if args.list {
         return list(workspace_dir, args.json);
     }
@@ -43,6 +47,7 @@ pub fn run(workspace_dir: Option<&Path>, args: &EvalArgs) -> Result<()> {
         count: args.count,
         seed: args.seed,
         difficulty: args.difficulty,
+        backend,
     };
     let (record, items) =
         evaluation::evaluate_with(&workspace, spec, &data, &options, &mut progress_line(spec))

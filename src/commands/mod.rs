@@ -11,7 +11,7 @@ use std::io::Write;
 use std::ops::ControlFlow;
 
 use anyhow::{Context, Result};
-use engine::backend::Backend;
+use engine::backend::{Backend, BackendKind};
 use engine::formats::loader::{LoadedModel, load_model};
 use engine::infer::{GenerateRequest, SamplingConfig, generate, score};
 use engine::text::chat_template::ChatMessage;
@@ -23,15 +23,17 @@ use crate::cli::{
 
 pub fn run(cli: Cli) -> Result<()> {
     let ws = cli.workspace.as_deref();
+    let backend = cli.backend;
     match cli.command {
         None => app::run_native(gui_options(ws, None)),
         Some(Command::Gui(args)) => app::run_native(gui_options(ws, Some(args))),
         Some(Command::Import(args)) => runs::import(ws, &args.file),
-        Some(Command::Score(args)) => score_cmd(&args),
-        Some(Command::Generate(args)) => generate_cmd(&args),
+        Some(Command::Score(args)) => score_cmd(&args, backend),
+        Some(Command::Generate(args)) => generate_cmd(&args, backend),
+        Some(Command::Devices(args)) => devices_cmd(args.json),
         Some(Command::Models(args)) => models_cmd(&args),
         Some(Command::Export(args)) => export_cmd(ws, &args),
-        Some(Command::Bench(args)) => bench::run(&args),
+        Some(Command::Bench(args)) => bench::run(&args, backend),
         Some(Command::Data(args)) => data::run(&args),
         Some(Command::Train(args)) if args.check => runs::check(ws, &args.config),
         Some(Command::Train(args)) => runs::train(ws, &args.config, args.detach),
@@ -54,8 +56,8 @@ pub fn run(cli: Cli) -> Result<()> {
             inspect::traces(ws, args.run, args.step, kind, args.json)
         }
         Some(Command::Analyze(args)) => inspect::analyze(ws, &args),
-        Some(Command::Compare(args)) => runs::compare(ws, &args),
-        Some(Command::Eval(args)) => eval::run(ws, &args),
+        Some(Command::Compare(args)) => runs::compare(ws, &args, backend),
+        Some(Command::Eval(args)) => eval::run(ws, &args, backend),
         Some(Command::Study(args)) => study::run(ws, &args.file),
     }
 }
@@ -68,9 +70,14 @@ pub(crate) fn emit(text: &str) -> Result<()> {
     }
 }
 
-pub(crate) fn open_model(arg: &ModelArg) -> Result<LoadedModel> {
+/// The backend of `kind`, or why this machine or build cannot run it.
+pub(crate) fn backend_of(kind: BackendKind) -> Result<Backend> {
+    Backend::new(kind).context("--backend: run `studio devices` to see which backends work here")
+}
+
+pub(crate) fn open_model(arg: &ModelArg, backend: BackendKind) -> Result<LoadedModel> {
     let spec = &arg.model;
-    let mut loaded = load_model(spec, &Backend::cpu())
+    let mut loaded = load_model(spec, &backend_of(backend)?)
         .with_context(|| format!("could not load model `{spec}`"))?;
     if let Some(dir) = &arg.adapter {
         loaded.model = engine::formats::peft::apply_peft(loaded.model, dir)
@@ -79,8 +86,36 @@ pub(crate) fn open_model(arg: &ModelArg) -> Result<LoadedModel> {
     Ok(loaded)
 }
 
-fn score_cmd(args: &ScoreArgs) -> Result<()> {
-    let loaded = open_model(&args.model)?;
+fn devices_cmd(json: bool) -> Result<()> {
+    let devices = engine::backend::devices();
+    if json {
+        return emit(&format!("{}\n", json!({ "devices": devices })));
+    }
+    let mut out = String::new();
+    for d in &devices {
+        let memory = d
+            .memory_bytes
+            .map(|b| format!(", {:.1} GiB", b as f64 / (1u64 << 30) as f64))
+            .unwrap_or_default();
+        out += &format!(
+            "{:<5} {}{}{}\n",
+            d.backend.to_string(),
+            if d.present { "present: " } else { "missing: " },
+            d.name.as_deref().unwrap_or("-"),
+            memory
+        );
+        if !d.detail.is_empty() {
+            out += &format!("      {}\n", d.detail);
+        }
+        if let Some(why) = &d.reason {
+            out += &format!("      why: {why}\n");
+        }
+    }
+    emit(&out)
+}
+
+fn score_cmd(args: &ScoreArgs, backend: BackendKind) -> Result<()> {
+    let loaded = open_model(&args.model, backend)?;
     let ids = loaded.tokenizer.encode(&args.text, true)?;
     let scored = score(&loaded.model, &ids, args.top_k)?;
     let tok = &loaded.tokenizer;
@@ -136,8 +171,8 @@ fn score_cmd(args: &ScoreArgs) -> Result<()> {
     Ok(())
 }
 
-fn generate_cmd(args: &GenerateArgs) -> Result<()> {
-    let loaded = open_model(&args.model)?;
+fn generate_cmd(args: &GenerateArgs, backend: BackendKind) -> Result<()> {
+    let loaded = open_model(&args.model, backend)?;
     let tok = &loaded.tokenizer;
     let prompt = if args.chat {
         tok.encode_chat(&[ChatMessage::user(args.prompt.clone())])?
@@ -268,16 +303,23 @@ fn gui_options(
 fn export_cmd(ws: Option<&std::path::Path>, args: &ExportArgs) -> Result<()> {
     let (loaded, lora) = match (&args.model, args.checkpoint) {
         (Some(model), _) => (
-            open_model(&ModelArg {
-                model: model.clone(),
-                adapter: None,
-            })?,
+            open_model(
+                &ModelArg {
+                    model: model.clone(),
+                    adapter: None,
+                },
+                BackendKind::Cpu,
+            )?,
             None,
         ),
         (None, Some(id)) => {
             let workspace = runs::open_workspace(ws)?;
             let checkpoint = workspace.checkpoint(id)?;
-            let opened = engine::train::checkpoint::open_checkpoint(&workspace, &checkpoint)?;
+            let opened = engine::train::checkpoint::open_checkpoint(
+                &workspace,
+                &checkpoint,
+                &Backend::cpu(),
+            )?;
             (opened.loaded, opened.lora)
         }
         (None, None) => anyhow::bail!("give --model PATH or --checkpoint ID"),

@@ -360,7 +360,12 @@ pub fn show(workspace_dir: Option<&Path>, run: RunId, json_out: bool) -> Result<
 }
 
 /// `studio compare`: one text scored under several checkpoints, token by token.
-pub fn compare(workspace_dir: Option<&Path>, args: &crate::cli::CompareArgs) -> Result<()> {
+pub fn compare(
+    workspace_dir: Option<&Path>,
+    args: &crate::cli::CompareArgs,
+    backend: engine::backend::BackendKind,
+) -> Result<()> {
+    let backend = super::backend_of(backend)?;
     if !(2..=4).contains(&args.checkpoints.len()) {
         bail!(
             "give --checkpoint 2 to 4 times (got {})",
@@ -382,7 +387,7 @@ pub fn compare(workspace_dir: Option<&Path>, args: &crate::cli::CompareArgs) -> 
         .checkpoints
         .iter()
         .map(|spec| {
-            open_model_spec(workspace.as_ref(), spec)
+            open_model_spec(workspace.as_ref(), spec, &backend)
                 .map(|opened| opened.loaded)
                 .with_context(|| format!("--checkpoint {spec}"))
         })

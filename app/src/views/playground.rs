@@ -7,6 +7,7 @@ use std::sync::mpsc::{Receiver, TryRecvError, sync_channel};
 use std::time::{Duration, Instant};
 
 use egui::{RichText, TextEdit};
+use engine::backend::BackendKind;
 use engine::models::tiny::TINY_REASONER;
 
 use crate::state::{PlaygroundSettings, State};
@@ -74,6 +75,8 @@ impl Generation {
 pub struct Playground {
     /// The model path being typed or chosen.
     pub model_path: String,
+    /// Where the model is loaded and runs (the device picker).
+    pub backend: BackendKind,
     /// Load `model_path` on the first frame.
     load_on_first_frame: bool,
     worker: Option<ModelWorker>,
@@ -100,6 +103,7 @@ impl Playground {
     pub fn new(model: Option<String>) -> Self {
         Self {
             model_path: model.clone().unwrap_or_else(|| TINY_REASONER.to_string()),
+            backend: BackendKind::Cpu,
             load_on_first_frame: true,
             worker: None,
             model: ModelStatus::Empty,
@@ -283,7 +287,14 @@ impl Playground {
             return;
         }
         self.load_error = None;
-        match self.send(ctx, Command::Load { spec: spec.clone() }) {
+        let backend = self.backend;
+        match self.send(
+            ctx,
+            Command::Load {
+                spec: spec.clone(),
+                backend,
+            },
+        ) {
             Ok(()) => self.model = ModelStatus::Loading { spec },
             Err(e) => self.load_error = Some(format!("Could not load `{spec}`: {e}")),
         }
@@ -346,6 +357,8 @@ impl Playground {
                 self.browse = start_browse(ui.ctx().clone());
             }
 
+            self.backend_ui(ui, busy);
+
             let load = ui
                 .add_enabled(!busy, egui::Button::new("Load"))
                 .on_disabled_hover_text("Wait for the current load or generation to finish");
@@ -370,8 +383,9 @@ impl Playground {
             }
             ModelStatus::Loaded(m) => {
                 ui.label(format!(
-                    "Loaded {} · {} · {} · {} parameters · {} layers · vocab {} · context {}",
+                    "Loaded {} on {} · {} · {} · {} parameters · {} layers · vocab {} · context {}",
                     m.name,
+                    m.backend,
                     m.format,
                     m.dtype,
                     human_count(m.parameters),
@@ -383,6 +397,55 @@ impl Playground {
         }
         if let Some(error) = &self.load_error {
             ui.colored_label(ui.visuals().error_fg_color, error);
+        }
+    }
+
+    /// The device picker: where the next load puts the model. A backend this build lacks is
+    /// listed, disabled, with the reason; one the machine cannot start fails the load with its
+    /// reason.
+    fn backend_ui(&mut self, ui: &mut egui::Ui, busy: bool) {
+        let label = ui.label("Device");
+        let mut chosen = None;
+        let combo = egui::ComboBox::from_id_salt("playground_backend")
+            .selected_text(self.backend.to_string())
+            .show_ui(ui, |ui| {
+                for kind in BackendKind::ALL {
+                    let (enabled, hover) = match kind {
+                        BackendKind::Cpu => (true, "The CPU: always works".to_string()),
+                        BackendKind::Wgpu => (
+                            true,
+                            "Any GPU through Vulkan, Metal or DX12 (Mesa's lavapipe on a machine \
+                             without one); the first run compiles its kernels"
+                                .to_string(),
+                        ),
+                        BackendKind::Cuda => {
+                            (false, engine::backend::CUDA_NOT_COMPILED.to_string())
+                        }
+                    };
+                    let item = ui.add_enabled(
+                        enabled,
+                        egui::Button::selectable(self.backend == kind, kind.to_string()),
+                    );
+                    let item = if enabled {
+                        item.on_hover_text(hover)
+                    } else {
+                        item.on_disabled_hover_text(hover)
+                    };
+                    if item.clicked() {
+                        chosen = Some(kind);
+                    }
+                }
+            });
+        combo
+            .response
+            .labelled_by(label.id)
+            .on_hover_text("Where the model runs; press Load to move it there");
+        if let Some(kind) = chosen
+            && kind != self.backend
+            && !busy
+        {
+            self.backend = kind;
+            self.load(ui.ctx());
         }
     }
 

@@ -2,6 +2,8 @@
 
 use super::{InferError, host_values};
 use crate::kernels::AttentionMask;
+use burn::tensor::Tensor;
+
 use crate::kernels::token_stats::rows_stats;
 use crate::models::CausalLm;
 
@@ -17,11 +19,10 @@ pub struct ScoredToken {
     pub top: Vec<(u32, f32)>,
 }
 
-/// Scores `ids` in one forward pass.
+/// Scores `ids` in one forward pass. The statistics are computed where the logits are (on a
+/// GPU runtime only they come back to the host).
 pub fn score(model: &CausalLm, ids: &[u32], top_k: usize) -> Result<Vec<ScoredToken>, InferError> {
-    let vocab = model.config.vocab_size;
     let logits = next_token_logits(model, ids)?;
-    let stats = rows_stats(&logits, vocab, top_k);
     let mut out = Vec::with_capacity(ids.len());
     out.push(ScoredToken {
         id: ids[0],
@@ -29,22 +30,25 @@ pub fn score(model: &CausalLm, ids: &[u32], top_k: usize) -> Result<Vec<ScoredTo
         entropy: None,
         top: Vec::new(),
     });
-    for (i, s) in stats.into_iter().enumerate() {
-        let id = ids[i + 1];
-        let row = &logits[i * vocab..(i + 1) * vocab];
+    let Some(logits) = logits else {
+        return Ok(out);
+    };
+    let rows = crate::kernels::fused::token_stats(logits, &ids[1..], top_k)
+        .map_err(|e| InferError::Backend(format!("{e:?}")))?;
+    for (row, &id) in rows.into_iter().zip(&ids[1..]) {
         out.push(ScoredToken {
             id,
-            logprob: Some(row[id as usize] - s.log_sum_exp),
-            entropy: Some(s.entropy),
-            top: s.top,
+            logprob: row.target_logprob,
+            entropy: Some(row.stats.entropy),
+            top: row.stats.top,
         });
     }
     Ok(out)
 }
 
-/// The logits that predict tokens 1..n of `ids`, `[n − 1, vocab]` row-major, from one forward
-/// pass.
-fn next_token_logits(model: &CausalLm, ids: &[u32]) -> Result<Vec<f32>, InferError> {
+/// The logits that predict tokens 1..n of `ids`, `[n − 1, vocab]`, from one forward pass, on
+/// the model's device; `None` for a one-token text.
+fn next_token_logits(model: &CausalLm, ids: &[u32]) -> Result<Option<Tensor<2>>, InferError> {
     if ids.is_empty() {
         return Err(InferError::Empty);
     }
@@ -56,7 +60,10 @@ fn next_token_logits(model: &CausalLm, ids: &[u32]) -> Result<Vec<f32>, InferErr
         });
     }
     let n = ids.len();
-    crate::kernels::in_pool(|| {
+    if n == 1 {
+        return Ok(None);
+    }
+    Ok(Some(crate::kernels::in_pool(|| {
         let mut cache = model.no_cache();
         let positions: Vec<usize> = (0..n).collect();
         let hidden = model.forward_hidden(
@@ -66,12 +73,18 @@ fn next_token_logits(model: &CausalLm, ids: &[u32]) -> Result<Vec<f32>, InferErr
             &mut cache,
         );
         // Only positions 0..n-1 predict a token of the text.
-        if n > 1 {
-            host_values(model.logits(hidden.narrow(1, 0, n - 1)))
-        } else {
-            Ok(Vec::new())
-        }
-    })
+        let logits = model.logits(hidden.narrow(1, 0, n - 1));
+        let vocab = logits.dims()[2];
+        logits.reshape([n - 1, vocab])
+    })))
+}
+
+/// [`next_token_logits`] on the host, row-major (empty for a one-token text).
+fn next_token_host_logits(model: &CausalLm, ids: &[u32]) -> Result<Vec<f32>, InferError> {
+    match next_token_logits(model, ids)? {
+        Some(logits) => host_values(logits),
+        None => Ok(Vec::new()),
+    }
 }
 
 /// One token of a text scored under several models.
@@ -102,7 +115,7 @@ pub fn compare(models: &[&CausalLm], ids: &[u32]) -> Result<Vec<ComparedToken>, 
     }
     let logits: Vec<Vec<f32>> = models
         .iter()
-        .map(|m| next_token_logits(m, ids))
+        .map(|m| next_token_host_logits(m, ids))
         .collect::<Result<_, _>>()?;
     let stats: Vec<_> = logits.iter().map(|l| rows_stats(l, vocab, 0)).collect();
     let mut out = Vec::with_capacity(ids.len());
@@ -204,8 +217,8 @@ mod tests {
         }
         let vocab = a.config.vocab_size;
         let (la, lb) = (
-            next_token_logits(&a, &IDS).expect("a"),
-            next_token_logits(&b, &IDS).expect("b"),
+            next_token_host_logits(&a, &IDS).expect("a"),
+            next_token_host_logits(&b, &IDS).expect("b"),
         );
         let mut largest: f64 = 0.0;
         for i in 1..IDS.len() {

@@ -30,6 +30,16 @@ fn has_fused_kernels(device: &Device) -> bool {
     }
 }
 
+/// Whether `device` is a GPU runtime (burn's cubecl backend), where the engine's
+/// [`DeviceKernels`](super::DeviceKernels) run.
+fn is_cube(device: &Device) -> bool {
+    #[allow(unreachable_patterns)]
+    match device.as_dispatch() {
+        DispatchDevice::Cube(_) => true,
+        _ => false,
+    }
+}
+
 /// Whether `device` runs the engine's inference-only kernels (flex without autodiff): decode
 /// attention over the cache, the few-row products. flex's own attention also takes fewer
 /// key/value heads than query heads there.
@@ -84,6 +94,60 @@ fn composed_token_nll(logits: Tensor<2>, targets: Vec<u32>) -> Tensor<1> {
     let at: Vec<i64> = targets.iter().map(|&t| i64::from(t)).collect();
     let at = Tensor::<2, Int>::from_data(TensorData::new(at, [rows, 1]), &logits.device());
     log_softmax(logits, 1).gather(1, at).reshape([rows]).neg()
+}
+
+/// The statistics of one logits row and the log-probability of the token it scored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredRow {
+    pub stats: super::token_stats::RowStats,
+    /// log p(target), or `None` where no target was given (`u32::MAX`) or it is out of range.
+    pub target_logprob: Option<f32>,
+}
+
+/// Log-sum-exp, entropy, the `k` most likely tokens and the log-probability of `targets[row]`
+/// (`u32::MAX` for none) for each row of `logits [rows, vocab]`, in one pass over each row.
+/// On a GPU runtime the pass runs there ([`device_stats`](super::device_stats)) and only these
+/// numbers are read back; elsewhere the logits are read to the host once for the CPU kernel.
+pub fn token_stats(
+    logits: Tensor<2>,
+    targets: &[u32],
+    k: usize,
+) -> Result<Vec<ScoredRow>, burn::tensor::DataError> {
+    let [rows, vocab] = logits.dims();
+    assert_eq!(targets.len(), rows, "one target per row");
+    if rows == 0 {
+        return Ok(Vec::new());
+    }
+    if is_cube(&logits.device()) && k <= super::device_stats::MAX_TOP_K {
+        let width = 3 + 2 * k;
+        let out: Vec<f32> = ext::device_token_stats(logits, targets.to_vec(), k)
+            .into_data()
+            .try_to_vec::<f32>()?;
+        return Ok(out
+            .chunks(width)
+            .zip(targets)
+            .map(|(r, &target)| ScoredRow {
+                stats: super::token_stats::RowStats {
+                    log_sum_exp: r[0],
+                    entropy: r[1],
+                    top: (0..k).map(|j| (r[3 + k + j] as u32, r[3 + j])).collect(),
+                },
+                target_logprob: ((target as usize) < vocab).then_some(r[2]),
+            })
+            .collect());
+    }
+    let host: Vec<f32> = logits.into_data().try_to_vec::<f32>()?;
+    let stats = super::token_stats::rows_stats(&host, vocab, k);
+    Ok(stats
+        .into_iter()
+        .zip(targets)
+        .enumerate()
+        .map(|(r, (stats, &target))| ScoredRow {
+            target_logprob: ((target as usize) < vocab)
+                .then(|| host[r * vocab + target as usize] - stats.log_sum_exp),
+            stats,
+        })
+        .collect())
 }
 
 /// Whether a product with `rows` rows on `device` goes through the bandwidth-bound kernels.

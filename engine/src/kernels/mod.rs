@@ -23,6 +23,7 @@
 
 pub mod attention;
 mod autodiff;
+pub mod device_stats;
 pub mod elementwise;
 pub mod fused;
 pub mod gemv;
@@ -146,6 +147,16 @@ pub trait InferenceKernels: Backend {
         b: FloatTensor<Self>,
         c: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+/// Kernels of the GPU runtimes (burn's cubecl backend: wgpu, and CUDA where it is compiled in),
+/// written once in CubeCL. [`fused`] calls them only on a cubecl device.
+#[backend_extension(Cube)]
+pub trait DeviceKernels: Backend {
+    /// [`device_stats`]: `[rows, 3 + 2k]` per row of `logits [rows, vocab]`: log-sum-exp,
+    /// entropy, the log-probability of `targets[row]` (0 for `u32::MAX`), the top-k
+    /// log-probabilities and their ids (as f32).
+    fn token_stats(logits: FloatTensor<Self>, targets: Vec<u32>, k: usize) -> FloatTensor<Self>;
 }
 
 /// The f32 values of a flex tensor in row-major order, with its shape. The engine builds every
@@ -355,7 +366,16 @@ pub(crate) mod ext {
     use burn::backend::Dispatch;
     use burn::tensor::Tensor;
 
-    use super::{CpuKernels, InferenceKernels};
+    use super::{CpuKernels, DeviceKernels, InferenceKernels};
+
+    /// Token statistics of each logits row on a GPU runtime (see [`DeviceKernels`]).
+    pub(crate) fn device_token_stats(logits: Tensor<2>, targets: Vec<u32>, k: usize) -> Tensor<2> {
+        Tensor::from_dispatch(<Dispatch as DeviceKernels>::token_stats(
+            logits.into_dispatch(),
+            targets,
+            k,
+        ))
+    }
 
     /// `silu(gate) · up` in one pass, differentiable (see [`CpuKernels`]).
     pub(crate) fn silu_mul<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {

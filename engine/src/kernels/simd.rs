@@ -159,9 +159,9 @@ fn arch_for(path: SimdPath) -> pulp::Arch {
     }
 }
 
-/// The CPU's model name and the SIMD features it reports, for benchmark headers.
-pub fn cpu_summary() -> String {
-    let model = std::fs::read_to_string("/proc/cpuinfo")
+/// The CPU's model name (`/proc/cpuinfo`), or its architecture where that is not readable.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
             info.lines()
@@ -169,7 +169,12 @@ pub fn cpu_summary() -> String {
                 .and_then(|l| l.split_once(':'))
                 .map(|(_, v)| v.trim().to_string())
         })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+/// The CPU's model name and the SIMD features it reports, for benchmark headers.
+pub fn cpu_summary() -> String {
+    let model = cpu_model();
     let features = cpu_features();
     format!(
         "{model}; instruction sets: {}; kernel path: {}{}",

@@ -234,16 +234,17 @@ pub fn checkpoint_config(
 }
 
 /// The model of `checkpoint`: its run's base model with the saved weights (and the run's LoRA
-/// adapters when it trained some), on the CPU.
+/// adapters when it trained some), on `backend`.
 pub fn open_checkpoint(
     workspace: &Workspace,
     checkpoint: &CheckpointRecord,
+    backend: &Backend,
 ) -> Result<OpenedModel, TrainError> {
     let what = format!(
         "checkpoint {} (run {} at step {})",
         checkpoint.id, checkpoint.run_id, checkpoint.step
     );
-    open_checkpoint_inner(workspace, checkpoint).map_err(|problem| TrainError::OpenModel {
+    open_checkpoint_inner(workspace, checkpoint, backend).map_err(|problem| TrainError::OpenModel {
         what,
         problem: Box::new(problem),
     })
@@ -252,9 +253,10 @@ pub fn open_checkpoint(
 fn open_checkpoint_inner(
     workspace: &Workspace,
     checkpoint: &CheckpointRecord,
+    backend: &Backend,
 ) -> Result<OpenedModel, TrainError> {
     let config = checkpoint_config(workspace, checkpoint)?;
-    let mut loaded = load_model(&config.model, &Backend::cpu())?;
+    let mut loaded = load_model(&config.model, backend)?;
     // A GRPO run's adapter sits in `[grpo.lora]`, an SFT run's in `[sft.lora]`.
     let (table, lora) = config.lora();
     let lora = lora.cloned();
@@ -282,19 +284,19 @@ fn open_checkpoint_inner(
     })
 }
 
-/// Opens what `spec` names (see [`ModelSpec::parse`]) on the CPU; a checkpoint is looked up in
-/// `workspace`, which only a model path may go without.
+/// Opens what `spec` names (see [`ModelSpec::parse`]) on `backend`; a checkpoint is looked up
+/// in `workspace`, which only a model path may go without.
 pub fn open_model_spec(
     workspace: Option<&Workspace>,
     spec: &str,
+    backend: &Backend,
 ) -> Result<OpenedModel, TrainError> {
     match (ModelSpec::parse(spec), workspace) {
         (ModelSpec::Model(model), _) => {
-            let loaded =
-                load_model(&model, &Backend::cpu()).map_err(|e| TrainError::OpenModel {
-                    what: format!("model `{model}`"),
-                    problem: Box::new(e.into()),
-                })?;
+            let loaded = load_model(&model, backend).map_err(|e| TrainError::OpenModel {
+                what: format!("model `{model}`"),
+                problem: Box::new(e.into()),
+            })?;
             Ok(OpenedModel {
                 loaded,
                 lora: None,
@@ -305,7 +307,7 @@ pub fn open_model_spec(
             spec: spec.to_string(),
         }),
         (ModelSpec::Checkpoint(at), Some(workspace)) => {
-            open_checkpoint(workspace, &at.find(workspace)?)
+            open_checkpoint(workspace, &at.find(workspace)?, backend)
         }
     }
 }
@@ -339,7 +341,7 @@ mod tests {
 
     #[test]
     fn a_checkpoint_spec_needs_a_workspace_and_an_existing_step() {
-        let error = open_model_spec(None, "2:5").expect_err("no workspace");
+        let error = open_model_spec(None, "2:5", &Backend::cpu()).expect_err("no workspace");
         assert!(matches!(error, TrainError::NoWorkspace { .. }), "{error}");
 
         let dir = tempfile::tempdir().expect("tempdir");
@@ -348,7 +350,7 @@ mod tests {
         workspace
             .add_checkpoint(run, 4, &dir.path().join("c4"), "full")
             .expect("checkpoint");
-        let message = open_model_spec(Some(&workspace), &format!("{run}:5"))
+        let message = open_model_spec(Some(&workspace), &format!("{run}:5"), &Backend::cpu())
             .expect_err("no step 5")
             .to_string();
         assert!(
@@ -356,7 +358,7 @@ mod tests {
                 && message.contains("steps: 4"),
             "{message}"
         );
-        let message = open_model_spec(Some(&workspace), "/nowhere/model.gguf")
+        let message = open_model_spec(Some(&workspace), "/nowhere/model.gguf", &Backend::cpu())
             .expect_err("no file")
             .to_string();
         assert!(message.contains("/nowhere/model.gguf"), "{message}");

@@ -333,8 +333,12 @@ impl RunConfig {
                 &format!("= \"{}\" is not supported (sft, grpo)", self.algorithm),
             );
         }
-        if self.backend.parse::<crate::backend::BackendKind>().is_err() {
-            return bad("backend", "must be cpu, wgpu or cuda");
+        match self.backend.parse::<crate::backend::BackendKind>() {
+            Err(_) => return bad("backend", "must be cpu, wgpu or cuda"),
+            Ok(crate::backend::BackendKind::Cuda) => {
+                return bad("backend", crate::backend::CUDA_NOT_COMPILED);
+            }
+            Ok(_) => {}
         }
         match (&self.data.builtin, &self.data.path) {
             (None, None) => return bad("data", "needs `builtin = \"TASK\"` or `path = \"FILE\"`"),

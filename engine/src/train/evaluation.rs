@@ -166,6 +166,8 @@ pub struct EvalOptions {
     pub seed: Option<u64>,
     /// Difficulty of a built-in task's problems (the run's `data.difficulty`, else 1).
     pub difficulty: Option<u8>,
+    /// Where the model answers (the CPU by default).
+    pub backend: crate::backend::BackendKind,
 }
 
 /// How errors of [`evaluate`]'s settings name where they come from.
@@ -242,9 +244,10 @@ pub fn evaluate_with(
     if progress(EvalProgress::Opening { total }).is_break() {
         return Err(cancelled());
     }
+    let backend = crate::backend::Backend::new(options.backend)?;
     let opened = match &checkpoint {
-        Some(c) => open_checkpoint(workspace, c)?,
-        None => open_model_spec(None, spec)?,
+        Some(c) => open_checkpoint(workspace, c, &backend)?,
+        None => open_model_spec(None, spec, &backend)?,
     };
     if progress(EvalProgress::Answering { answered: 0, total }).is_break() {
         return Err(cancelled());

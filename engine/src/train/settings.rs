@@ -103,7 +103,9 @@ const GENERAL: [Setting; 7] = [
     s(
         "backend",
         Choice(&["cpu", "wgpu", "cuda"]),
-        "Where tensors live.",
+        "Where tensors live: cpu (always works), wgpu (any GPU through Vulkan, Metal or DX12; \
+         Mesa's lavapipe without one), cuda (not in this build). `studio devices` lists what \
+         this machine has.",
     ),
     s(
         "seed",

@@ -450,4 +450,59 @@ mod tests {
             "<think>2+2=4.</think><answer>4</answer>"
         );
     }
+
+    /// Three SFT steps (forward, backward, AdamW) of a packed batch with LoRA and without, on
+    /// wgpu (lavapipe in the test script) and on the CPU from the same weights: the same losses
+    /// to 1e-4.
+    #[test]
+    fn sft_steps_on_wgpu_give_the_cpu_losses() {
+        use crate::backend::Backend;
+        use crate::models::lora::LoraConfig;
+        use crate::train::optim::AdamWConfig;
+        let Some(gpu) = crate::test_files::wgpu_backend() else {
+            return;
+        };
+        let mut stream = vec![ex(9, 3), ex(6, 2), ex(12, 4)].into_iter();
+        let mut pending = None;
+        let batch = build_batch(2, 16, true, 0, || stream.next(), &mut pending).expect("batch");
+        for lora in [true, false] {
+            let losses = |backend: &Backend| -> Vec<f64> {
+                let mut model = crate::formats::loader::load_model(
+                    crate::models::tiny::TINY_REASONER,
+                    &backend.autodiff(),
+                )
+                .expect("tiny reasoner")
+                .model;
+                if lora {
+                    model = model.attach_lora(&LoraConfig::default()).expect("lora");
+                }
+                let mut optimizer = AdamW::new(AdamWConfig {
+                    beta1: 0.9,
+                    beta2: 0.999,
+                    eps: 1e-8,
+                    weight_decay: 0.0,
+                });
+                (0..3)
+                    .map(|_| {
+                        let mut grads = GradBuffer::default();
+                        let stats = forward_backward(&model, &batch, &mut grads).expect("step");
+                        model =
+                            apply_update(model.clone(), &mut optimizer, &grads, 1e-3, Some(1.0))
+                                .expect("update")
+                                .0;
+                        stats.loss
+                    })
+                    .collect()
+            };
+            let cpu = losses(&Backend::cpu());
+            let wgpu = losses(&gpu);
+            assert!(cpu[2] < cpu[0], "training lowers the loss: {cpu:?}");
+            for (c, g) in cpu.iter().zip(&wgpu) {
+                assert!(
+                    (c - g).abs() < 1e-4,
+                    "lora {lora}: cpu {cpu:?} vs wgpu {wgpu:?}"
+                );
+            }
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! `studio bench`: throughput of the engine on this machine. Figures, never pass/fail.
 
+mod device;
 mod grpo;
 mod probe;
 
@@ -10,14 +11,22 @@ use anyhow::{Result, bail};
 use engine::infer::{GenerateRequest, SamplingConfig, generate};
 use serde_json::json;
 
+use engine::backend::{Backend, BackendKind};
+
 use crate::cli::{BenchArgs, BenchGenerateArgs, BenchTrainArgs, BenchWhat};
 
-pub fn run(args: &BenchArgs) -> Result<()> {
-    match &args.what {
-        Some(BenchWhat::Generate(g)) => bench_generate(g),
-        Some(BenchWhat::Train(t)) => bench_train(t),
-        Some(BenchWhat::Grpo(g)) => grpo::bench_grpo(g),
-        None => bench_all(args),
+pub fn run(args: &BenchArgs, backend: BackendKind) -> Result<()> {
+    match (&args.what, backend) {
+        (Some(BenchWhat::Generate(g)), _) => bench_generate(g, backend),
+        (Some(BenchWhat::Train(t)), _) => bench_train(t, backend),
+        (Some(BenchWhat::Grpo(_)), BackendKind::Wgpu | BackendKind::Cuda) => {
+            bail!(
+                "`studio bench grpo` runs on the CPU backend only (runs choose theirs in their config)"
+            )
+        }
+        (Some(BenchWhat::Grpo(g)), BackendKind::Cpu) => grpo::bench_grpo(g),
+        (None, BackendKind::Cpu) => bench_all(args),
+        (None, _) => device::bench_backend(args, &super::backend_of(backend)?),
     }
 }
 
@@ -59,13 +68,12 @@ fn lm_batch(ids: Vec<Vec<u32>>) -> engine::train::sft::Batch {
 }
 
 /// Seconds per SFT step (forward, backward, AdamW) on a fixed synthetic batch, after a warm-up.
-fn time_sft_steps(args: &SftShape<'_>, lora: bool) -> Result<f64> {
+fn time_sft_steps(args: &SftShape<'_>, lora: bool, backend: &Backend) -> Result<f64> {
     use engine::models::lora::LoraConfig;
     use engine::train::optim::{AdamW, AdamWConfig, GradBuffer};
     use engine::train::sft::{Batch, apply_update, forward_backward};
 
-    let backend = engine::backend::Backend::cpu().autodiff();
-    let mut loaded = engine::formats::loader::load_model(args.model, &backend)?;
+    let mut loaded = engine::formats::loader::load_model(args.model, &backend.autodiff())?;
     if lora {
         loaded.model = loaded
             .model
@@ -94,7 +102,8 @@ fn time_sft_steps(args: &SftShape<'_>, lora: bool) -> Result<f64> {
     Ok(times.iter().sum::<f64>() / times.len().max(1) as f64)
 }
 
-fn bench_train(args: &BenchTrainArgs) -> Result<()> {
+fn bench_train(args: &BenchTrainArgs, backend: BackendKind) -> Result<()> {
+    let backend = super::backend_of(backend)?;
     let modes: Vec<&str> = match args.mode.as_deref() {
         Some(m) => vec![m],
         None => vec!["lora", "full"],
@@ -108,7 +117,7 @@ fn bench_train(args: &BenchTrainArgs) -> Result<()> {
         steps: args.steps,
     };
     for mode in modes {
-        let secs = time_sft_steps(&shape, mode == "lora")?;
+        let secs = time_sft_steps(&shape, mode == "lora", &backend)?;
         results.insert(format!("{mode}_step_s"), secs.into());
         results.insert(format!("{mode}_tokens_per_s"), (tokens / secs).into());
         if !args.json {
@@ -175,8 +184,8 @@ fn measure(
     Ok(((batch * prompt.len()) as f64 / first, batch as f64 / median))
 }
 
-fn bench_generate(args: &BenchGenerateArgs) -> Result<()> {
-    let loaded = super::open_model(&args.model)?;
+fn bench_generate(args: &BenchGenerateArgs, backend: BackendKind) -> Result<()> {
+    let loaded = super::open_model(&args.model, backend)?;
     let model = &loaded.model;
     let (prompt_len, decode_steps, big_batch) = if args.quick {
         (64, 8, 4)
@@ -208,7 +217,7 @@ fn bench_generate(args: &BenchGenerateArgs) -> Result<()> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let report = json!({
         "model": loaded.name,
-        "backend": "cpu",
+        "backend": backend.to_string(),
         "threads": threads,
         "weights_f32_bytes": weight_bytes,
         "prompt_tokens": prompt_len,
@@ -222,7 +231,7 @@ fn bench_generate(args: &BenchGenerateArgs) -> Result<()> {
         println!("{report}");
     } else {
         println!(
-            "model {} on cpu, {threads} threads, {:.0} MB of f32 weights",
+            "model {} on {backend}, {threads} threads, {:.0} MB of f32 weights",
             loaded.name,
             weight_bytes as f64 / 1e6
         );
@@ -412,8 +421,9 @@ fn bench_all(args: &BenchArgs) -> Result<()> {
         steps: sizes.sft_steps,
     };
     let sft_tokens = (sizes.sft_batch * sizes.sft_seq) as f64;
-    let lora = sft_tokens / time_sft_steps(&shape, true)?;
-    let full = sft_tokens / time_sft_steps(&shape, false)?;
+    let cpu = Backend::cpu();
+    let lora = sft_tokens / time_sft_steps(&shape, true, &cpu)?;
+    let full = sft_tokens / time_sft_steps(&shape, false, &cpu)?;
 
     say("GRPO steps (one warm-up, one timed)");
     let grpo = grpo::grpo_steps(

@@ -422,9 +422,9 @@ impl ModelsThread {
             let _ = self.emit(Event::Opening { job, slot });
             let opened = if ModelSpec::parse(spec).is_checkpoint() {
                 let ws = self.workspace().map_err(|e| (slot, e))?;
-                open_model_spec(Some(ws), spec)
+                open_model_spec(Some(ws), spec, &engine::backend::Backend::cpu())
             } else {
-                open_model_spec(None, spec)
+                open_model_spec(None, spec, &engine::backend::Backend::cpu())
             }
             .map_err(|e| (slot, e.to_string()))?;
             self.opened.insert(spec.clone(), opened);

@@ -68,8 +68,10 @@ echo "==> the real window under Xvfb: Try it on a fresh workspace"
 cargo build --quiet --bin studio
 bash scripts/gui-e2e.sh target/debug/studio
 
-echo "==> benchmarks, quick (figures only, nothing asserted)"
+echo "==> the backends of this machine, and the benchmarks, quick (figures only, nothing asserted)"
+cargo run --quiet -- devices
 cargo run --quiet -- bench --quick --model "$STUDIO_SMOLLM2_GGUF"
+cargo run --quiet -- --backend wgpu bench --quick
 cargo run --quiet -- bench --quick --json > /dev/null
 cargo run --quiet -- bench grpo --quick
 

@@ -11,7 +11,7 @@ use app::Studio;
 use app::views::playground::ModelStatus;
 use app::widgets::token_heatmap::visible_token_text;
 use egui::{Key, Modifiers};
-use egui_kittest::kittest::Queryable as _;
+use egui_kittest::kittest::{NodeT as _, Queryable as _};
 use egui_kittest::{Harness, SnapshotOptions};
 
 /// How long loading or generating with the tiny model may take before the test fails.
@@ -212,4 +212,56 @@ fn snapshot_after_generation() {
         egui::pos2(SIZE[0], counts.max.y),
     ));
     harness.snapshot("playground_after_generation");
+}
+
+/// The device picker: choosing wgpu (Mesa's lavapipe in the test script) in the menu reloads the
+/// model there, and greedy generation gives the CPU's tokens; cuda is listed but disabled, with
+/// the reason.
+#[test]
+fn the_device_picker_moves_the_model_to_wgpu() {
+    if engine::test_files::wgpu_backend().is_none() {
+        return;
+    }
+    let mut harness = harness(playground_studio());
+    wait_for_model(&mut harness);
+    harness.state_mut().state.playground.sampling = engine::infer::SamplingConfig::greedy();
+    harness.state_mut().state.playground.max_new_tokens = 16;
+    type_prompt_and_generate(&mut harness, "12+35=");
+    let on_cpu: Vec<u32> = harness
+        .state()
+        .playground
+        .generation
+        .tokens
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert!(!on_cpu.is_empty());
+
+    harness.get_by_label("Device").click();
+    harness.run_steps(2);
+    assert!(
+        harness.get_by_label("cuda").accesskit_node().is_disabled(),
+        "cuda is not in this build, so it cannot be chosen"
+    );
+    harness.get_by_label("wgpu").click();
+    harness.run_steps(2);
+    wait_for_model(&mut harness);
+    match &harness.state().playground.model {
+        ModelStatus::Loaded(m) => assert_eq!(m.backend, engine::backend::BackendKind::Wgpu),
+        other => panic!("the model should be loaded on wgpu, is {other:?}"),
+    }
+    assert!(
+        harness
+            .query_by_label_contains("Loaded tiny-reasoner on wgpu")
+            .is_some()
+    );
+    type_prompt_and_generate(&mut harness, "12+35=");
+    let playground = &harness.state().playground;
+    assert!(
+        playground.generate_error.is_none(),
+        "{:?}",
+        playground.generate_error
+    );
+    let on_wgpu: Vec<u32> = playground.generation.tokens.iter().map(|t| t.id).collect();
+    assert_eq!(on_wgpu, on_cpu, "greedy tokens on wgpu and on the CPU");
 }

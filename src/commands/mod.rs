@@ -72,7 +72,9 @@ pub(crate) fn emit(text: &str) -> Result<()> {
 
 /// The backend of `kind`, or why this machine or build cannot run it.
 pub(crate) fn backend_of(kind: BackendKind) -> Result<Backend> {
-    Backend::new(kind).context("--backend: run `studio devices` to see which backends work here")
+    Backend::new(kind).with_context(|| {
+        format!("--backend {kind} (`studio devices` lists the backends that work here)")
+    })
 }
 
 pub(crate) fn open_model(arg: &ModelArg, backend: BackendKind) -> Result<LoadedModel> {

@@ -130,7 +130,7 @@ pub fn apply_peft(model: CausalLm, dir: &Path) -> Result<CausalLm, FormatError> 
         target_modules: targets,
     };
     let model = model
-        .attach_lora(&lora)
+        .attach_lora(&lora, 0)
         .map_err(|e| field_err("target_modules", &e.to_string()))?;
     let weights_path = dir.join("adapter_model.safetensors");
     let weights = SafetensorsWeights::open_file(&weights_path)?;

@@ -173,13 +173,15 @@ fn token_stats_kernel(
         let width = 3 + 2 * k;
         let o = row * width;
         let s_total = ss[0];
+        let m_total = sm[0];
         let ln_s = f32::ln(s_total);
-        let lse = sm[0] + ln_s;
-        out[o] = lse;
+        out[o] = m_total + ln_s;
         out[o + 1] = f32::max(ln_s - st[0] / s_total, 0.0);
+        // Log-probabilities as (x − m) − ln s: `x − m` is exact for the large logits that
+        // matter, where x − (m + ln s) would lose the low bits of a log-sum-exp near 1e4.
         let target = targets[row];
         if target < vocab {
-            out[o + 2] = logits[base + target as usize] - lse;
+            out[o + 2] = (logits[base + target as usize] - m_total) - ln_s;
         } else {
             // No target: the host knows and reads nothing here.
             out[o + 2] = f32::new(0.0);
@@ -187,7 +189,7 @@ fn token_stats_kernel(
         if comptime![k > 0] {
             #[unroll]
             for j in 0..slots {
-                out[o + 3 + j] = sv[j] - lse;
+                out[o + 3 + j] = (sv[j] - m_total) - ln_s;
                 out[o + 3 + k + j] = f32::cast_from(si[j]);
             }
         }

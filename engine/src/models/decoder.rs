@@ -77,7 +77,9 @@ impl CausalLm {
 
     /// Attaches fresh LoRA adapters to the projections `config.target_modules` names and freezes
     /// every other parameter. Unknown target names are an error naming them.
-    pub fn attach_lora(self, config: &LoraConfig) -> Result<Self, ModelError> {
+    /// Each projection's `A` is drawn from `seed` mixed with its layer and name, on the host, so
+    /// a run's seed gives the same adapters on every backend.
+    pub fn attach_lora(self, config: &LoraConfig, seed: u64) -> Result<Self, ModelError> {
         if let Some(bad) = config
             .target_modules
             .iter()
@@ -90,9 +92,18 @@ impl CausalLm {
         }
         let device = self.device.clone();
         let wants = |name: &str| config.target_modules.iter().any(|t| t == name);
-        let adapt = |p: Proj, name: &str| {
+        let adapt = |p: Proj, name: &str, layer: usize| {
             if wants(name) {
-                p.attach_lora(config, &device)
+                let which = super::lora::TARGETS
+                    .iter()
+                    .position(|t| *t == name)
+                    .unwrap_or(0);
+                let stream = (layer * super::lora::TARGETS.len() + which) as u64;
+                p.attach_lora(
+                    config,
+                    &device,
+                    seed ^ stream.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                )
             } else {
                 p.no_grad()
             }
@@ -105,24 +116,25 @@ impl CausalLm {
         } = self.transformer;
         let layers = layers
             .into_iter()
-            .map(|l| {
+            .enumerate()
+            .map(|(i, l)| {
                 let a = l.self_attn;
                 DecoderLayer {
                     input_layernorm: l.input_layernorm.no_grad(),
                     self_attn: SelfAttention {
-                        q_proj: adapt(a.q_proj, "q_proj"),
-                        k_proj: adapt(a.k_proj, "k_proj"),
-                        v_proj: adapt(a.v_proj, "v_proj"),
-                        o_proj: adapt(a.o_proj, "o_proj"),
+                        q_proj: adapt(a.q_proj, "q_proj", i),
+                        k_proj: adapt(a.k_proj, "k_proj", i),
+                        v_proj: adapt(a.v_proj, "v_proj", i),
+                        o_proj: adapt(a.o_proj, "o_proj", i),
                         q_norm: a.q_norm.map(Module::no_grad),
                         k_norm: a.k_norm.map(Module::no_grad),
                         ..a
                     },
                     post_attention_layernorm: l.post_attention_layernorm.no_grad(),
                     mlp: Mlp {
-                        gate_proj: adapt(l.mlp.gate_proj, "gate_proj"),
-                        up_proj: adapt(l.mlp.up_proj, "up_proj"),
-                        down_proj: adapt(l.mlp.down_proj, "down_proj"),
+                        gate_proj: adapt(l.mlp.gate_proj, "gate_proj", i),
+                        up_proj: adapt(l.mlp.up_proj, "up_proj", i),
+                        down_proj: adapt(l.mlp.down_proj, "down_proj", i),
                     },
                 }
             })

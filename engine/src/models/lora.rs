@@ -5,7 +5,7 @@
 
 use burn::module::{Module, Param};
 use burn::nn::Linear;
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 /// LoRA settings of a run.
@@ -161,15 +161,17 @@ impl Proj {
         y.reshape(out_dims)
     }
 
-    /// Attaches a fresh adapter (A Kaiming-uniform, B zero) and freezes the base weights.
-    pub fn attach_lora(self, config: &LoraConfig, device: &Device) -> Self {
+    /// Attaches a fresh adapter (A Kaiming-uniform, B zero) and freezes the base weights. `A` is
+    /// drawn on the host from `seed`, so the same seed gives the same adapter on every backend.
+    pub fn attach_lora(self, config: &LoraConfig, device: &Device, seed: u64) -> Self {
+        use rand::{Rng, SeedableRng};
         let [d_in, d_out] = self.base.weight.val().dims();
-        let bound = (1.0 / d_in as f64).sqrt() * 3f64.sqrt() / 5f64.sqrt();
-        let a = Tensor::<2>::random(
-            [d_in, config.rank],
-            Distribution::Uniform(-bound, bound),
-            device,
-        );
+        let bound = ((1.0 / d_in as f64).sqrt() * 3f64.sqrt() / 5f64.sqrt()) as f32;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let values: Vec<f32> = (0..d_in * config.rank)
+            .map(|_| rng.random_range(-bound..bound))
+            .collect();
+        let a = Tensor::<2>::from_data(TensorData::new(values, [d_in, config.rank]), device);
         let b = Tensor::<2>::zeros([config.rank, d_out], device);
         Self {
             base: self.base.no_grad(),
@@ -195,7 +197,6 @@ impl Proj {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::TensorData;
 
     fn host(t: Tensor<2>) -> Vec<f32> {
         t.into_data().try_into_vec::<f32>().expect("f32")
@@ -256,7 +257,7 @@ mod tests {
             alpha: 6.0,
             ..LoraConfig::default()
         };
-        let adapted = proj.attach_lora(&config, &device);
+        let adapted = proj.attach_lora(&config, &device, 0);
         let lora = adapted.lora.as_ref().expect("adapter");
         assert_eq!(lora.scale, 3.0, "alpha / rank");
         // B starts at zero: exactly the base projection.

@@ -263,7 +263,7 @@ fn open_checkpoint_inner(
     if let Some(l) = &lora {
         loaded.model = loaded
             .model
-            .attach_lora(l)
+            .attach_lora(l, 0)
             .map_err(|e| TrainError::Setting {
                 origin: format!("run {} config", checkpoint.run_id),
                 setting: format!("{table}.lora.target_modules"),

@@ -176,11 +176,13 @@ pub(crate) fn prepare(workspace: &Workspace, run_id: RunId) -> Result<Prepared, 
     let (table, lora) = config.lora();
     let lora = lora.cloned();
     if let Some(l) = &lora {
-        model = model.attach_lora(l).map_err(|e| TrainError::Setting {
-            origin: origin.clone(),
-            setting: format!("{table}.lora.target_modules"),
-            problem: e.to_string(),
-        })?;
+        model = model
+            .attach_lora(l, config.seed)
+            .map_err(|e| TrainError::Setting {
+                origin: origin.clone(),
+                setting: format!("{table}.lora.target_modules"),
+                problem: e.to_string(),
+            })?;
     }
     if let Some(init) = &config.init_from
         && workspace.latest_checkpoint(run_id)?.is_none()

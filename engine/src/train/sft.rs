@@ -474,7 +474,7 @@ mod tests {
                 .expect("tiny reasoner")
                 .model;
                 if lora {
-                    model = model.attach_lora(&LoraConfig::default()).expect("lora");
+                    model = model.attach_lora(&LoraConfig::default(), 7).expect("lora");
                 }
                 let mut optimizer = AdamW::new(AdamWConfig {
                     beta1: 0.9,
@@ -482,17 +482,16 @@ mod tests {
                     eps: 1e-8,
                     weight_decay: 0.0,
                 });
-                (0..3)
-                    .map(|_| {
-                        let mut grads = GradBuffer::default();
-                        let stats = forward_backward(&model, &batch, &mut grads).expect("step");
-                        model =
-                            apply_update(model.clone(), &mut optimizer, &grads, 1e-3, Some(1.0))
-                                .expect("update")
-                                .0;
-                        stats.loss
-                    })
-                    .collect()
+                let mut losses = Vec::new();
+                for _ in 0..3 {
+                    let mut grads = GradBuffer::default();
+                    let stats = forward_backward(&model, &batch, &mut grads).expect("step");
+                    model = apply_update(model, &mut optimizer, &grads, 1e-3, Some(1.0))
+                        .expect("update")
+                        .0;
+                    losses.push(stats.loss);
+                }
+                losses
             };
             let cpu = losses(&Backend::cpu());
             let wgpu = losses(&gpu);

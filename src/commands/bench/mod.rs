@@ -77,7 +77,7 @@ fn time_sft_steps(args: &SftShape<'_>, lora: bool, backend: &Backend) -> Result<
     if lora {
         loaded.model = loaded
             .model
-            .attach_lora(&LoraConfig::default())
+            .attach_lora(&LoraConfig::default(), 0)
             .map_err(anyhow::Error::msg)?;
     }
     let mut model = loaded.model;

@@ -95,10 +95,11 @@ fn devices_cmd(json: bool) -> Result<()> {
     }
     let mut out = String::new();
     for d in &devices {
-        let memory = d
-            .memory_bytes
-            .map(|b| format!(", {:.1} GiB", b as f64 / (1u64 << 30) as f64))
-            .unwrap_or_default();
+        let memory = match (d.memory_bytes, d.present, &d.name) {
+            (Some(b), _, _) => format!(", {:.1} GiB", b as f64 / (1u64 << 30) as f64),
+            (None, true, Some(_)) => ", memory not reported by the graphics API".to_string(),
+            _ => String::new(),
+        };
         out += &format!(
             "{:<5} {}{}{}\n",
             d.backend.to_string(),

@@ -34,7 +34,7 @@ pub fn score(model: &CausalLm, ids: &[u32], top_k: usize) -> Result<Vec<ScoredTo
         return Ok(out);
     };
     let rows = crate::kernels::fused::token_stats(logits, &ids[1..], top_k)
-        .map_err(|e| InferError::Backend(format!("{e:?}")))?;
+        .map_err(InferError::Backend)?;
     for (row, &id) in rows.into_iter().zip(&ids[1..]) {
         out.push(ScoredToken {
             id,

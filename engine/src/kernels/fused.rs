@@ -33,11 +33,7 @@ fn has_fused_kernels(device: &Device) -> bool {
 /// Whether `device` is a GPU runtime (burn's cubecl backend), where the engine's
 /// [`DeviceKernels`](super::DeviceKernels) run.
 fn is_cube(device: &Device) -> bool {
-    #[allow(unreachable_patterns)]
-    match device.as_dispatch() {
-        DispatchDevice::Cube(_) => true,
-        _ => false,
-    }
+    matches!(device.as_dispatch(), DispatchDevice::Cube(_))
 }
 
 /// Whether `device` runs the engine's inference-only kernels (flex without autodiff): decode
@@ -108,21 +104,19 @@ pub struct ScoredRow {
 /// (`u32::MAX` for none) for each row of `logits [rows, vocab]`, in one pass over each row.
 /// On a GPU runtime the pass runs there ([`device_stats`](super::device_stats)) and only these
 /// numbers are read back; elsewhere the logits are read to the host once for the CPU kernel.
-pub fn token_stats(
-    logits: Tensor<2>,
-    targets: &[u32],
-    k: usize,
-) -> Result<Vec<ScoredRow>, burn::tensor::DataError> {
+pub fn token_stats(logits: Tensor<2>, targets: &[u32], k: usize) -> Result<Vec<ScoredRow>, String> {
     let [rows, vocab] = logits.dims();
     assert_eq!(targets.len(), rows, "one target per row");
     if rows == 0 {
         return Ok(Vec::new());
     }
-    if is_cube(&logits.device()) && k <= super::device_stats::MAX_TOP_K {
+    let device = logits.device();
+    if is_cube(&device) && k <= super::device_stats::MAX_TOP_K {
         let width = 3 + 2 * k;
         let out: Vec<f32> = ext::device_token_stats(logits, targets.to_vec(), k)
             .into_data()
-            .try_to_vec::<f32>()?;
+            .try_to_vec::<f32>()
+            .map_err(|e| format!("the token-statistics kernel on {device:?}: {e:?}"))?;
         return Ok(out
             .chunks(width)
             .zip(targets)
@@ -136,7 +130,10 @@ pub fn token_stats(
             })
             .collect());
     }
-    let host: Vec<f32> = logits.into_data().try_to_vec::<f32>()?;
+    let host: Vec<f32> = logits
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| format!("reading logits from {device:?} for the token statistics: {e:?}"))?;
     let stats = super::token_stats::rows_stats(&host, vocab, k);
     Ok(stats
         .into_iter()

@@ -103,9 +103,7 @@ const GENERAL: [Setting; 7] = [
     s(
         "backend",
         Choice(&["cpu", "wgpu", "cuda"]),
-        "Where tensors live: cpu (always works), wgpu (any GPU through Vulkan, Metal or DX12; \
-         Mesa's lavapipe without one), cuda (not in this build). `studio devices` lists what \
-         this machine has.",
+        "Where tensors live: cpu, or wgpu (any GPU; lavapipe without one). cuda: not in this build.",
     ),
     s(
         "seed",

@@ -27,7 +27,7 @@ pub(crate) fn token_stats_seconds(
     let fused = || -> Result<f64> {
         let t = Instant::now();
         let out = engine::kernels::fused::token_stats(tensor.clone(), &targets, 5)
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            .map_err(anyhow::Error::msg)?;
         std::hint::black_box(out);
         Ok(t.elapsed().as_secs_f64())
     };

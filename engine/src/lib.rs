@@ -44,8 +44,10 @@ mod layering {
         ("data", &[]),
         ("store", &[]),
         ("alloc", &[]),
-        ("backend", &[]),
-        ("test_files", &[]),
+        // The CPU's report names the kernels' instruction-set path.
+        ("backend", &["kernels"]),
+        // Tests that need a GPU backend get it here, with the same missing-means-fail rule.
+        ("test_files", &["backend"]),
         ("models", &["kernels", "text"]),
         ("infer", &["models", "kernels", "text"]),
         ("formats", &["models", "kernels", "text", "backend"]),

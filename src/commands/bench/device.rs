@@ -5,13 +5,13 @@
 
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use engine::backend::Backend;
 use serde_json::json;
 
-use super::{SftShape, Sizes, fastest, measure, synthetic_logits, time_sft_steps};
+use super::{SftShape, Sizes, bench_prompt, fastest, measure, synthetic_logits, time_sft_steps};
 use crate::cli::BenchArgs;
 
 /// Seconds for the fused kernel and for the composed path over `logits`, fastest of 5 each after
@@ -64,20 +64,12 @@ pub(crate) fn bench_backend(args: &BenchArgs, backend: &Backend) -> Result<()> {
     let loaded = engine::formats::loader::load_model(&args.model, backend)
         .map_err(|e| anyhow::anyhow!("could not load model `{}`: {e}", args.model))?;
     let model = &loaded.model;
-    let context = model.config.max_position_embeddings;
-    let prompt_len = sizes
-        .prompt
-        .min(context.saturating_sub(sizes.decode_steps + 2));
-    if prompt_len < 8 {
-        bail!("the model's context ({context}) is too short for this benchmark");
-    }
-    let text =
-        "The quick brown fox jumps over the lazy dog while counting 1, 2, 3. ".repeat(prompt_len);
-    let mut prompt = loaded.tokenizer.encode(&text, false)?;
-    prompt.truncate(prompt_len);
+    let prompt = bench_prompt(&loaded, &sizes)?;
+    let prompt_len = prompt.len();
 
-    say("prompt processing and decode (the first call compiles the kernels)");
-    measure(model, &prompt[..prompt_len.min(16)], 1, 2)?;
+    // Warm-ups of the very shapes timed: a GPU runtime compiles kernels per shape class.
+    say("prompt processing and decode (the first calls compile the kernels)");
+    measure(model, &prompt, 1, 2)?;
     let (pp, decode1) = measure(model, &prompt, 1, sizes.decode_steps)?;
     let short = &prompt[..prompt_len.min(64)];
     measure(model, short, sizes.big_batch, 2)?;

@@ -300,6 +300,23 @@ fn synthetic_logits(rows: usize, vocab: usize) -> Vec<f32> {
         .collect()
 }
 
+/// The benchmark's prompt: ordinary text tokens, `sizes.prompt` of them or fewer where the
+/// model's context must also hold the decode steps.
+fn bench_prompt(loaded: &engine::formats::loader::LoadedModel, sizes: &Sizes) -> Result<Vec<u32>> {
+    let context = loaded.model.config.max_position_embeddings;
+    let prompt_len = sizes
+        .prompt
+        .min(context.saturating_sub(sizes.decode_steps + 2));
+    if prompt_len < 8 {
+        bail!("the model's context ({context}) is too short for this benchmark");
+    }
+    let text =
+        "The quick brown fox jumps over the lazy dog while counting 1, 2, 3. ".repeat(prompt_len);
+    let mut prompt = loaded.tokenizer.encode(&text, false)?;
+    prompt.truncate(prompt_len);
+    Ok(prompt)
+}
+
 /// Sizes of the full benchmark and of `--quick`.
 struct Sizes {
     prompt: usize,
@@ -369,17 +386,8 @@ fn bench_all(args: &BenchArgs) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("could not load model `{}`: {e}", args.model))?;
     let model = &loaded.model;
     let config = &model.config;
-    let context = config.max_position_embeddings;
-    let prompt_len = sizes
-        .prompt
-        .min(context.saturating_sub(sizes.decode_steps + 2));
-    if prompt_len < 8 {
-        bail!("the model's context ({context}) is too short for this benchmark");
-    }
-    let text =
-        "The quick brown fox jumps over the lazy dog while counting 1, 2, 3. ".repeat(prompt_len);
-    let mut prompt = loaded.tokenizer.encode(&text, false)?;
-    prompt.truncate(prompt_len);
+    let prompt = bench_prompt(&loaded, &sizes)?;
+    let prompt_len = prompt.len();
 
     // What one token costs: weights read per decoded token, FLOPs per prompt and training token.
     let embed = (config.vocab_size * config.hidden_size) as f64;

@@ -124,7 +124,10 @@ pub fn token_stats(logits: Tensor<2>, targets: &[u32], k: usize) -> Result<Vec<S
                 stats: super::token_stats::RowStats {
                     log_sum_exp: r[0],
                     entropy: r[1],
-                    top: (0..k).map(|j| (r[3 + k + j] as u32, r[3 + j])).collect(),
+                    // A row shorter than k has only that many (as on the CPU).
+                    top: (0..k.min(vocab))
+                        .map(|j| (r[3 + k + j] as u32, r[3 + j]))
+                        .collect(),
                 },
                 target_logprob: ((target as usize) < vocab).then_some(r[2]),
             })

@@ -64,15 +64,19 @@ else
   cargo test --workspace --all-targets --no-fail-fast
 fi
 
+# The binary the integration tests ran, built with the tests' feature set: `cargo build --bin`
+# alone resolves features without the dev-dependencies and would rebuild burn's cubecl chain.
+studio=target/debug/studio
+cargo build --quiet --workspace --all-targets
+
 echo "==> the real window under Xvfb: Try it on a fresh workspace"
-cargo build --quiet --bin studio
-bash scripts/gui-e2e.sh target/debug/studio
+bash scripts/gui-e2e.sh "$studio"
 
 echo "==> the backends of this machine, and the benchmarks, quick (figures only, nothing asserted)"
-cargo run --quiet -- devices
-cargo run --quiet -- bench --quick --model "$STUDIO_SMOLLM2_GGUF"
-cargo run --quiet -- --backend wgpu bench --quick
-cargo run --quiet -- bench --quick --json > /dev/null
-cargo run --quiet -- bench grpo --quick
+"$studio" devices
+"$studio" bench --quick --model "$STUDIO_SMOLLM2_GGUF"
+"$studio" --backend wgpu bench --quick
+"$studio" bench --quick --json > /dev/null
+"$studio" bench grpo --quick
 
 echo "==> all tests passed in $(( $(date +%s) - start )) s"

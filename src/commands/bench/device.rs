@@ -11,7 +11,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use engine::backend::Backend;
 use serde_json::json;
 
-use super::{SftShape, Sizes, bench_prompt, fastest, measure, synthetic_logits, time_sft_steps};
+use super::{Sizes, bench_prompt, fastest, measure, sft_tokens_per_s, synthetic_logits};
 use crate::cli::BenchArgs;
 
 /// Seconds for the fused kernel and for the composed path over `logits`, fastest of 5 each after
@@ -83,15 +83,7 @@ pub(crate) fn bench_backend(args: &BenchArgs, backend: &Backend) -> Result<()> {
     let bytes = (logits.len() * 4) as f64;
 
     say("SFT steps (LoRA r16, full)");
-    let shape = SftShape {
-        model: &args.model,
-        batch: sizes.sft_batch,
-        seq_len: sizes.sft_seq,
-        steps: sizes.sft_steps,
-    };
-    let sft_tokens = (sizes.sft_batch * sizes.sft_seq) as f64;
-    let lora = sft_tokens / time_sft_steps(&shape, true, backend)?;
-    let full = sft_tokens / time_sft_steps(&shape, false, backend)?;
+    let (lora, full) = sft_tokens_per_s(&args.model, &sizes, backend)?;
 
     let figures = [
         (

@@ -300,6 +300,21 @@ fn synthetic_logits(rows: usize, vocab: usize) -> Vec<f32> {
         .collect()
 }
 
+/// SFT tokens/s with LoRA r16 and with full fine-tuning, at the benchmark's batch shape.
+fn sft_tokens_per_s(model: &str, sizes: &Sizes, backend: &Backend) -> Result<(f64, f64)> {
+    let shape = SftShape {
+        model,
+        batch: sizes.sft_batch,
+        seq_len: sizes.sft_seq,
+        steps: sizes.sft_steps,
+    };
+    let tokens = (sizes.sft_batch * sizes.sft_seq) as f64;
+    Ok((
+        tokens / time_sft_steps(&shape, true, backend)?,
+        tokens / time_sft_steps(&shape, false, backend)?,
+    ))
+}
+
 /// The benchmark's prompt: ordinary text tokens, `sizes.prompt` of them or fewer where the
 /// model's context must also hold the decode steps.
 fn bench_prompt(loaded: &engine::formats::loader::LoadedModel, sizes: &Sizes) -> Result<Vec<u32>> {
@@ -422,16 +437,7 @@ fn bench_all(args: &BenchArgs) -> Result<()> {
     let stats_gbps = (logits.len() * 4) as f64 / stats_s / 1e9;
 
     say("SFT steps (LoRA r16, full)");
-    let shape = SftShape {
-        model: &args.model,
-        batch: sizes.sft_batch,
-        seq_len: sizes.sft_seq,
-        steps: sizes.sft_steps,
-    };
-    let sft_tokens = (sizes.sft_batch * sizes.sft_seq) as f64;
-    let cpu = Backend::cpu();
-    let lora = sft_tokens / time_sft_steps(&shape, true, &cpu)?;
-    let full = sft_tokens / time_sft_steps(&shape, false, &cpu)?;
+    let (lora, full) = sft_tokens_per_s(&args.model, &sizes, &Backend::cpu())?;
 
     say("GRPO steps (one warm-up, one timed)");
     let grpo = grpo::grpo_steps(

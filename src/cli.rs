@@ -423,8 +423,9 @@ pub struct ExportArgs {
 SFT LoRA r16 and full, a GRPO step split, token statistics) and prints each figure with \
 this machine's limit for it, measured first (f32 matrix-product GFLOP/s, memory read GB/s). \
 It prints the CPU, its vector instruction sets and the path the engine's kernels took: the \
-widest the CPU has, or the one STUDIO_SIMD=avx512|avx2|neon|scalar caps them at (the gemm \
-crate's matrix products pick their own)."
+widest the CPU has, or the one STUDIO_SIMD=avx512|avx2|neon|scalar caps them at. It also \
+prints the gemm crate's path for the matrix products: the crate picks it from the CPU alone, and \
+a build with `--no-default-features` leaves out its AVX-512 kernels, to measure the AVX2 ones."
 )]
 pub struct BenchArgs {
     #[command(subcommand)]

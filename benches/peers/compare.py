@@ -62,6 +62,11 @@ print(f"\nmachine, as measured: studio {studio['machine']['matmul_gflops']:.0f} 
       f"torch {torch_infer['matmul_gflops']:.0f} GFLOP/s, {torch_infer['memory_read_gb_per_s']:.1f} GB/s read; "
       f"{studio['threads']} threads everywhere; limits are the studio's probes; "
       f"each engine's best of {n_rounds} interleaved round(s)")
+m = studio["machine"]
+print(f"cpu: {m['cpu']}\n"
+      f"paths: studio kernels {m.get('kernel_path', '?')}, studio gemm {m.get('gemm_path', '?')}; "
+      f"torch ATen {torch_infer.get('isa', '?')}; llama.cpp {llama.get('isa', '?')}; "
+      f"candle gemm crate defaults (AVX2+FMA kernels, no AVX-512)")
 head = f"{'':<36} {'studio':>9} {'limit':>9} {'torch':>9} {'llama.cpp':>10} {'candle':>9}   studio/peer"
 print("\n" + head)
 for name, f in figures.items():

@@ -55,9 +55,14 @@ def main():
     # The median step, as `studio bench` reports it (robust to bursts of load on a shared host);
     # the mean is printed beside it.
     median = float(np.median(intervals))
+    # The CPU features ggml was compiled for ("AVX512 = 1" or not): PEERS_ISA=avx2 loads a build
+    # without AVX-512.
+    info = llama_cpp.llama_print_system_info().decode()
+    isa = "avx512" if "AVX512 = 1" in info else "avx2" if "AVX2 = 1" in info else "baseline"
     print(json.dumps({
         "peer": "llama.cpp",
         "llama_cpp_python": llama_cpp.__version__,
+        "isa": isa,
         "threads": args.threads,
         "prompt_tokens": len(ids),
         "prompt_tokens_per_s": len(ids) / prefill,

@@ -93,6 +93,8 @@ def main():
         "peer": "torch",
         "torch": torch.__version__,
         "transformers": transformers.__version__,
+        # ATen's vectorized kernels: "AVX512" or "AVX2" (ATEN_CPU_CAPABILITY caps it).
+        "isa": torch.backends.cpu.get_cpu_capability().lower(),
         "threads": args.threads,
         "matmul_gflops": gflops,
         "memory_read_gb_per_s": gbps,

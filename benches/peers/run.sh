@@ -18,9 +18,23 @@
 #     Hugging Face folder, and check_hf_export.py: transformers/PEFT load what the studio wrote and
 #     score a text as the studio does (max |delta log-prob| <= 1e-4), for the base export too.
 #
+# PEERS_ISA=avx2 runs every engine on its AVX2 path, so that an AVX-512 machine measures the code
+# AVX2-only CPUs run (on this machine's caches and memory, not theirs):
+#   the studio: STUDIO_SIMD=avx2 for its kernels, and a binary without the gemm crate's AVX-512
+#     kernels (`cargo build --release --no-default-features`, then copy target/release/studio to
+#     target/release/studio-avx2, the default STUDIO here; the run stops if its gemm path is not
+#     avx2);
+#   PyTorch: ATEN_CPU_CAPABILITY=avx2, MKL_ENABLE_INSTRUCTIONS=AVX2, ONEDNN_MAX_CPU_ISA=AVX2;
+#   llama.cpp: llama-cpp-python built with GGML_NATIVE=OFF, GGML_AVX2=ON and no AVX-512, installed
+#     under .cache/peers/llama-avx2 (built here the first time);
+#   candle: as built (its gemm has no AVX-512 kernels unless asked for, and its own ops are
+#     compiled for baseline x86-64).
+# Each engine's JSON says which path it ran; the table prints them. Results go to
+# .cache/peers/<native|avx2>/.
+#
 # Environment: STUDIO (default target/release/studio, not built here), PEERS_GGUF, PEERS_DATA,
 # PEERS_STEPS (timed SFT steps, default 3), PEERS_THREADS (default 2), PEERS_ROUNDS (rounds of
-# all the figures, default 2), PEERS_PIP_ARGS,
+# all the figures, default 2), PEERS_PIP_ARGS, PEERS_ISA (native or avx2),
 # PEERS_SKIP_EXPORT_CHECK=1 to stop after the table.
 # Writes under .cache/peers/. Exits non-zero when a check fails.
 set -euo pipefail
@@ -28,7 +42,15 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 HERE="$ROOT/benches/peers"
-STUDIO="${STUDIO:-$ROOT/target/release/studio}"
+ISA="${PEERS_ISA:-native}"
+case "$ISA" in
+    native) STUDIO="${STUDIO:-$ROOT/target/release/studio}" ;;
+    avx2)
+        STUDIO="${STUDIO:-$ROOT/target/release/studio-avx2}"
+        export STUDIO_SIMD=avx2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2
+        ;;
+    *) echo "PEERS_ISA must be native or avx2, not '$ISA'" >&2; exit 2 ;;
+esac
 GGUF="${PEERS_GGUF:-$ROOT/.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 DATA="${PEERS_DATA:-$(cd "$ROOT/.." && pwd)/shared/datasets/reasoning-gym-gsm_symbolic.jsonl}"
 STEPS="${PEERS_STEPS:-3}"
@@ -46,6 +68,11 @@ $(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -xE 'avx2|fma|avx512f' | 
 ${STUDIO_SIMD:+(STUDIO_SIMD=$STUDIO_SIMD)}"
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 [ -x "$STUDIO" ] || { echo "no studio binary at $STUDIO (build it: cargo build --release)" >&2; exit 2; }
+if [ "$ISA" = avx2 ] && ! "$STUDIO" devices 2>/dev/null | grep -q 'gemm path: avx2'; then
+    echo "$STUDIO runs the gemm crate's AVX-512 kernels; for PEERS_ISA=avx2 build it with" >&2
+    echo "  cargo build --release --no-default-features && cp target/release/studio target/release/studio-avx2" >&2
+    exit 2
+fi
 [ -f "$GGUF" ] || { echo "no model at $GGUF" >&2; exit 2; }
 export HF_HUB_OFFLINE=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1 TOKENIZERS_PARALLELISM=false
 T0=$(date +%s)
@@ -60,6 +87,17 @@ if ! "$PY" -c 'import torch, transformers, peft, safetensors, gguf, llama_cpp' 2
     # shellcheck disable=SC2086
     "$PY" -m pip install ${PEERS_PIP_ARGS:-} torch transformers peft safetensors gguf llama-cpp-python==0.3.36
     echo "installed in $(( $(date +%s) - t )) s"
+fi
+LLAMA_PATH=""
+if [ "$ISA" = avx2 ]; then
+    LLAMA_PATH="$OUT/llama-avx2"
+    if [ ! -d "$LLAMA_PATH/llama_cpp" ]; then
+        t=$(date +%s)
+        v=$("$PY" -c 'import llama_cpp; print(llama_cpp.__version__)')
+        CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF" \
+            "$PY" -m pip install --no-deps --no-cache-dir --target "$LLAMA_PATH" "llama-cpp-python==$v"
+        echo "llama-cpp-python $v without AVX-512 built in $(( $(date +%s) - t )) s"
+    fi
 fi
 "$PY" -c 'import torch, transformers, peft, safetensors, llama_cpp; print(f"torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}, safetensors {safetensors.__version__}, llama-cpp-python {llama_cpp.__version__}")'
 say "candle bench crate (benches/peers/candle, its own workspace)"
@@ -80,23 +118,25 @@ say "all-f32 GGUF for llama.cpp"
 # host lands on one round of one engine rather than deciding a ratio; compare.py keeps each
 # engine's best figure (and the highest machine limit) over the rounds.
 ROUNDS="${PEERS_ROUNDS:-2}"
-rm -f "$OUT"/bench-*.json
+RES="$OUT/$ISA"
+mkdir -p "$RES"
+rm -f "$RES"/bench-*.json
 for r in $(seq 1 "$ROUNDS"); do
     say "round $r of $ROUNDS: studio bench (load before: $(load))"
-    "$STUDIO" bench --model "$OUT/smollm2-hf" --json > "$OUT/bench-studio.$r.json"
+    "$STUDIO" bench --model "$OUT/smollm2-hf" --json > "$RES/bench-studio.$r.json"
     say "round $r: PyTorch, inference and machine ceilings (load before: $(load))"
-    "$PY" "$HERE/infer_torch.py" "$OUT/smollm2-hf" --threads "$THREADS" 2>/dev/null | tail -n 1 | tee "$OUT/bench-torch-infer.$r.json"
+    "$PY" "$HERE/infer_torch.py" "$OUT/smollm2-hf" --threads "$THREADS" 2>/dev/null | tail -n 1 | tee "$RES/bench-torch-infer.$r.json"
     say "round $r: PyTorch + PEFT, SFT step, batch 4 x 256, $STEPS timed steps after one warm-up (load before: $(load))"
-    "$PY" "$HERE/sft_torch.py" "$OUT/smollm2-hf" --steps "$STEPS" --threads "$THREADS" | tee "$OUT/bench-torch.txt"
-    tail -n 1 "$OUT/bench-torch.txt" > "$OUT/bench-torch.$r.json"
+    "$PY" "$HERE/sft_torch.py" "$OUT/smollm2-hf" --steps "$STEPS" --threads "$THREADS" | tee "$RES/bench-torch.txt"
+    tail -n 1 "$RES/bench-torch.txt" > "$RES/bench-torch.$r.json"
     say "round $r: llama.cpp (load before: $(load))"
-    "$PY" "$HERE/infer_llama_cpp.py" "$OUT/smollm2-f32.gguf" --threads "$THREADS" | tee "$OUT/bench-llama-cpp.$r.json"
+    PYTHONPATH="$LLAMA_PATH" "$PY" "$HERE/infer_llama_cpp.py" "$OUT/smollm2-f32.gguf" --threads "$THREADS" | tee "$RES/bench-llama-cpp.$r.json"
     say "round $r: candle (load before: $(load))"
-    RAYON_NUM_THREADS="$THREADS" "$CANDLE" "$OUT/smollm2-hf" | tee "$OUT/bench-candle.$r.json"
+    RAYON_NUM_THREADS="$THREADS" "$CANDLE" "$OUT/smollm2-hf" | tee "$RES/bench-candle.$r.json"
 done
 echo "load after: $(load)"
 
-"$PY" "$HERE/compare.py" "$OUT" | tee "$OUT/compare.txt"
+"$PY" "$HERE/compare.py" "$RES" | tee "$RES/compare.txt"
 [ "${PEERS_SKIP_EXPORT_CHECK:-0}" = 1 ] && { say "done in $(( $(date +%s) - T0 )) s"; exit 0; }
 
 # ---- 4. what the studio exports loads in transformers and PEFT ---------------------------------

@@ -40,27 +40,50 @@ fn pow2_of_shifted(shifted: f32) -> f32 {
     f32::from_bits(bits)
 }
 
-/// `2^y` for `y` in `[-126, 0]` (callers clamp), relative error below 3e-7: the same range
+/// `2^y` for `y` in `[-126, 126]` (callers clamp), relative error below 3e-7: the same range
 /// reduction as [`exp_nonpositive`] without the `ln 2` split, and a degree-5 minimax polynomial
 /// of `2^f` on `[-½, ½]` (fitted for this kernel; five fused multiply-adds). Loops that can work
 /// in base 2 (the token statistics) save the reduction's multiplications this way.
+///
+/// The last step adds `n` to the exponent field of `p ∈ [1/√2, √2]`, which multiplies it by `2^n`
+/// exactly: `shifted`'s bits are `0x4B40_0000 + n`, and shifted left by 23 they are `n << 23`
+/// (the constant's bits leave the word). Within `[-126, 126]` the result stays a normal float:
+/// `n = -126` comes with `f ≥ 0`, so `p ≥ 1`.
 #[inline(always)]
-pub(crate) fn exp2_nonpositive(y: f32) -> f32 {
+pub(crate) fn exp2_bounded(y: f32) -> f32 {
     let shifted = y + SHIFT;
-    let n = shifted - SHIFT;
-    let f = y - n;
-    let mut p: f32 = 1.327_646_4e-3;
-    for c in [
-        9.675_541e-3,
-        5.550_713_5e-2,
-        0.240_221_2,
-        0.693_146_94,
-        1.000_000_1,
-    ] {
+    let f = y - (shifted - SHIFT);
+    let mut p = EXP2_POLY[0];
+    for &c in &EXP2_POLY[1..] {
         p = p.mul_add(f, c);
     }
-    p * pow2_of_shifted(shifted)
+    f32::from_bits(p.to_bits().wrapping_add(shifted.to_bits() << 23))
 }
+
+/// [`exp2_bounded`] on one vector of `S`, for kernels written with `pulp`'s explicit vectors:
+/// the same operations, so the same bits lane by lane.
+#[inline(always)]
+pub(crate) fn exp2_bounded_f32s<S: pulp::Simd>(simd: S, y: S::f32s) -> S::f32s {
+    let shift = simd.splat_f32s(SHIFT);
+    let shifted = simd.add_f32s(y, shift);
+    let f = simd.sub_f32s(y, simd.sub_f32s(shifted, shift));
+    let mut p = simd.splat_f32s(EXP2_POLY[0]);
+    for &c in &EXP2_POLY[1..] {
+        p = simd.mul_add_f32s(p, f, simd.splat_f32s(c));
+    }
+    let n = simd.wrapping_dyn_shl_u32s(simd.transmute_u32s_f32s(shifted), simd.splat_u32s(23));
+    simd.transmute_f32s_u32s(simd.add_u32s(simd.transmute_u32s_f32s(p), n))
+}
+
+/// [`exp2_bounded`]'s polynomial of `2^f` on `[-½, ½]`, highest degree first.
+const EXP2_POLY: [f32; 6] = [
+    1.327_646_4e-3,
+    9.675_541e-3,
+    5.550_713_5e-2,
+    0.240_221_2,
+    0.693_146_94,
+    1.000_000_1,
+];
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
@@ -226,12 +249,39 @@ mod tests {
 
     #[test]
     fn exp2_is_accurate_over_its_range() {
-        for i in 0..=126_000 {
-            let y = -(i as f32) * 1e-3;
+        for i in -126_000..=126_000 {
+            // The domain's ends as callers clamp to them (−126_000 · 1e-3 rounds below −126).
+            let y = (i as f32 * 1e-3).clamp(-126.0, 126.0);
             let want = 2f64.powf(f64::from(y));
-            let got = f64::from(exp2_nonpositive(y));
+            let got = f64::from(exp2_bounded(y));
             assert!((got / want - 1.0).abs() < 3e-7, "2^{y}: {got} vs {want}");
         }
+    }
+
+    /// The vector form gives the scalar form's bits, lane by lane, on every path.
+    #[test]
+    fn exp2_vectors_equal_the_scalar_form() {
+        struct Check<'a>(&'a [f32], &'a mut [f32]);
+        impl pulp::WithSimd for Check<'_> {
+            type Output = ();
+            #[inline(always)]
+            fn with_simd<S: pulp::Simd>(self, simd: S) {
+                let (ys, _) = S::as_simd_f32s(self.0);
+                let (out, _) = S::as_mut_simd_f32s(self.1);
+                for (o, &y) in out.iter_mut().zip(ys) {
+                    *o = exp2_bounded_f32s(simd, y);
+                }
+            }
+        }
+        crate::kernels::simd::on_every_path(|path| {
+            // A multiple of every lane count, so no element is left to a scalar tail.
+            let ys: Vec<f32> = (0..252 * 64).map(|i| i as f32 / 64.0 - 126.0).collect();
+            let mut got = vec![f32::NAN; ys.len()];
+            crate::kernels::simd::arch().dispatch(Check(&ys, &mut got));
+            for (&y, &g) in ys.iter().zip(&got) {
+                assert_eq!(g.to_bits(), exp2_bounded(y).to_bits(), "{path:?}: 2^{y}");
+            }
+        });
     }
 
     #[test]

@@ -177,7 +177,7 @@ pub fn cpu_summary() -> String {
     let model = cpu_model();
     let features = cpu_features();
     format!(
-        "{model}; instruction sets: {}; kernel path: {}{}",
+        "{model}; instruction sets: {}; kernel path: {}{}; gemm path: {}",
         if features.is_empty() {
             "baseline".to_string()
         } else {
@@ -188,8 +188,38 @@ pub fn cpu_summary() -> String {
             String::new()
         } else {
             format!(" (capped from {} by STUDIO_SIMD)", detected().name())
-        }
+        },
+        gemm_path()
     )
+}
+
+/// The instruction set of the gemm crate's kernels in this build on this CPU. The crate chooses
+/// once, from the CPU alone (STUDIO_SIMD does not reach it); its AVX-512 kernels are compiled in
+/// only with the `avx512-gemm` feature (the studio's default), so a build without it runs the
+/// AVX2+FMA kernels that AVX2-only CPUs get.
+pub fn gemm_path() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if cfg!(feature = "avx512-gemm") && std::arch::is_x86_feature_detected!("avx512f") {
+            "avx512"
+        } else if std::arch::is_x86_feature_detected!("fma") {
+            "avx2"
+        } else {
+            "scalar"
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        if std::arch::is_aarch64_feature_detected!("neon") {
+            "neon"
+        } else {
+            "scalar"
+        }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        "scalar"
+    }
 }
 
 #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]

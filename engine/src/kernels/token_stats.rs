@@ -2,17 +2,24 @@
 //! log-probability of any token), the entropy of the predictive distribution in nats, and the
 //! top-k tokens, without materializing a softmax copy.
 //!
-//! The row is walked in blocks: each block's maximum updates a running maximum `m` (rescaling
-//! the sums once if it grew), then [`LANES`] accumulators gather `s = Σ e^(x−m)` and
-//! `t = Σ e^(x−m)·(x−m)`. Lanes merge at the end: `H = ln s − t / s`, `lse = m + ln s`. The inner
-//! loop is branch-free f32 arithmetic with a polynomial `exp` (one per element), which the
-//! compiler vectorizes (AVX2/AVX-512 where available).
+//! The row is walked in blocks of [`BLOCK`] logits, each read once from memory: one pass gathers
+//! `s = Σ e^(x−m)` and `t = Σ e^(x−m)·(x−m)` relative to the reference maximum `m` of the blocks
+//! before, and the block's own maximum alongside. A term may sit up to [`HEADROOM`] above `m` and
+//! still be exact in f32; a block reaching higher (a few times per row at most) is summed again
+//! from L1 against its own maximum. When the maximum grows, the f64 totals are rescaled once.
+//! At the end `H = ln s − t / s` and `lse = m + ln s`.
+//!
+//! The pass is written with `pulp`'s explicit vectors (AVX-512, AVX2+FMA, NEON or scalar, picked
+//! at run time, capped by `STUDIO_SIMD`): per vector one load, the exponential's polynomial and
+//! the sums, about 17 operations and no spills. Before this, each block had its own maximum pass,
+//! a chain of dependent `max`es that waited on each load, and the auto-vectorized sums kept their
+//! accumulators on the stack under AVX2's 16 registers.
 
 use rayon::prelude::*;
 
 use std::f32::consts::LOG2_E;
 
-use super::elementwise::exp2_nonpositive;
+use super::elementwise::{exp2_bounded, exp2_bounded_f32s};
 
 /// Statistics of one predictive distribution.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,7 +69,7 @@ impl TopK {
     #[inline(always)]
     fn offer_chunk(&mut self, chunk: &[f32], max: f32, base: usize) {
         // Most chunks hold nothing above the threshold.
-        if self.items.len() == self.k && max <= self.threshold {
+        if self.k == 0 || (self.items.len() == self.k && max <= self.threshold) {
             return;
         }
         for (j, part) in chunk.chunks(LANES).enumerate() {
@@ -103,65 +110,63 @@ pub(crate) fn max_of(xs: &[f32]) -> f32 {
     acc.iter().copied().fold(f32::NEG_INFINITY, f32::max)
 }
 
-/// Elements per block: the block's maximum is found first (a vectorized pass over data in L1),
-/// so the running sums are rescaled at most once per block and every element costs one `exp`.
+/// Elements per block: the running sums are rescaled at most once per block, and a block whose
+/// maximum lies far above the reference (rare past the first blocks) is summed again from L1.
 const BLOCK: usize = 512;
+
+/// How far above the reference maximum, in powers of two, an element may sit and still be summed
+/// exactly in f32 (`2^y` stays a normal float, and 512 such terms are far below f32's 2^128).
+const HEADROOM: f32 = 64.0;
 
 /// Statistics of one row of logits, with the `k` most likely tokens.
 pub fn row_stats(logits: &[f32], k: usize) -> RowStats {
-    crate::kernels::simd_kernel!(Stats { logits: &'a [f32], k: usize } -> RowStats
-        => row_stats_inline(logits, k))
+    struct Stats<'a>(&'a [f32], usize);
+    impl pulp::WithSimd for Stats<'_> {
+        type Output = RowStats;
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, simd: S) -> RowStats {
+            row_stats_simd(simd, self.0, self.1)
+        }
+    }
+    crate::kernels::simd::arch().dispatch(Stats(logits, k))
 }
 
-/// [`row_stats`]' body, inlined into a function compiled for the CPU's widest vectors.
+/// [`row_stats`]' body, compiled for the CPU's widest vectors `S`.
 #[inline(always)]
-fn row_stats_inline(logits: &[f32], k: usize) -> RowStats {
-    // Running maximum `m` shared by all lanes; per lane `s = Σ e^(x−m)` and, in base 2 (which
-    // saves the exponential's range-reduction multiplications), `t = Σ e^(x−m)·(x−m)·log₂e`.
+fn row_stats_simd<S: pulp::Simd>(simd: S, logits: &[f32], k: usize) -> RowStats {
+    // Reference maximum `m`; relative to it, in base 2 (which saves the exponential's
+    // range-reduction multiplications), `s = Σ 2^y` and `t = Σ 2^y·y` for `y = (x − m)·log₂e`.
     let mut m = f32::NEG_INFINITY;
-    let mut s = [0.0f32; LANES];
-    let mut t = [0.0f32; LANES];
+    let (mut s, mut t) = (0.0f64, 0.0f64);
     let mut top = TopK::new(k.min(logits.len()));
     for (b, block) in logits.chunks(BLOCK).enumerate() {
-        let block_max = max_of(block);
-        if block_max > m {
-            if m.is_finite() {
-                // Re-express the sums relative to the new maximum (d < 0, in base 2).
-                let d = ((m - block_max) * LOG2_E).max(-126.0);
-                let scale = exp2_nonpositive(d);
-                for l in 0..LANES {
-                    t[l] = scale * d.mul_add(s[l], t[l]);
-                    s[l] *= scale;
-                }
-            }
-            m = block_max;
+        if m == f32::NEG_INFINITY {
+            m = max_of(block);
         }
-        if m.is_finite() {
-            let m2 = m * LOG2_E;
-            let chunks = block.chunks_exact(LANES);
-            let tail = chunks.remainder();
-            for chunk in chunks {
-                for l in 0..LANES {
-                    // Clamping keeps −∞ logits (masked tokens) finite and negligible.
-                    let y = chunk[l].mul_add(LOG2_E, -m2).clamp(-126.0, 0.0);
-                    let e = exp2_nonpositive(y);
-                    s[l] += e;
-                    t[l] = e.mul_add(y, t[l]);
-                }
+        let block_max = if m == f32::NEG_INFINITY {
+            m // every logit so far is −∞
+        } else {
+            let mut sums = block_sums(simd, block, m);
+            if (sums.max - m) * LOG2_E > HEADROOM {
+                // Terms above the headroom were not summed exactly: move the reference to the
+                // block's maximum and sum the block again (from L1).
+                rescale(&mut s, &mut t, m, sums.max);
+                m = sums.max;
+                sums = block_sums(simd, block, m);
             }
-            for &x in tail {
-                let y = x.mul_add(LOG2_E, -m2).clamp(-126.0, 0.0);
-                let e = exp2_nonpositive(y);
-                s[0] += e;
-                t[0] += e * y;
+            s += f64::from(sums.s);
+            t += f64::from(sums.t);
+            if sums.max > m {
+                rescale(&mut s, &mut t, m, sums.max);
+                m = sums.max;
             }
-        }
+            sums.max
+        };
         top.offer_chunk(block, block_max, b * BLOCK);
     }
-    let s_total: f64 = s.iter().map(|&v| f64::from(v)).sum();
-    let t_total: f64 = t.iter().map(|&v| f64::from(v)).sum::<f64>() * std::f64::consts::LN_2;
-    let log_sum_exp = (f64::from(m) + s_total.ln()) as f32;
-    let entropy = (s_total.ln() - t_total / s_total).max(0.0) as f32;
+    let t = t * std::f64::consts::LN_2;
+    let log_sum_exp = (f64::from(m) + s.ln()) as f32;
+    let entropy = (s.ln() - t / s).max(0.0) as f32;
     RowStats {
         log_sum_exp,
         entropy,
@@ -171,6 +176,56 @@ fn row_stats_inline(logits: &[f32], k: usize) -> RowStats {
             .map(|(v, id)| (id, v - log_sum_exp))
             .collect(),
     }
+}
+
+/// Re-expresses `s` and `t` relative to a new reference maximum `to > from`: every term is
+/// scaled by `2^d` and every `y` moves by `d`, for `d = (from − to)·log₂e`.
+fn rescale(s: &mut f64, t: &mut f64, from: f32, to: f32) {
+    let d = (f64::from(from) - f64::from(to)) * std::f64::consts::LOG2_E;
+    let scale = d.exp2();
+    *t = scale * d.mul_add(*s, *t);
+    *s *= scale;
+}
+
+/// One block's sums relative to the reference `m`, and its maximum.
+struct BlockSums {
+    s: f32,
+    t: f32,
+    max: f32,
+}
+
+/// One pass over `block`: `s = Σ 2^y`, `t = Σ 2^y·y` for `y = (x − m)·log₂e` clamped below at
+/// −126 (−∞ logits, masked tokens, stay finite and negligible), and the block's maximum. Terms
+/// with `y` above [`HEADROOM`] are not exact; the caller sums such a block again.
+#[inline(always)]
+fn block_sums<S: pulp::Simd>(simd: S, block: &[f32], m: f32) -> BlockSums {
+    let (vecs, tail) = S::as_simd_f32s(block);
+    let m2 = m * LOG2_E;
+    let (log2e, neg_m2) = (simd.splat_f32s(LOG2_E), simd.splat_f32s(-m2));
+    let lowest = simd.splat_f32s(-126.0);
+    // One accumulator vector per sum: each iteration's ~17 operations outlast an add's latency.
+    let (mut s, mut t) = (simd.splat_f32s(0.0), simd.splat_f32s(0.0));
+    let mut max = simd.splat_f32s(f32::NEG_INFINITY);
+    for &x in vecs {
+        max = simd.max_f32s(max, x);
+        let y = simd.max_f32s(simd.mul_add_f32s(x, log2e, neg_m2), lowest);
+        let e = exp2_bounded_f32s(simd, y);
+        s = simd.add_f32s(s, e);
+        t = simd.mul_add_f32s(e, y, t);
+    }
+    let mut sums = BlockSums {
+        s: simd.reduce_sum_f32s(s),
+        t: simd.reduce_sum_f32s(t),
+        max: simd.reduce_max_f32s(max),
+    };
+    for &x in tail {
+        sums.max = sums.max.max(x);
+        let y = x.mul_add(LOG2_E, -m2).clamp(-126.0, HEADROOM);
+        let e = exp2_bounded(y);
+        sums.s += e;
+        sums.t = e.mul_add(y, sums.t);
+    }
+    sums
 }
 
 /// [`row_stats`] over every row of a `[rows, vocab]` buffer, rows in parallel.
@@ -275,6 +330,14 @@ mod tests {
             }
             masked[0..LANES].fill(f32::NEG_INFINITY);
             check(&masked, 5);
+            // The maximum jumps within the summing headroom (44 nats ≈ 63.5 powers of two), far
+            // beyond it, then by less than a block's worth; a row ends in a partial vector.
+            let mut jumps: Vec<f32> = (0..3001).map(|i| (i % 29) as f32 * 0.1).collect();
+            jumps[700] = 44.0;
+            jumps[1500] = 89.0;
+            jumps[2900] = 90.5;
+            jumps[3000] = 200.0;
+            check(&jumps, 5);
             let flat = vec![0.25f32; 1024];
             let s = row_stats(&flat, 2);
             assert!((s.entropy - (1024f32).ln()).abs() < 1e-4);

@@ -30,8 +30,9 @@ impl pulp::WithSimd for Sum<'_> {
 }
 
 /// The machine's f32 matrix-product throughput, GFLOP/s (best of `runs`): `[m, k] · [k, n]`
-/// multiplied by the `gemm` crate (the kernels under burn's flex backend, AVX-512 where the CPU
-/// has it) on every core, into one reused output so page faults do not count.
+/// multiplied by the `gemm` crate (the kernels under burn's flex backend, on the instruction set
+/// `engine::kernels::simd::gemm_path` names) on every core, into one reused output so page faults
+/// do not count.
 pub fn matmul_gflops([m, k, n]: [usize; 3], runs: usize) -> f64 {
     let a: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.1 - 0.6).collect();
     let b: Vec<f32> = (0..k * n).map(|i| (i % 7) as f32 * 0.1 - 0.3).collect();

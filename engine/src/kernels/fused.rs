@@ -253,6 +253,11 @@ pub enum Keys {
     },
 }
 
+/// The largest score matrix (`batch · heads · queries · keys` f32) for which an inference pass
+/// materializes its scores to use the fused softmax; 256 MiB is a 2,700-token prompt of
+/// SmolLM2-135M (9 heads) in one pass.
+const FUSED_PREFILL_SCORE_BYTES: usize = 256 << 20;
+
 /// Attention for every layer of one model pass: the mask is turned once into what the chosen
 /// path reads (a tensor for burn's attention, host rows for the fused training softmax, the
 /// padding counts for the decode kernel).
@@ -262,8 +267,9 @@ pub struct AttentionPass {
     mask: AttentionMask,
     /// Decode on a backend with the decode kernel: it reads the cache buffers in place.
     decode_in_place: bool,
-    /// Training with the fused softmax: the hidden keys on the host, the grouped query heads
-    /// stacked along the query axis (`[batch, group · queries, keys]`; empty for causal).
+    /// Training, or a prefill on flex, with the fused softmax: the hidden keys on the host
+    /// (`[batch, queries, keys]`; empty for causal). The grouped query heads are stacked along
+    /// the query axis for the two products.
     stacked: Option<Vec<bool>>,
     /// The backend's attention takes fewer key/value heads than query heads.
     native_gqa: bool,
@@ -294,10 +300,16 @@ impl AttentionPass {
             }
             other => other,
         };
-        let stacked = if has_fused_kernels(device) && !inference {
-            let group = shape.heads / shape.kv_heads;
+        // A prefill on flex without autodiff takes the training path too while its scores stay
+        // small: flex's own attention computes every exponential with a scalar libm call (a fifth
+        // of a 512-token prefill), the fused softmax vectorizes them and both products go to
+        // gemm. Longer passes keep flex's attention, which does not hold every score at once.
+        let fused_prefill = inference
+            && !decode_in_place
+            && shape.queries > 1
+            && shape.batch * shape.heads * shape.queries * keys * 4 <= FUSED_PREFILL_SCORE_BYTES;
+        let stacked = if has_fused_kernels(device) && (!inference || fused_prefill) {
             host_mask(&mask)
-                .map(|hidden| stack_mask_rows(hidden, shape.batch, group, shape.queries, keys))
         } else {
             None
         };
@@ -335,10 +347,17 @@ impl AttentionPass {
             // Scale, mask and softmax in one pass each way, and grouped-query heads without
             // repeating keys and values: the query heads that share a kv head are stacked along
             // the query axis, so each kv head is one product.
-            let q = q.reshape([batch, kv_heads, (heads / kv_heads) * queries, head_dim]);
+            let stacked_rows = (heads / kv_heads) * queries;
+            let q = q.reshape([batch, kv_heads, stacked_rows, head_dim]);
             let scores = q.matmul(k.swap_dims(2, 3));
+            let keys = scores.dims()[3];
             let scale = 1.0 / (head_dim as f32).sqrt();
+            // The stacked rows are `[batch, heads, queries, keys]` in memory: so shaped, the
+            // softmax reads each head's rows against the sequence's own mask (causal rows take
+            // its vectorized prefix path; a mask repeated per stacked head would not).
+            let scores = scores.reshape([batch, heads, queries, keys]);
             let probs = ext::attention_softmax(scores, hidden.clone(), scale);
+            let probs = probs.reshape([batch, kv_heads, stacked_rows, keys]);
             return probs.matmul(v).reshape([batch, heads, queries, head_dim]);
         }
         let (k, v) = if self.native_gqa || heads == kv_heads {
@@ -374,44 +393,6 @@ fn host_mask(mask: &AttentionMask) -> Option<Vec<bool>> {
     }
 }
 
-/// The mask of `group` query heads stacked along the query axis (`[batch, group · queries,
-/// keys]`): each head's rows repeat the sequence's mask; causal (empty) becomes explicit, as the
-/// stacked rows' positions restart for every head.
-fn stack_mask_rows(
-    hidden: Vec<bool>,
-    batch: usize,
-    group: usize,
-    queries: usize,
-    keys: usize,
-) -> Vec<bool> {
-    if group == 1 {
-        return hidden;
-    }
-    let offset = keys.saturating_sub(queries);
-    let causal: Vec<bool>;
-    let per_sequence: &[bool] = if hidden.is_empty() {
-        causal = (0..queries * keys)
-            .map(|at| at % keys > at / keys + offset)
-            .collect();
-        &causal
-    } else {
-        &hidden
-    };
-    let rows = queries * keys;
-    let mut out = Vec::with_capacity(batch * group * rows);
-    for b in 0..batch {
-        let sequence = if hidden.is_empty() {
-            per_sequence
-        } else {
-            &per_sequence[b * rows..(b + 1) * rows]
-        };
-        for _ in 0..group {
-            out.extend_from_slice(sequence);
-        }
-    }
-    out
-}
-
 /// `[batch, kv_heads, seq, hd]` → `[batch, kv_heads * n, seq, hd]`, each kv head repeated n times.
 fn repeat_kv(x: Tensor<4>, n: usize) -> Tensor<4> {
     let [b, kvh, s, hd] = x.dims();
@@ -427,6 +408,60 @@ mod tests {
 
     fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
         (a - b).abs().max().into_scalar()
+    }
+
+    /// A prefill on flex takes the fused softmax between two products; it gives what burn's own
+    /// attention gives: causal with and without a cached prefix, and a left-padding mask.
+    #[test]
+    fn fused_prefill_attention_matches_burns() {
+        let device = Device::flex();
+        let u = Distribution::Uniform(-2.0, 2.0);
+        let (batch, heads, kv_heads, head_dim) = (2, 6, 2, 8);
+        for (queries, cached, padded) in [(5, 0, false), (4, 3, false), (5, 0, true), (3, 2, true)]
+        {
+            let keys = cached + queries;
+            let shape = PassShape {
+                batch,
+                heads,
+                kv_heads,
+                head_dim,
+                queries,
+                cached,
+                uses_cache: cached > 0,
+            };
+            let mask = if padded {
+                AttentionMask::LeftPadded(vec![0, 2])
+            } else {
+                AttentionMask::Causal
+            };
+            let fused = AttentionPass::new(mask, shape, &device);
+            assert!(
+                fused.stacked.is_some(),
+                "a prefill on flex takes the fused path"
+            );
+            let burns = AttentionPass {
+                shape,
+                mask: fused.mask.clone(),
+                decode_in_place: false,
+                stacked: None,
+                native_gqa: true,
+            };
+            let q = Tensor::<4>::random([batch, heads, queries, head_dim], u, &device);
+            let k = Tensor::<4>::random([batch, kv_heads, keys, head_dim], u, &device);
+            let v = Tensor::<4>::random([batch, kv_heads, keys, head_dim], u, &device);
+            let keys_of = || Keys::Fresh {
+                k: k.clone(),
+                v: v.clone(),
+            };
+            let diff = max_diff(
+                fused.attend(q.clone(), keys_of()),
+                burns.attend(q, keys_of()),
+            );
+            assert!(
+                diff < 1e-5,
+                "{queries} queries after {cached}, padded {padded}: {diff}"
+            );
+        }
     }
 
     /// The composed bodies other backends run give what the fused kernels give on flex, with

@@ -347,7 +347,7 @@ impl CpuKernels for Flex {
         hidden: Vec<bool>,
         scale: f32,
     ) -> FloatTensor<Self> {
-        let (scores, shape) = flex_f32(scores);
+        let (mut scores, shape) = flex_f32(scores);
         let [b, h, q, k] = shape[..] else {
             panic!("attention_softmax: scores must be 4-d")
         };
@@ -356,6 +356,14 @@ impl CpuKernels for Flex {
         } else {
             softmax::Visible::Mask(&hidden)
         };
+        // In place when the scores are this pass's own (a product's fresh output, as in every
+        // attention pass): a contiguous tensor whose storage holds exactly its elements.
+        if let Some(own) = scores.try_storage_mut::<f32>()
+            && own.len() == b * h * q * k
+        {
+            softmax::masked_softmax_in_place(own, [b, h, q, k], visible, scale);
+            return scores;
+        }
         let out = softmax::masked_softmax(values(&scores), [b, h, q, k], visible, scale);
         FlexTensor::from_data(TensorData::new(out, shape))
     }

@@ -24,10 +24,23 @@ pub enum Visible<'a> {
 /// probability 0 (a row with every key hidden is all 0).
 pub fn masked_softmax(
     scores: &[f32],
-    [batch, heads, q, k]: [usize; 4],
+    shape: [usize; 4],
     visible: Visible<'_>,
     scale: f32,
 ) -> Vec<f32> {
+    let mut out = scores.to_vec();
+    masked_softmax_in_place(&mut out, shape, visible, scale);
+    out
+}
+
+/// [`masked_softmax`] over `scores` in place, the probabilities replacing the scores: a pass over
+/// a uniquely held score tensor allocates (and page-faults) no second one.
+pub fn masked_softmax_in_place(
+    scores: &mut [f32],
+    [batch, heads, q, k]: [usize; 4],
+    visible: Visible<'_>,
+    scale: f32,
+) {
     assert_eq!(
         scores.len(),
         batch * heads * q * k,
@@ -36,30 +49,28 @@ pub fn masked_softmax(
     if let Visible::Mask(hidden) = visible {
         assert_eq!(hidden.len(), batch * q * k, "masked_softmax: mask");
     }
-    let mut out = vec![0.0f32; scores.len()];
     if k == 0 {
-        return out;
+        return;
     }
-    out.par_chunks_mut(k)
-        .zip(scores.par_chunks(k))
+    scores
+        .par_chunks_mut(k)
         .with_min_len(16)
         .enumerate()
-        .for_each(|(row, (o, s))| {
+        .for_each(|(row, s)| {
             let (b, i) = (row / (heads * q), row % q);
             match visible {
                 Visible::Causal => {
                     let seen = (i + 1 + k.saturating_sub(q)).min(k);
-                    simd_kernel!(Prefix { o: &'a mut [f32], s: &'a [f32], seen: usize, scale: f32 }
-                        => softmax_prefix(o, s, seen, scale))
+                    simd_kernel!(Prefix { s: &'a mut [f32], seen: usize, scale: f32 }
+                        => softmax_prefix(s, seen, scale))
                 }
                 Visible::Mask(hidden) => {
                     let h = &hidden[(b * q + i) * k..][..k];
-                    simd_kernel!(Masked { o: &'a mut [f32], s: &'a [f32], h: &'a [bool], scale: f32 }
-                        => softmax_masked(o, s, h, scale))
+                    simd_kernel!(Masked { s: &'a mut [f32], h: &'a [bool], scale: f32 }
+                        => softmax_masked(s, h, scale))
                 }
             }
         });
-    out
 }
 
 /// The gradient with respect to the scores, given the probabilities `probs` that
@@ -85,29 +96,31 @@ pub fn masked_softmax_backward(probs: &[f32], grad: &[f32], k: usize, scale: f32
     out
 }
 
-/// Softmax of `scale · s[..seen]`; keys from `seen` on stay 0.
+/// Softmax of `scale · s[..seen]` in place; keys from `seen` on become 0.
 #[inline(always)]
-fn softmax_prefix(out: &mut [f32], s: &[f32], seen: usize, scale: f32) {
-    let (s, out) = (&s[..seen], &mut out[..seen]);
+fn softmax_prefix(s: &mut [f32], seen: usize, scale: f32) {
+    let (s, unseen) = s.split_at_mut(seen);
+    unseen.fill(0.0);
     let max = max_of(s) * scale;
     if !max.is_finite() {
+        s.fill(0.0);
         return;
     }
     let mut total = 0.0f32;
-    for (o, &x) in out.iter_mut().zip(s) {
+    for x in s.iter_mut() {
         let e = exp_nonpositive(x.mul_add(scale, -max).max(-87.0));
-        *o = e;
+        *x = e;
         total += e;
     }
     let inv = 1.0 / total;
-    for o in out.iter_mut() {
-        *o *= inv;
+    for x in s.iter_mut() {
+        *x *= inv;
     }
 }
 
-/// Softmax of `scale · s` over the keys `hidden` does not hide; hidden keys get 0.
+/// Softmax of `scale · s` in place over the keys `hidden` does not hide; hidden keys become 0.
 #[inline(always)]
-fn softmax_masked(out: &mut [f32], s: &[f32], hidden: &[bool], scale: f32) {
+fn softmax_masked(s: &mut [f32], hidden: &[bool], scale: f32) {
     let mut max = f32::NEG_INFINITY;
     for (&x, &h) in s.iter().zip(hidden) {
         let v = if h { f32::NEG_INFINITY } else { x };
@@ -115,18 +128,19 @@ fn softmax_masked(out: &mut [f32], s: &[f32], hidden: &[bool], scale: f32) {
     }
     let max = max * scale;
     if !max.is_finite() {
+        s.fill(0.0);
         return;
     }
     let mut total = 0.0f32;
-    for ((o, &x), &h) in out.iter_mut().zip(s).zip(hidden) {
+    for (x, &h) in s.iter_mut().zip(hidden) {
         let e = exp_nonpositive(x.mul_add(scale, -max).max(-87.0));
         let e = if h { 0.0 } else { e };
-        *o = e;
+        *x = e;
         total += e;
     }
     let inv = 1.0 / total;
-    for o in out.iter_mut() {
-        *o *= inv;
+    for x in s.iter_mut() {
+        *x *= inv;
     }
 }
 

@@ -1,7 +1,7 @@
-//! The attention probabilities of training passes in one pass each way: `softmax(scale · s)`
-//! over each row of scores with hidden keys left out, and its gradient. burn's composed
-//! attention records a scale, two mask fills and a five-op softmax, each a full pass over the
-//! `[batch, heads, queries, keys]` scores with libm's scalar `exp`.
+//! The attention probabilities of training and prompt passes in one pass each way:
+//! `softmax(scale · s)` over each row of scores with hidden keys left out, and its gradient.
+//! burn's composed attention records a scale, two mask fills and a five-op softmax, each a full
+//! pass over the `[batch, heads, queries, keys]` scores with libm's scalar `exp`.
 
 use rayon::prelude::*;
 

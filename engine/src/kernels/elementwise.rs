@@ -261,23 +261,22 @@ mod tests {
     /// The vector form gives the scalar form's bits, lane by lane, on every path.
     #[test]
     fn exp2_vectors_equal_the_scalar_form() {
-        struct Check<'a>(&'a [f32], &'a mut [f32]);
-        impl pulp::WithSimd for Check<'_> {
-            type Output = ();
-            #[inline(always)]
-            fn with_simd<S: pulp::Simd>(self, simd: S) {
-                let (ys, _) = S::as_simd_f32s(self.0);
-                let (out, _) = S::as_mut_simd_f32s(self.1);
-                for (o, &y) in out.iter_mut().zip(ys) {
-                    *o = exp2_bounded_f32s(simd, y);
-                }
+        /// Every vector of `ys` through [`exp2_bounded_f32s`] into `out`.
+        #[inline(always)]
+        fn vectors<S: pulp::Simd>(simd: S, ys: &[f32], out: &mut [f32]) {
+            let (ys, _) = S::as_simd_f32s(ys);
+            let (out, _) = S::as_mut_simd_f32s(out);
+            for (o, &y) in out.iter_mut().zip(ys) {
+                *o = exp2_bounded_f32s(simd, y);
             }
         }
         crate::kernels::simd::on_every_path(|path| {
             // A multiple of every lane count, so no element is left to a scalar tail.
             let ys: Vec<f32> = (0..252 * 64).map(|i| i as f32 / 64.0 - 126.0).collect();
             let mut got = vec![f32::NAN; ys.len()];
-            crate::kernels::simd::arch().dispatch(Check(&ys, &mut got));
+            let (ys, out) = (&ys[..], &mut got[..]);
+            simd_kernel!(Check(simd) { ys: &'a [f32], out: &'a mut [f32] } -> ()
+                => vectors(simd, ys, out));
             for (&y, &g) in ys.iter().zip(&got) {
                 assert_eq!(g.to_bits(), exp2_bounded(y).to_bits(), "{path:?}: 2^{y}");
             }

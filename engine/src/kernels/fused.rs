@@ -270,7 +270,7 @@ pub struct AttentionPass {
     /// Training, or a prefill on flex, with the fused softmax: the hidden keys on the host
     /// (`[batch, queries, keys]`; empty for causal). The grouped query heads are stacked along
     /// the query axis for the two products.
-    stacked: Option<Vec<bool>>,
+    fused_hidden: Option<Vec<bool>>,
     /// The backend's attention takes fewer key/value heads than query heads.
     native_gqa: bool,
 }
@@ -308,7 +308,7 @@ impl AttentionPass {
             && !decode_in_place
             && shape.queries > 1
             && shape.batch * shape.heads * shape.queries * keys * 4 <= FUSED_PREFILL_SCORE_BYTES;
-        let stacked = if has_fused_kernels(device) && (!inference || fused_prefill) {
+        let fused_hidden = if has_fused_kernels(device) && (!inference || fused_prefill) {
             host_mask(&mask)
         } else {
             None
@@ -317,7 +317,7 @@ impl AttentionPass {
             shape,
             mask,
             decode_in_place,
-            stacked,
+            fused_hidden,
             native_gqa: inference,
         }
     }
@@ -343,7 +343,7 @@ impl AttentionPass {
             }
             Keys::Fresh { k, v } => (k, v),
         };
-        if let Some(hidden) = &self.stacked {
+        if let Some(hidden) = &self.fused_hidden {
             // Scale, mask and softmax in one pass each way, and grouped-query heads without
             // repeating keys and values: the query heads that share a kv head are stacked along
             // the query axis, so each kv head is one product.
@@ -436,14 +436,14 @@ mod tests {
             };
             let fused = AttentionPass::new(mask, shape, &device);
             assert!(
-                fused.stacked.is_some(),
+                fused.fused_hidden.is_some(),
                 "a prefill on flex takes the fused path"
             );
             let burns = AttentionPass {
                 shape,
                 mask: fused.mask.clone(),
                 decode_in_place: false,
-                stacked: None,
+                fused_hidden: None,
                 native_gqa: true,
             };
             let q = Tensor::<4>::random([batch, heads, queries, head_dim], u, &device);

@@ -36,17 +36,21 @@ pub mod token_stats;
 /// names (the best this CPU has: AVX-512, AVX2+FMA, NEON or the baseline, unless `STUDIO_SIMD`
 /// caps it), dispatched by `pulp`. The body must be
 /// `#[inline(always)]` so it is compiled for those features; a closure is not (it stays a
-/// separate function for the baseline target).
+/// separate function for the baseline target). `Name(simd) { … }` names the `pulp::Simd` value,
+/// for bodies written with pulp's explicit vector operations.
 macro_rules! simd_kernel {
     ($name:ident { $($field:ident : $ty:ty),* $(,)? } => $body:expr) => {
         $crate::kernels::simd_kernel!($name { $($field: $ty),* } -> () => $body)
     };
-    ($name:ident { $($field:ident : $ty:ty),* $(,)? } -> $out:ty => $body:expr) => {{
+    ($name:ident { $($field:ident : $ty:ty),* $(,)? } -> $out:ty => $body:expr) => {
+        $crate::kernels::simd_kernel!($name(_simd) { $($field: $ty),* } -> $out => $body)
+    };
+    ($name:ident($simd:ident) { $($field:ident : $ty:ty),* $(,)? } -> $out:ty => $body:expr) => {{
         struct $name<'a> { $($field: $ty,)* _life: std::marker::PhantomData<&'a ()> }
         impl pulp::WithSimd for $name<'_> {
             type Output = $out;
             #[inline(always)]
-            fn with_simd<S: pulp::Simd>(self, _simd: S) -> $out {
+            fn with_simd<S: pulp::Simd>(self, $simd: S) -> $out {
                 let Self { $($field,)* .. } = self;
                 $body
             }

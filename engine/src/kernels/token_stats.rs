@@ -120,15 +120,8 @@ const HEADROOM: f32 = 64.0;
 
 /// Statistics of one row of logits, with the `k` most likely tokens.
 pub fn row_stats(logits: &[f32], k: usize) -> RowStats {
-    struct Stats<'a>(&'a [f32], usize);
-    impl pulp::WithSimd for Stats<'_> {
-        type Output = RowStats;
-        #[inline(always)]
-        fn with_simd<S: pulp::Simd>(self, simd: S) -> RowStats {
-            row_stats_simd(simd, self.0, self.1)
-        }
-    }
-    crate::kernels::simd::arch().dispatch(Stats(logits, k))
+    crate::kernels::simd_kernel!(Stats(simd) { logits: &'a [f32], k: usize } -> RowStats
+        => row_stats_simd(simd, logits, k))
 }
 
 /// [`row_stats`]' body, compiled for the CPU's widest vectors `S`.
@@ -220,7 +213,7 @@ fn block_sums<S: pulp::Simd>(simd: S, block: &[f32], m: f32) -> BlockSums {
     };
     for &x in tail {
         sums.max = sums.max.max(x);
-        let y = x.mul_add(LOG2_E, -m2).clamp(-126.0, HEADROOM);
+        let y = x.mul_add(LOG2_E, -m2).max(-126.0);
         let e = exp2_bounded(y);
         sums.s += e;
         sums.t = e.mul_add(y, sums.t);

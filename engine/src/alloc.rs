@@ -6,6 +6,16 @@
 //! touch, and `munmap`s on free; a profile of an SFT step showed 15 % of all time in the
 //! kernel's `clear_page` alone. Reusing the blocks turns that into nothing.
 //!
+//! Blocks of [`HUGE`] bytes and more (weights, logits, activations) are mapped directly and
+//! backed by transparent huge pages where Linux offers them on request (`madvise`, the default
+//! setting of most distributions): streaming a model's weights from 4 KiB pages costs a page walk
+//! every 4 KiB, and two threads read 512 MiB at 21 GB/s from 4 KiB pages and at 25 GB/s from
+//! 2 MiB pages on the machine this was measured on (an Intel Xeon VM). glibc would serve those
+//! blocks from recycled heap pages once its mmap threshold has grown, where advice comes too
+//! late. The price is the rounding to whole 2 MiB pages: SmolLM2-135M's 1.3 MiB projections take
+//! 2 MiB each, and `studio generate` on it went from 611 to 734 MB resident. On other systems
+//! these blocks come from the system allocator like the rest.
+//!
 //! Install it in a binary with `#[global_allocator] static A: engine::alloc::BlockCache =
 //! engine::alloc::BlockCache;` and size the cache with [`set_limit`]. The price is memory: the
 //! process keeps up to that many bytes of freed blocks (peak RSS of `studio bench train` on
@@ -83,6 +93,73 @@ fn system_layout(layout: Layout) -> Layout {
     }
 }
 
+/// Blocks at least this large are mapped on their own, in whole 2 MiB pages.
+pub const HUGE: usize = 1 << 20;
+/// A transparent huge page.
+const HUGE_PAGE: usize = 2 << 20;
+
+/// Whether blocks of this system layout are mapped by [`map_huge`].
+#[inline]
+fn is_huge(sys: Layout) -> bool {
+    cfg!(target_os = "linux") && sys.size() >= HUGE && sys.align() <= HUGE_PAGE
+}
+
+/// A fresh zeroed mapping of `size` bytes rounded up to whole huge pages, starting on a huge-page
+/// boundary, advised to use huge pages; null on failure.
+#[cfg(target_os = "linux")]
+fn map_huge(size: usize) -> *mut u8 {
+    let len = size.next_multiple_of(HUGE_PAGE);
+    let span = len + HUGE_PAGE;
+    // SAFETY: an anonymous private mapping of `span` bytes at an address the kernel picks; its
+    // result is checked before use.
+    let raw = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            span,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if raw == libc::MAP_FAILED {
+        return std::ptr::null_mut();
+    }
+    let raw = raw as usize;
+    let start = raw.next_multiple_of(HUGE_PAGE);
+    // SAFETY: the head `raw..start` and the tail `start + len..raw + span` are page-aligned parts
+    // of the mapping just made that nothing refers to; `start..start + len` is advised only.
+    unsafe {
+        if start > raw {
+            libc::munmap(raw as *mut libc::c_void, start - raw);
+        }
+        let tail = raw + span - (start + len);
+        if tail > 0 {
+            libc::munmap((start + len) as *mut libc::c_void, tail);
+        }
+        libc::madvise(start as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+    }
+    start as *mut u8
+}
+
+/// Unmaps a block [`map_huge`] returned for `size` bytes.
+#[cfg(target_os = "linux")]
+fn unmap_huge(ptr: *mut u8, size: usize) {
+    // SAFETY: `ptr` is the start of a live mapping of `size` rounded up to huge pages, made by
+    // `map_huge` and no longer referred to by its owner.
+    unsafe {
+        libc::munmap(ptr.cast(), size.next_multiple_of(HUGE_PAGE));
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn map_huge(_size: usize) -> *mut u8 {
+    std::ptr::null_mut()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn unmap_huge(_ptr: *mut u8, _size: usize) {}
+
 /// A cached block of exactly this system layout, taken out of the cache.
 fn take(sys: Layout) -> Option<*mut u8> {
     let mut cache = CACHE.lock().ok()?;
@@ -116,8 +193,8 @@ fn keep(ptr: *mut u8, sys: Layout) -> bool {
     true
 }
 
-// SAFETY: every block comes from `System` with `system_layout(layout)` and goes back to it with
-// the same layout (computed from the caller's layout, which GlobalAlloc guarantees is the one
+// SAFETY: every block comes from `System` with `system_layout(layout)` (from `map_huge` when
+// `is_huge` says so) and goes back to it (to `unmap_huge`) with the same layout (computed from the caller's layout, which GlobalAlloc guarantees is the one
 // it was allocated with), or is parked in the cache and handed out again only for a request
 // with that same system layout, whose size and alignment satisfy the request. A parked block
 // is owned by the cache alone: it was freed by its previous owner.
@@ -129,6 +206,9 @@ unsafe impl GlobalAlloc for BlockCache {
             && let Some(ptr) = take(sys)
         {
             return ptr;
+        }
+        if is_huge(sys) {
+            return map_huge(sys.size());
         }
         // SAFETY: forwarded contract (non-zero size, valid layout).
         unsafe { System.alloc(sys) }
@@ -144,6 +224,10 @@ unsafe impl GlobalAlloc for BlockCache {
             unsafe { ptr.write_bytes(0, layout.size()) };
             return ptr;
         }
+        if is_huge(sys) {
+            // A fresh anonymous mapping reads as zeros.
+            return map_huge(sys.size());
+        }
         // SAFETY: forwarded contract.
         unsafe { System.alloc_zeroed(sys) }
     }
@@ -153,6 +237,9 @@ unsafe impl GlobalAlloc for BlockCache {
         let sys = system_layout(layout);
         if sys.size() >= LARGE && keep(ptr, sys) {
             return;
+        }
+        if is_huge(sys) {
+            return unmap_huge(ptr, sys.size());
         }
         // SAFETY: `ptr` came from System with `sys` (directly or through the cache).
         unsafe { System.dealloc(ptr, sys) }
@@ -242,6 +329,25 @@ mod tests {
             a.dealloc(z, first);
             a.dealloc(r, same_class);
             a.dealloc(s, other_class);
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn huge_blocks_start_on_a_huge_page_and_fill_whole_ones() {
+        let a = BlockCache;
+        // An alignment no other test asks for, so the block is a fresh mapping.
+        let layout = Layout::from_size_align(HUGE + 12_345, 1 << 13).expect("layout");
+        // SAFETY: non-zero size; every byte written is inside the block, freed once.
+        unsafe {
+            let p = a.alloc_zeroed(layout);
+            assert!(!p.is_null());
+            assert_eq!(p as usize % HUGE_PAGE, 0, "starts on a 2 MiB boundary");
+            assert!((0..layout.size()).step_by(4096).all(|i| *p.add(i) == 0));
+            // The mapping covers the rounded-up size: its last byte is writable.
+            let mapped = system_layout(layout).size().next_multiple_of(HUGE_PAGE);
+            p.add(mapped - 1).write(1);
+            a.dealloc(p, layout);
         }
     }
 }

@@ -5,7 +5,7 @@ use rayon::prelude::*;
 
 use super::elementwise::exp_nonpositive;
 use super::gemv::dot;
-use super::simd_kernel;
+use super::{crew, simd_kernel};
 
 /// Shapes of one decode-attention call.
 #[derive(Debug, Clone, Copy)]
@@ -42,7 +42,7 @@ pub fn decode_attention(
     let group = s.heads / s.kv_heads;
     let scale = 1.0 / (hd as f32).sqrt();
     let mut out = vec![0.0f32; s.batch * s.heads * hd];
-    out.par_chunks_mut(hd).enumerate().for_each(|(bh, o)| {
+    let head = |bh: usize, o: &mut [f32]| {
         let (b, h) = (bh / s.heads, bh % s.heads);
         let base = (b * s.kv_heads + h / group) * s.capacity * hd;
         let first = pads[b].min(s.len.saturating_sub(1));
@@ -51,25 +51,38 @@ pub fn decode_attention(
         let query = &q[bh * hd..(bh + 1) * hd];
         simd_kernel!(Head { query: &'a [f32], keys: &'a [f32], values: &'a [f32], o: &'a mut [f32], scale: f32 }
             => attend(query, keys, values, o, scale));
-    });
+    };
+    // A batch small enough for the bandwidth-bound products runs on their crew, which is awake
+    // between them; larger batches' products run on rayon, and so does their attention.
+    if s.batch <= super::SMALL_ROWS {
+        crew::for_each_chunk_mut(&mut out, hd, head);
+    } else {
+        out.par_chunks_mut(hd)
+            .enumerate()
+            .for_each(|(bh, o)| head(bh, o));
+    }
     out
 }
 
+/// One query head against its keys and values. Plain loops over preallocated buffers, no
+/// iterator adapters that collect: those compile to separate functions outside the caller's
+/// instruction set (a `Vec` built from a `map` ran the scores at SSE2 width).
 #[inline(always)]
 fn attend(q: &[f32], keys: &[f32], values: &[f32], out: &mut [f32], scale: f32) {
     let hd = q.len();
-    let scores: Vec<f32> = keys
-        .chunks_exact(hd)
-        .map(|key| dot(q, key) * scale)
-        .collect();
-    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let weights: Vec<f32> = scores
-        .iter()
-        .map(|&x| exp_nonpositive((x - max).max(-87.0)))
-        .collect();
-    let total: f32 = weights.iter().sum();
+    let mut scores = vec![0.0f32; keys.len() / hd];
+    let mut max = f32::NEG_INFINITY;
+    for (s, key) in scores.iter_mut().zip(keys.chunks_exact(hd)) {
+        *s = dot(q, key) * scale;
+        max = max.max(*s);
+    }
+    let mut total = 0.0f32;
+    for s in scores.iter_mut() {
+        *s = exp_nonpositive((*s - max).max(-87.0));
+        total += *s;
+    }
     out.fill(0.0);
-    for (w, value) in weights.iter().zip(values.chunks_exact(hd)) {
+    for (&w, value) in scores.iter().zip(values.chunks_exact(hd)) {
         let p = w / total;
         for (o, &x) in out.iter_mut().zip(value) {
             *o += p * x;

@@ -1,13 +1,13 @@
 //! Matrix products with few rows (decode: one to a few tokens per sequence), where a blocked GEMM
 //! spends its time packing and the work is bound by reading the weights once from memory.
 //!
-//! Both kernels stream every weight exactly once, split across the rayon pool so that each
-//! thread reads one contiguous range, and are compiled for the CPU's widest vectors through
+//! Both kernels stream every weight exactly once, split across the decode [`crew`] (threads
+//! that stay awake between a step's many short products) so that each thread reads one
+//! contiguous range, and are compiled for the CPU's widest vectors through
 //! `pulp`'s run-time dispatch (AVX-512 / AVX2+FMA / baseline), with the inner loops written so
 //! LLVM vectorizes them.
 
-use super::simd_kernel;
-use rayon::prelude::*;
+use super::{crew, simd_kernel};
 
 /// Weight rows each task reads at least, so tiny matrices are not split into tiny tasks.
 const MIN_ROWS_PER_TASK: usize = 64;
@@ -44,21 +44,18 @@ pub fn matmul_nn_many(x: &[f32], ws: &[(&[f32], usize)], m: usize, k: usize) -> 
         .min(k.div_ceil(MIN_ROWS_PER_TASK))
         .max(1);
     let band = k.div_ceil(tasks);
-    let partials: Vec<Vec<f32>> = (0..tasks)
-        .into_par_iter()
-        .map(|t| {
-            let (k0, k1) = (t * band, ((t + 1) * band).min(k));
-            let mut acc = vec![0.0f32; total];
-            if k0 < k1 {
-                for (&(w, n), &at) in ws.iter().zip(&offsets) {
-                    let acc = &mut acc[at..at + m * n];
-                    simd_kernel!(Band { x: &'a [f32], w: &'a [f32], k: usize, n: usize, k0: usize, k1: usize, acc: &'a mut [f32] }
+    let partials: Vec<Vec<f32>> = crew::map(tasks, |t| {
+        let (k0, k1) = (t * band, ((t + 1) * band).min(k));
+        let mut acc = vec![0.0f32; total];
+        if k0 < k1 {
+            for (&(w, n), &at) in ws.iter().zip(&offsets) {
+                let acc = &mut acc[at..at + m * n];
+                simd_kernel!(Band { x: &'a [f32], w: &'a [f32], k: usize, n: usize, k0: usize, k1: usize, acc: &'a mut [f32] }
                         => accumulate_band(x, w, k, n, k0, k1, acc));
-                }
             }
-            acc
-        })
-        .collect();
+        }
+        acc
+    });
     let mut partials = partials.into_iter();
     let mut out = partials.next().unwrap_or_else(|| vec![0.0; total]);
     for p in partials {
@@ -148,13 +145,11 @@ pub fn matmul_nt(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32>
     }
     // Computed as [n, m] so each task owns a contiguous range of rows of w and of the output.
     let mut out_t = vec![0.0f32; n * m];
-    out_t
-        .par_chunks_mut(NT_ROWS_PER_TASK * m.max(1))
-        .zip(w.par_chunks(NT_ROWS_PER_TASK * k))
-        .for_each(|(out, rows)| {
-            simd_kernel!(Dots { x: &'a [f32], rows: &'a [f32], out: &'a mut [f32], m: usize, k: usize }
-                => dot_rows(x, rows, out, m, k))
-        });
+    crew::for_each_chunk_mut(&mut out_t, NT_ROWS_PER_TASK * m.max(1), |t, out| {
+        let rows = &w[t * NT_ROWS_PER_TASK * k..][..out.len() / m.max(1) * k];
+        simd_kernel!(Dots { x: &'a [f32], rows: &'a [f32], out: &'a mut [f32], m: usize, k: usize }
+            => dot_rows(x, rows, out, m, k))
+    });
     if m == 1 {
         return out_t;
     }

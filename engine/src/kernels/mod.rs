@@ -11,6 +11,8 @@
 //!
 //! - [`fused`]: the facade (silu·up, RoPE, the token loss, projections, attention per pass).
 //! - [`gemv`]: matrix products with few rows (decode), bound by reading the weights once.
+//! - [`crew`]: the threads those products and decode attention run on, awake between a decode
+//!   step's many short parallel regions (rayon's sleep and wake-up cost a tenth of each step).
 //! - [`elementwise`]: SwiGLU's `silu(gate) · up` and RoPE in one pass each way, and the
 //!   vectorizable `exp` and `exp2` they, the loss and the token statistics share.
 //! - [`attention`]: one new query per sequence against the KV cache, read in place (decode).
@@ -23,6 +25,7 @@
 
 pub mod attention;
 mod autodiff;
+mod crew;
 pub mod device_stats;
 pub mod elementwise;
 pub mod fused;

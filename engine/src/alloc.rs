@@ -6,15 +6,20 @@
 //! touch, and `munmap`s on free; a profile of an SFT step showed 15 % of all time in the
 //! kernel's `clear_page` alone. Reusing the blocks turns that into nothing.
 //!
-//! Blocks of [`HUGE`] bytes and more (weights, logits, activations) are mapped directly and
-//! backed by transparent huge pages where Linux offers them on request (`madvise`, the default
-//! setting of most distributions): streaming a model's weights from 4 KiB pages costs a page walk
-//! every 4 KiB, and two threads read 512 MiB at 21 GB/s from 4 KiB pages and at 25 GB/s from
-//! 2 MiB pages on the machine this was measured on (an Intel Xeon VM). glibc would serve those
-//! blocks from recycled heap pages once its mmap threshold has grown, where advice comes too
-//! late. The price is the rounding to whole 2 MiB pages: SmolLM2-135M's 1.3 MiB projections take
-//! 2 MiB each, and `studio generate` on it went from 611 to 734 MB resident. On other systems
-//! these blocks come from the system allocator like the rest.
+//! Blocks of [`HUGE`] bytes and more are mapped on their own, on 2 MiB boundaries and in whole
+//! 2 MiB pages, and those allocated inside [`with_huge_pages`] (a model's weights as it loads
+//! and as the optimizer replaces them) are advised to take transparent huge pages, where Linux
+//! offers them on request (`madvise`, the default of most distributions). Decode streams every
+//! weight once per token, and from 4 KiB pages that stream takes a page walk every 4 KiB: two
+//! threads read 512 MiB at 21 GB/s from 4 KiB pages and at 25 GB/s from 2 MiB pages on the machine
+//! this was measured on (an Intel Xeon VM). Activations are not advised: they are reused from the
+//! cache below and rarely streamed twice, and in a VM the first touch of a fresh huge page can be
+//! slow (0.6 GB/s against 3 GB/s for 4 KiB pages here, the host backing it anew), which cost the
+//! first prompt pass a fifth of its speed when every block was advised. The price is the rounding
+//! of advised blocks to whole huge pages: SmolLM2-135M's 1.3 MiB projections take 2 MiB each
+//! (`studio generate` on it: 611 → 734 MB resident). glibc cannot place these blocks: once its
+//! mmap threshold has grown it serves them from recycled heap pages already faulted in 4 KiB. On
+//! other systems they come from the system allocator like the rest.
 //!
 //! Install it in a binary with `#[global_allocator] static A: engine::alloc::BlockCache =
 //! engine::alloc::BlockCache;` and size the cache with [`set_limit`]. The price is memory: the
@@ -104,6 +109,30 @@ fn is_huge(sys: Layout) -> bool {
     cfg!(target_os = "linux") && sys.size() >= HUGE && sys.align() <= HUGE_PAGE
 }
 
+thread_local! {
+    /// Depth of [`with_huge_pages`] scopes on this thread.
+    static HUGE_SCOPE: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether fresh huge blocks allocated here are advised to take huge pages.
+fn advise_here() -> bool {
+    HUGE_SCOPE.try_with(|d| d.get() > 0).unwrap_or(false)
+}
+
+/// Runs `f` with the large blocks it allocates on this thread backed by huge pages: a model's
+/// weights as it loads, and as the optimizer replaces them.
+pub fn with_huge_pages<R>(f: impl FnOnce() -> R) -> R {
+    struct Scope;
+    impl Drop for Scope {
+        fn drop(&mut self) {
+            let _ = HUGE_SCOPE.try_with(|d| d.set(d.get().saturating_sub(1)));
+        }
+    }
+    let _ = HUGE_SCOPE.try_with(|d| d.set(d.get() + 1));
+    let _scope = Scope;
+    f()
+}
+
 /// A fresh zeroed mapping of `size` bytes rounded up to whole huge pages, starting on a huge-page
 /// boundary, advised to use huge pages; null on failure.
 #[cfg(target_os = "linux")]
@@ -128,7 +157,7 @@ fn map_huge(size: usize) -> *mut u8 {
     let raw = raw as usize;
     let start = raw.next_multiple_of(HUGE_PAGE);
     // SAFETY: the head `raw..start` and the tail `start + len..raw + span` are page-aligned parts
-    // of the mapping just made that nothing refers to; `start..start + len` is advised only.
+    // of the mapping just made that nothing refers to.
     unsafe {
         if start > raw {
             libc::munmap(raw as *mut libc::c_void, start - raw);
@@ -137,9 +166,22 @@ fn map_huge(size: usize) -> *mut u8 {
         if tail > 0 {
             libc::munmap((start + len) as *mut libc::c_void, tail);
         }
-        libc::madvise(start as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
     }
+    advise_huge(start as *mut u8, len);
     start as *mut u8
+}
+
+/// Inside [`with_huge_pages`], advises the huge-page-aligned block `ptr..ptr + len` to take huge
+/// pages (a block reused from the cache is collapsed into them later, by the kernel).
+#[cfg(target_os = "linux")]
+fn advise_huge(ptr: *mut u8, len: usize) {
+    if advise_here() {
+        // SAFETY: `ptr..ptr + len` is a live mapping made by `map_huge`; MADV_HUGEPAGE changes
+        // only how its pages are backed, never their contents.
+        unsafe {
+            libc::madvise(ptr.cast(), len, libc::MADV_HUGEPAGE);
+        }
+    }
 }
 
 /// Unmaps a block [`map_huge`] returned for `size` bytes.
@@ -151,6 +193,9 @@ fn unmap_huge(ptr: *mut u8, size: usize) {
         libc::munmap(ptr.cast(), size.next_multiple_of(HUGE_PAGE));
     }
 }
+
+#[cfg(not(target_os = "linux"))]
+fn advise_huge(_ptr: *mut u8, _len: usize) {}
 
 #[cfg(not(target_os = "linux"))]
 fn map_huge(_size: usize) -> *mut u8 {
@@ -205,6 +250,9 @@ unsafe impl GlobalAlloc for BlockCache {
         if sys.size() >= LARGE
             && let Some(ptr) = take(sys)
         {
+            if is_huge(sys) {
+                advise_huge(ptr, sys.size().next_multiple_of(HUGE_PAGE));
+            }
             return ptr;
         }
         if is_huge(sys) {
@@ -220,6 +268,9 @@ unsafe impl GlobalAlloc for BlockCache {
         if sys.size() >= LARGE
             && let Some(ptr) = take(sys)
         {
+            if is_huge(sys) {
+                advise_huge(ptr, sys.size().next_multiple_of(HUGE_PAGE));
+            }
             // SAFETY: the block is live, ours, and at least `layout.size()` bytes long.
             unsafe { ptr.write_bytes(0, layout.size()) };
             return ptr;
@@ -348,6 +399,53 @@ mod tests {
             let mapped = system_layout(layout).size().next_multiple_of(HUGE_PAGE);
             p.add(mapped - 1).write(1);
             a.dealloc(p, layout);
+        }
+    }
+
+    /// The `VmFlags` of the mapping of this process that holds `addr`.
+    #[cfg(target_os = "linux")]
+    fn vm_flags(addr: usize) -> String {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").expect("/proc/self/smaps");
+        let mut inside = false;
+        for line in smaps.lines() {
+            if let Some((range, _)) = line.split_once(' ')
+                && let Some((lo, hi)) = range.split_once('-')
+                && let (Ok(lo), Ok(hi)) =
+                    (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+            {
+                inside = (lo..hi).contains(&addr);
+            } else if inside && let Some(flags) = line.strip_prefix("VmFlags:") {
+                return flags.trim().to_string();
+            }
+        }
+        panic!("no mapping holds {addr:#x}")
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn blocks_allocated_inside_with_huge_pages_are_advised_and_others_not() {
+        let a = BlockCache;
+        // Alignments no other test asks for, so both blocks are fresh mappings.
+        let plain = Layout::from_size_align(3 * HUGE, 1 << 12).expect("layout");
+        let weights = Layout::from_size_align(3 * HUGE, 1 << 11).expect("layout");
+        // SAFETY: non-zero sizes, each block freed once with its layout.
+        unsafe {
+            let p = a.alloc(plain);
+            let w = with_huge_pages(|| with_huge_pages(|| a.alloc(weights)));
+            let q = a.alloc(Layout::from_size_align(3 * HUGE, 1 << 10).expect("layout"));
+            let has_hg = |ptr: *mut u8| vm_flags(ptr as usize).split(' ').any(|f| f == "hg");
+            assert!(has_hg(w), "a block allocated inside the scope is advised");
+            assert!(!has_hg(p), "one allocated before it is not");
+            assert!(
+                !has_hg(q),
+                "nor one allocated after it (the nested scopes closed)"
+            );
+            a.dealloc(p, plain);
+            a.dealloc(w, weights);
+            a.dealloc(
+                q,
+                Layout::from_size_align(3 * HUGE, 1 << 10).expect("layout"),
+            );
         }
     }
 }

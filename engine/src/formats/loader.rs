@@ -204,6 +204,10 @@ pub fn open_tokenizer(spec: &str) -> Result<(TextTokenizer, DecoderConfig), Form
 
 /// Opens a model and its tokenizer on `backend`.
 pub fn load_model(spec: &str, backend: &Backend) -> Result<LoadedModel, FormatError> {
+    crate::alloc::with_huge_pages(|| load_model_here(spec, backend))
+}
+
+fn load_model_here(spec: &str, backend: &Backend) -> Result<LoadedModel, FormatError> {
     let location = ModelLocation::parse(spec)?;
     let device = &backend.device;
     match location {

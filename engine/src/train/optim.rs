@@ -157,6 +157,14 @@ impl ModuleMapper for Update<'_> {
         self.paths.exit();
     }
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        // The updated weights replace the loaded ones, on the same huge pages (decode streams
+        // them, `alloc::with_huge_pages`).
+        crate::alloc::with_huge_pages(|| self.update(param))
+    }
+}
+
+impl Update<'_> {
+    fn update<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let path = self.paths.current();
         let Some(grad) = self.grads.grads.get(&path) else {
             return param;

@@ -11,6 +11,8 @@
 //!
 //! - [`fused`]: the facade (silu·up, RoPE, the token loss, projections, attention per pass).
 //! - [`gemv`]: matrix products with few rows (decode), bound by reading the weights once.
+//! - [`gemm`]: products with many rows (prompts) through the `gemm` crate into outputs it
+//!   allocates itself, without burn's zeroed-and-copied output.
 //! - [`crew`]: the threads those products and decode attention run on, awake between a decode
 //!   step's many short parallel regions (rayon's sleep and wake-up cost a tenth of each step).
 //! - [`elementwise`]: SwiGLU's `silu(gate) · up` and RoPE in one pass each way, and the
@@ -29,6 +31,7 @@ mod crew;
 pub mod device_stats;
 pub mod elementwise;
 pub mod fused;
+pub mod gemm;
 pub mod gemv;
 pub mod loss;
 pub mod simd;
@@ -74,6 +77,7 @@ use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, backend_extension};
 use burn::tensor::{DType, TensorData};
+use gemm::WeightLayout;
 
 /// Runs `f` on a thread of rayon's pool (inline when already on one). A model pass issues
 /// hundreds of parallel kernels; started from an outside thread, each of them parks that thread
@@ -97,6 +101,17 @@ pub trait CpuKernels: Backend {
 
     /// `x [m, k] · w [n, k]ᵀ` for small `m` (the tied LM head reads the embedding this way).
     fn matmul_small_nt(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_matmul(x, Self::float_transpose(w))
+    }
+
+    /// `x [m, k] · w [k, n]` for many rows: [`gemm::matmul`] on flex (no zeroed and copied
+    /// output), burn's matmul under autodiff.
+    fn matmul_large(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_matmul(x, w)
+    }
+
+    /// `x [m, k] · w [n, k]ᵀ` for many rows, the transpose read through strides on flex.
+    fn matmul_large_nt(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::float_matmul(x, Self::float_transpose(w))
     }
 
@@ -311,6 +326,27 @@ fn flex_from(values: Vec<f32>, rows: usize, cols: usize) -> FlexTensor {
 }
 
 impl CpuKernels for Flex {
+    fn matmul_large(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+        match (flex_2d(x.clone()), flex_2d(w.clone())) {
+            (Some((xt, m, k)), Some((wt, k2, n))) if k == k2 => {
+                let out = gemm::matmul(values(&xt), values(&wt), m, k, n, WeightLayout::InputMajor);
+                flex_from(out, m, n)
+            }
+            _ => Self::float_matmul(x, w),
+        }
+    }
+
+    fn matmul_large_nt(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+        match (flex_2d(x.clone()), flex_2d(w.clone())) {
+            (Some((xt, m, k)), Some((wt, n, k2))) if k == k2 => {
+                let out =
+                    gemm::matmul(values(&xt), values(&wt), m, k, n, WeightLayout::OutputMajor);
+                flex_from(out, m, n)
+            }
+            _ => Self::float_matmul(x, Self::float_transpose(w)),
+        }
+    }
+
     fn matmul_small(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
         match (flex_2d(x.clone()), flex_2d(w.clone())) {
             (Some((xt, m, k)), Some((wt, k2, n))) if k == k2 => {
@@ -476,6 +512,22 @@ pub(crate) mod ext {
     /// `x [m, k] · w [n, k]ᵀ`, through [`gemv::matmul_nt`] on flex when `m` is small.
     pub(crate) fn matmul_small_nt(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
         Tensor::from_dispatch(<Dispatch as CpuKernels>::matmul_small_nt(
+            x.into_dispatch(),
+            w.into_dispatch(),
+        ))
+    }
+
+    /// `x [m, k] · w [k, n]`, through [`gemm::matmul`] on flex.
+    pub(crate) fn matmul_large(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
+        Tensor::from_dispatch(<Dispatch as CpuKernels>::matmul_large(
+            x.into_dispatch(),
+            w.into_dispatch(),
+        ))
+    }
+
+    /// `x [m, k] · w [n, k]ᵀ`, through [`gemm::matmul`] on flex.
+    pub(crate) fn matmul_large_nt(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
+        Tensor::from_dispatch(<Dispatch as CpuKernels>::matmul_large_nt(
             x.into_dispatch(),
             w.into_dispatch(),
         ))

@@ -7,11 +7,13 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::{Flex, FlexTensor};
+use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend};
 use burn::tensor::TensorData;
 
-use super::{CpuKernels, elementwise, flex_f32, loss, softmax, values};
+use super::gemm::{self, Stored};
+use super::{CpuKernels, elementwise, flex_2d, flex_f32, flex_from, loss, softmax, values};
 
 /// The gradients of the fused kernels, on the backend that runs them.
 pub trait KernelGrads: Backend {
@@ -42,6 +44,15 @@ pub trait KernelGrads: Backend {
         scale: f32,
     ) -> FloatTensor<Self>;
 
+    /// `a · b` of two 2-d tensors, each stored as given (the gradients of a product read the
+    /// other operand transposed, without a transposed copy).
+    fn product(
+        a: FloatTensor<Self>,
+        a_stored: Stored,
+        b: FloatTensor<Self>,
+        b_stored: Stored,
+    ) -> FloatTensor<Self>;
+
     /// `∂logits` of `Σ grad[i] · nll[i]`.
     fn token_nll_backward(
         logits: FloatTensor<Self>,
@@ -52,6 +63,33 @@ pub trait KernelGrads: Backend {
 }
 
 impl KernelGrads for Flex {
+    fn product(
+        a: FloatTensor<Self>,
+        a_stored: Stored,
+        b: FloatTensor<Self>,
+        b_stored: Stored,
+    ) -> FloatTensor<Self> {
+        let logical = |(rows, cols), stored| match stored {
+            Stored::AsIs => (rows, cols),
+            Stored::Transposed => (cols, rows),
+        };
+        match (flex_2d(a.clone()), flex_2d(b.clone())) {
+            (Some((at, ar, ac)), Some((bt, br, bc))) => {
+                let ((m, k), (k2, n)) = (logical((ar, ac), a_stored), logical((br, bc), b_stored));
+                assert_eq!(k, k2, "product: inner dimensions differ");
+                let out = gemm::product((values(&at), a_stored), (values(&bt), b_stored), m, k, n);
+                flex_from(out, m, n)
+            }
+            _ => {
+                let view = |t, stored| match stored {
+                    Stored::AsIs => t,
+                    Stored::Transposed => Self::float_transpose(t),
+                };
+                Self::float_matmul(view(a, a_stored), view(b, b_stored))
+            }
+        }
+    }
+
     fn silu_mul_backward(
         gate: FloatTensor<Self>,
         up: FloatTensor<Self>,
@@ -188,7 +226,79 @@ impl<B: KernelGrads> Backward<B, 1> for TokenNllBackward {
     }
 }
 
+/// The gradients of `y = x · w` (`w [k, n]`) or, with `transposed_weight`, of `y = x · wᵀ`
+/// (`w [n, k]`, the tied LM head), each computed only for an input that needs it.
+#[derive(Debug)]
+struct ProductBackward {
+    transposed_weight: bool,
+}
+
+impl<B: KernelGrads> Backward<B, 2> for ProductBackward {
+    /// The inputs, `(x, w)`.
+    type State = (FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, w) = ops.state;
+        let grad = grads.consume::<B>(&ops.node);
+        let [x_node, w_node] = ops.parents;
+        use Stored::{AsIs, Transposed};
+        if let Some(node) = x_node {
+            // ∂x = g · wᵀ, or g · w for the transposed weight.
+            let w_stored = if self.transposed_weight {
+                AsIs
+            } else {
+                Transposed
+            };
+            grads.register::<B>(node.id, B::product(grad.clone(), AsIs, w, w_stored));
+        }
+        if let Some(node) = w_node {
+            // ∂w = xᵀ · g, or gᵀ · x for the transposed weight.
+            let dw = if self.transposed_weight {
+                B::product(grad, Transposed, x, AsIs)
+            } else {
+                B::product(x, Transposed, grad, AsIs)
+            };
+            grads.register::<B>(node.id, dw);
+        }
+    }
+}
+
+/// `x · w` (or `x · wᵀ`) as one autodiff node whose gradients are [`KernelGrads::product`]s.
+fn tracked_product<B: CpuKernels + KernelGrads, C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<B, C>>,
+    w: FloatTensor<Autodiff<B, C>>,
+    transposed_weight: bool,
+) -> FloatTensor<Autodiff<B, C>> {
+    let forward = |x, w| {
+        if transposed_weight {
+            B::matmul_large_nt(x, w)
+        } else {
+            B::matmul_large(x, w)
+        }
+    };
+    match (ProductBackward { transposed_weight })
+        .prepare::<C>([x.node(), w.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let (x, w) = (x.into_primitive(), w.into_primitive());
+            let out = forward(x.clone(), w.clone());
+            prep.finish((x, w), out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(x.into_primitive(), w.into_primitive())),
+    }
+}
+
 impl<B: CpuKernels + KernelGrads, C: CheckpointStrategy> CpuKernels for Autodiff<B, C> {
+    fn matmul_large(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+        tracked_product::<B, C>(x, w, false)
+    }
+
+    fn matmul_large_nt(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+        tracked_product::<B, C>(x, w, true)
+    }
+
     fn silu_mul(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
         match SiluMulBackward
             .prepare::<C>([gate.node(), up.node()])
@@ -316,6 +426,52 @@ mod tests {
         assert!(max_diff(fused.clone(), composed.clone()) < 1e-4);
         let (gf, gc) = (fused.backward(), composed.backward());
         assert!(max_diff(grad(&x, &gf), grad(&x, &gc)) < 1e-5);
+    }
+
+    #[test]
+    fn product_gradients_match_burns_matmul_for_both_weight_layouts() {
+        let device = Device::flex().autodiff();
+        // Above gemm's threading threshold, with odd sizes.
+        let (m, k, n) = (67, 193, 211);
+        let x = uniform([m, k], 1.0, &device).require_grad();
+        let w = uniform([k, n], 1.0, &device).require_grad();
+        let e = uniform([n, k], 1.0, &device).require_grad();
+        let upstream = uniform([m, n], 1.0, &device);
+        let cases = [
+            (
+                "x · w",
+                super::super::ext::matmul_large(x.clone(), w.clone()),
+                x.clone().matmul(w.clone()),
+                &w,
+            ),
+            (
+                "x · eᵀ",
+                super::super::ext::matmul_large_nt(x.clone(), e.clone()),
+                x.clone().matmul(e.clone().transpose()),
+                &e,
+            ),
+        ];
+        for (name, ours, burns, weight) in cases {
+            let ours = (ours * upstream.clone()).sum();
+            let burns = (burns * upstream.clone()).sum();
+            assert!(
+                max_diff(ours.clone(), burns.clone()) < 1e-2,
+                "{name}: value"
+            );
+            let (go, gb) = (ours.backward(), burns.backward());
+            assert!(max_diff(grad(&x, &go), grad(&x, &gb)) < 1e-3, "{name}: ∂x");
+            assert!(
+                max_diff(grad(weight, &go), grad(weight, &gb)) < 1e-3,
+                "{name}: ∂w"
+            );
+        }
+        // A frozen weight (LoRA's base) gets no gradient, and the input still does.
+        let frozen = uniform([k, n], 1.0, &device);
+        let g = (super::super::ext::matmul_large(x.clone(), frozen.clone()) * upstream)
+            .sum()
+            .backward();
+        assert!(frozen.grad(&g).is_none(), "a frozen weight has no gradient");
+        assert!(x.grad(&g).is_some());
     }
 
     #[test]

@@ -159,7 +159,7 @@ fn few_rows(rows: usize, device: &Device) -> bool {
 pub fn matmul(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
     if few_rows(x.dims()[0], &x.device()) {
         ext::matmul_small(x, w)
-    } else if has_inference_kernels(&x.device()) {
+    } else if has_fused_kernels(&x.device()) {
         ext::matmul_large(x, w)
     } else {
         x.matmul(w)
@@ -180,7 +180,7 @@ pub fn matmul_many(x: Tensor<2>, ws: Vec<Tensor<2>>) -> Vec<Tensor<2>> {
 pub fn matmul_nt(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
     if few_rows(x.dims()[0], &x.device()) {
         ext::matmul_small_nt(x, w)
-    } else if has_inference_kernels(&x.device()) {
+    } else if has_fused_kernels(&x.device()) {
         ext::matmul_large_nt(x, w)
     } else {
         x.matmul(w.transpose())

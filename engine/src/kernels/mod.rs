@@ -77,7 +77,7 @@ use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, backend_extension};
 use burn::tensor::{DType, TensorData};
-use gemm::WeightLayout;
+use gemm::Stored;
 
 /// Runs `f` on a thread of rayon's pool (inline when already on one). A model pass issues
 /// hundreds of parallel kernels; started from an outside thread, each of them parks that thread
@@ -104,8 +104,8 @@ pub trait CpuKernels: Backend {
         Self::float_matmul(x, Self::float_transpose(w))
     }
 
-    /// `x [m, k] · w [k, n]` for many rows: [`gemm::matmul`] on flex (no zeroed and copied
-    /// output), burn's matmul under autodiff.
+    /// `x [m, k] · w [k, n]` for many rows: [`gemm::product`] on flex (no zeroed and copied
+    /// output), and under autodiff one node whose two gradients are [`gemm::product`]s too.
     fn matmul_large(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::float_matmul(x, w)
     }
@@ -329,7 +329,13 @@ impl CpuKernels for Flex {
     fn matmul_large(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
         match (flex_2d(x.clone()), flex_2d(w.clone())) {
             (Some((xt, m, k)), Some((wt, k2, n))) if k == k2 => {
-                let out = gemm::matmul(values(&xt), values(&wt), m, k, n, WeightLayout::InputMajor);
+                let out = gemm::product(
+                    (values(&xt), Stored::AsIs),
+                    (values(&wt), Stored::AsIs),
+                    m,
+                    k,
+                    n,
+                );
                 flex_from(out, m, n)
             }
             _ => Self::float_matmul(x, w),
@@ -339,8 +345,13 @@ impl CpuKernels for Flex {
     fn matmul_large_nt(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
         match (flex_2d(x.clone()), flex_2d(w.clone())) {
             (Some((xt, m, k)), Some((wt, n, k2))) if k == k2 => {
-                let out =
-                    gemm::matmul(values(&xt), values(&wt), m, k, n, WeightLayout::OutputMajor);
+                let out = gemm::product(
+                    (values(&xt), Stored::AsIs),
+                    (values(&wt), Stored::Transposed),
+                    m,
+                    k,
+                    n,
+                );
                 flex_from(out, m, n)
             }
             _ => Self::float_matmul(x, Self::float_transpose(w)),
@@ -517,7 +528,7 @@ pub(crate) mod ext {
         ))
     }
 
-    /// `x [m, k] · w [k, n]`, through [`gemm::matmul`] on flex.
+    /// `x [m, k] · w [k, n]`, through [`gemm::product`] on flex.
     pub(crate) fn matmul_large(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
         Tensor::from_dispatch(<Dispatch as CpuKernels>::matmul_large(
             x.into_dispatch(),
@@ -525,7 +536,7 @@ pub(crate) mod ext {
         ))
     }
 
-    /// `x [m, k] · w [n, k]ᵀ`, through [`gemm::matmul`] on flex.
+    /// `x [m, k] · w [n, k]ᵀ`, through [`gemm::product`] on flex.
     pub(crate) fn matmul_large_nt(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
         Tensor::from_dispatch(<Dispatch as CpuKernels>::matmul_large_nt(
             x.into_dispatch(),

@@ -50,13 +50,18 @@ mod layering {
         ("test_files", &["backend"]),
         ("models", &["kernels", "text"]),
         ("infer", &["models", "kernels", "text"]),
-        ("formats", &["models", "kernels", "text", "backend"]),
+        // `alloc::with_huge_pages` around loading and the optimizer's update (a leaf).
+        (
+            "formats",
+            &["models", "kernels", "text", "backend", "alloc"],
+        ),
         ("discovery", &["formats", "models"]),
         ("analysis", &["store"]),
         (
             "train",
             &[
                 "infer", "models", "kernels", "text", "formats", "data", "store", "backend",
+                "alloc",
             ],
         ),
     ];

@@ -54,7 +54,7 @@ pub fn decode_attention(
     };
     // A batch small enough for the bandwidth-bound products runs on their crew, which is awake
     // between them; larger batches' products run on rayon, and so does their attention.
-    if s.batch <= super::SMALL_ROWS {
+    if s.batch <= super::small_rows() {
         crew::for_each_chunk_mut(&mut out, hd, head);
     } else {
         out.par_chunks_mut(hd)

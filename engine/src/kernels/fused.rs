@@ -17,7 +17,7 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
-use super::{SMALL_ROWS, ext};
+use super::{ext, small_rows};
 
 /// Whether `device` runs the engine's fused kernels with backward passes (flex, with or
 /// without autodiff).
@@ -152,7 +152,7 @@ pub fn token_stats(logits: Tensor<2>, targets: &[u32], k: usize) -> Result<Vec<S
 
 /// Whether a product with `rows` rows on `device` goes through the bandwidth-bound kernels.
 fn few_rows(rows: usize, device: &Device) -> bool {
-    rows <= SMALL_ROWS && has_inference_kernels(device)
+    rows <= small_rows() && has_inference_kernels(device)
 }
 
 /// `x [m, k] · w [k, n]`.

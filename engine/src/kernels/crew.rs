@@ -1,9 +1,9 @@
 //! A small crew of threads that stay awake between parallel regions, for the decode step's
 //! kernels.
 //!
-//! A decode step at batch 1 is a chain of about two hundred short parallel regions (each
-//! projection reads its weights once, a fraction of a millisecond) separated by a few
-//! microseconds to a few tens of microseconds of serial work (norms, RoPE, the cache write).
+//! A decode step at batch 1 of SmolLM2-135M is a chain of about 150 short parallel regions
+//! (each projection reads its weights once: 0.2 ms on average) separated by 15 µs on average of
+//! serial work (norms, RoPE, the cache write).
 //! rayon's idle workers yield for a few tens of microseconds and then sleep on a futex, so most
 //! of those regions started by waking a sleeping thread: about 190 context switches per token,
 //! the woken worker arriving late, the caller reading most of the weights alone, and about a

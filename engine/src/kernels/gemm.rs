@@ -43,7 +43,7 @@ pub fn product(
         "gemm::product: b does not hold k × n values"
     );
     let len = m * n;
-    if k == 0 {
+    if k == 0 || len == 0 {
         return vec![0.0; len];
     }
     // Column and row strides of each operand as the product reads it.
@@ -152,11 +152,13 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_inner_dimension_gives_zeros() {
+    fn empty_dimensions_give_zeros_or_nothing() {
         let empty: &[f32] = &[];
         assert_eq!(
             product((empty, Stored::AsIs), (empty, Stored::AsIs), 3, 0, 2),
             vec![0.0; 6]
         );
+        let b = test_values(4 * 5, 3);
+        assert!(product((empty, Stored::AsIs), (&b, Stored::AsIs), 0, 4, 5).is_empty());
     }
 }

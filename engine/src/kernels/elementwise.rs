@@ -108,6 +108,45 @@ fn silu_mul_into(out: &mut [f32], gate: &[f32], up: &[f32]) {
     }
 }
 
+/// RMSNorm of each row of `x` (rows of `gamma.len()` values): `x / √(mean(x²) + ε) · γ`, as
+/// burn's `RmsNorm` computes it (the mean of squares in f32, then a division), in one pass per
+/// row instead of seven tensor ops with three temporaries.
+pub fn rms_norm(x: &[f32], gamma: &[f32], epsilon: f32) -> Vec<f32> {
+    let d = gamma.len();
+    assert!(
+        d > 0 && x.len().is_multiple_of(d),
+        "rms_norm: x is not rows of gamma's length"
+    );
+    let mut out = vec![0.0f32; x.len()];
+    // A decode step's row or two stay on the calling thread (at least `CHUNK` values per task).
+    out.par_chunks_mut(d)
+        .zip(x.par_chunks(d))
+        .with_min_len(CHUNK.div_ceil(d))
+        .for_each(|(o, row)| {
+            simd_kernel!(RmsNorm { o: &'a mut [f32], row: &'a [f32], gamma: &'a [f32], epsilon: f32 }
+                => rms_norm_row(o, row, gamma, epsilon))
+        });
+    out
+}
+
+#[inline(always)]
+fn rms_norm_row(out: &mut [f32], x: &[f32], gamma: &[f32], epsilon: f32) {
+    const LANES: usize = 16;
+    let mut acc = [0.0f32; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().map(|v| v * v).sum();
+    for c in chunks {
+        for l in 0..LANES {
+            acc[l] += c[l] * c[l];
+        }
+    }
+    let mean = (acc.iter().sum::<f32>() + tail) / x.len() as f32;
+    let rms = (mean + epsilon).sqrt();
+    for ((o, &v), &g) in out.iter_mut().zip(x).zip(gamma) {
+        *o = v / rms * g;
+    }
+}
+
 /// The gradients of [`silu_mul`] with respect to `gate` and `up`, given the output gradient:
 /// `∂up = g·silu(gate)` and `∂gate = g·up·σ(gate)·(1 + gate·(1 − σ(gate)))`.
 pub fn silu_mul_backward(gate: &[f32], up: &[f32], grad: &[f32]) -> (Vec<f32>, Vec<f32>) {
@@ -299,6 +338,44 @@ mod tests {
                 );
             }
         });
+    }
+
+    #[test]
+    fn rms_norm_matches_an_f64_reference_and_burns_module() {
+        crate::kernels::simd::on_every_path(|_path| {
+            // Rows of an odd width (a lane tail), one decode row and many prompt rows (threads).
+            for (rows, d) in [(1, 37), (300, 576)] {
+                let x = crate::kernels::test_values(rows * d, 5);
+                let gamma = crate::kernels::test_values(d, 6);
+                let eps = 1e-5f32;
+                let got = rms_norm(&x, &gamma, eps);
+                for (r, (row, out)) in x.chunks(d).zip(got.chunks(d)).enumerate() {
+                    let mean = row.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / d as f64;
+                    let rms = (mean + f64::from(eps)).sqrt();
+                    for ((&v, &g), &o) in row.iter().zip(&gamma).zip(out) {
+                        let want = f64::from(v) / rms * f64::from(g);
+                        assert!(
+                            (f64::from(o) - want).abs() <= 1e-5,
+                            "row {r}: {o} vs {want}"
+                        );
+                    }
+                }
+            }
+        });
+        // Through the facade on flex (this kernel) against burn's module (any backend's path).
+        let device = burn::tensor::Device::flex();
+        let norm = burn::nn::RmsNormConfig::new(48)
+            .with_epsilon(1e-6)
+            .init(&device);
+        let x = burn::tensor::Tensor::<3>::random(
+            [2, 5, 48],
+            burn::tensor::Distribution::Uniform(-3.0, 3.0),
+            &device,
+        );
+        let ours = crate::kernels::rms_norm(&norm, x.clone());
+        let burns = norm.forward(x);
+        let diff: f32 = (ours - burns).abs().max().into_scalar();
+        assert!(diff < 1e-5, "facade vs burn's RmsNorm: {diff}");
     }
 
     #[test]

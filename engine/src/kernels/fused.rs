@@ -43,6 +43,16 @@ fn has_inference_kernels(device: &Device) -> bool {
     matches!(device.as_dispatch(), DispatchDevice::Flex(_))
 }
 
+/// `norm` applied to the last axis of `x`: one pass per row on flex at inference, burn's
+/// `RmsNorm` (differentiable, any backend) elsewhere.
+pub fn rms_norm<const D: usize>(norm: &burn::nn::RmsNorm, x: Tensor<D>) -> Tensor<D> {
+    if has_inference_kernels(&x.device()) {
+        ext::rms_norm(x, norm.gamma.val(), norm.epsilon as f32)
+    } else {
+        norm.forward(x)
+    }
+}
+
 /// `silu(gate) · up`, same shapes, differentiable.
 pub fn silu_mul<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
     if has_fused_kernels(&gate.device()) {

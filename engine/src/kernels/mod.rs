@@ -15,7 +15,8 @@
 //!   allocates itself, without burn's zeroed-and-copied output.
 //! - [`crew`]: the threads those products and decode attention run on, awake between a decode
 //!   step's many short parallel regions (rayon's sleep and wake-up cost a tenth of each step).
-//! - [`elementwise`]: SwiGLU's `silu(gate) · up` and RoPE in one pass each way, and the
+//! - [`elementwise`]: SwiGLU's `silu(gate) · up` and RoPE in one pass each way, RMSNorm in one
+//!   pass at inference, and the
 //!   vectorizable `exp` and `exp2` they, the loss and the token statistics share.
 //! - [`attention`]: one new query per sequence against the KV cache, read in place (decode).
 //! - [`loss`]: the language-model loss over the vocabulary and its gradient, fused.
@@ -69,7 +70,7 @@ pub(crate) use simd_kernel;
 
 pub use fused::{
     AttentionMask, AttentionPass, Keys, PassShape, matmul, matmul_many, matmul_nt, padding_mask,
-    rope, silu_mul, token_nll,
+    rms_norm, rope, silu_mul, token_nll,
 };
 
 use burn::backend::flex::{Flex, FlexTensor};
@@ -160,6 +161,10 @@ pub trait InferenceKernels: Backend {
         pads: Vec<usize>,
     ) -> FloatTensor<Self>;
 
+    /// [`elementwise::rms_norm`]: each row of `x [.., d]` over its root mean square, times
+    /// `gamma [d]`.
+    fn rms_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, epsilon: f32) -> FloatTensor<Self>;
+
     /// [`gemv::matmul_nn_many`] over two weights (a SwiGLU's gate and up).
     fn matmul_small_pair(
         x: FloatTensor<Self>,
@@ -246,6 +251,13 @@ impl InferenceKernels for Flex {
         };
         let out = attention::decode_attention(values(&q), values(&k), values(&v), &pads, shape);
         FlexTensor::from_data(TensorData::new(out, [batch, heads, 1, head_dim]))
+    }
+
+    fn rms_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, epsilon: f32) -> FloatTensor<Self> {
+        let (x, shape) = flex_f32(x);
+        let (gamma, _) = flex_f32(gamma);
+        let out = elementwise::rms_norm(values(&x), values(&gamma), epsilon);
+        FlexTensor::from_data(TensorData::new(out, shape))
     }
 
     fn matmul_small_pair(
@@ -458,6 +470,19 @@ pub(crate) mod ext {
             x.into_dispatch(),
             cos.into_dispatch(),
             sin.into_dispatch(),
+        ))
+    }
+
+    /// RMSNorm of the last axis in one pass (flex inference only; see [`InferenceKernels`]).
+    pub(crate) fn rms_norm<const D: usize>(
+        x: Tensor<D>,
+        gamma: Tensor<1>,
+        epsilon: f32,
+    ) -> Tensor<D> {
+        Tensor::from_dispatch(<Dispatch as InferenceKernels>::rms_norm(
+            x.into_dispatch(),
+            gamma.into_dispatch(),
+            epsilon,
         ))
     }
 

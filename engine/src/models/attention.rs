@@ -147,8 +147,8 @@ impl SelfAttention {
         let mut k = k.reshape([batch, seq, nkv, hd]);
         let v = v.reshape([batch, seq, nkv, hd]).swap_dims(1, 2);
         if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
-            q = qn.forward(q);
-            k = kn.forward(k);
+            q = crate::kernels::rms_norm(qn, q);
+            k = crate::kernels::rms_norm(kn, k);
         }
         let q = crate::kernels::rope(q.swap_dims(1, 2), cos, sin);
         let k = crate::kernels::rope(k.swap_dims(1, 2), cos, sin);

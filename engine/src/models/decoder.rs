@@ -185,19 +185,19 @@ impl CausalLm {
         };
         let pass = AttentionPass::new(mask, shape, &self.device);
         for (layer, slot) in self.transformer.layers.iter().zip(cache.layer_slots()) {
-            let attn_in = layer.input_layernorm.forward(x.clone());
+            let attn_in = crate::kernels::rms_norm(&layer.input_layernorm, x.clone());
             let attn_out = layer
                 .self_attn
                 .forward(attn_in, (&cos, &sin), &pass, slot, slots);
             let h = x + attn_out;
-            let mlp_in = layer.post_attention_layernorm.forward(h.clone());
+            let mlp_in = crate::kernels::rms_norm(&layer.post_attention_layernorm, h.clone());
             let mlp = &layer.mlp;
             let [gate, up] = Proj::forward_many([&mlp.gate_proj, &mlp.up_proj], mlp_in);
             let gated = crate::kernels::silu_mul(gate, up);
             x = h + mlp.down_proj.forward(gated);
         }
         cache.advance(seq);
-        self.transformer.norm.forward(x)
+        crate::kernels::rms_norm(&self.transformer.norm, x)
     }
 
     /// Logits `[batch, seq, vocab]` from final hidden states.

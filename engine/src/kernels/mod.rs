@@ -16,8 +16,8 @@
 //! - [`crew`]: the threads those products and decode attention run on, awake between a decode
 //!   step's many short parallel regions (rayon's sleep and wake-up cost a tenth of each step).
 //! - [`elementwise`]: SwiGLU's `silu(gate) · up` and RoPE in one pass each way, RMSNorm in one
-//!   pass at inference, and the
-//!   vectorizable `exp` and `exp2` they, the loss and the token statistics share.
+//!   pass at inference, and the vectorizable `exp` and `exp2` they, the loss and the token
+//!   statistics share.
 //! - [`attention`]: one new query per sequence against the KV cache, read in place (decode).
 //! - [`loss`]: the language-model loss over the vocabulary and its gradient, fused.
 //! - [`softmax`]: attention probabilities of training passes (scale, mask, softmax) and their

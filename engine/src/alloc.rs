@@ -98,7 +98,8 @@ fn system_layout(layout: Layout) -> Layout {
     }
 }
 
-/// Blocks at least this large are mapped on their own, in whole 2 MiB pages.
+/// Blocks at least this large are mapped on their own, on a 2 MiB boundary and rounded up to
+/// whole 2 MiB pages (only the pages touched are backed, unless advised).
 pub const HUGE: usize = 1 << 20;
 /// A transparent huge page.
 const HUGE_PAGE: usize = 2 << 20;
@@ -134,7 +135,7 @@ pub fn with_huge_pages<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// A fresh zeroed mapping of `size` bytes rounded up to whole huge pages, starting on a huge-page
-/// boundary, advised to use huge pages; null on failure.
+/// boundary (advised to take huge pages inside [`with_huge_pages`]); null on failure.
 #[cfg(target_os = "linux")]
 fn map_huge(size: usize) -> *mut u8 {
     let len = size.next_multiple_of(HUGE_PAGE);
@@ -239,10 +240,11 @@ fn keep(ptr: *mut u8, sys: Layout) -> bool {
 }
 
 // SAFETY: every block comes from `System` with `system_layout(layout)` (from `map_huge` when
-// `is_huge` says so) and goes back to it (to `unmap_huge`) with the same layout (computed from the caller's layout, which GlobalAlloc guarantees is the one
-// it was allocated with), or is parked in the cache and handed out again only for a request
-// with that same system layout, whose size and alignment satisfy the request. A parked block
-// is owned by the cache alone: it was freed by its previous owner.
+// `is_huge` says so) and goes back to it (to `unmap_huge`) with the same layout (computed from
+// the caller's layout, which GlobalAlloc guarantees is the one it was allocated with), or is
+// parked in the cache and handed out again only for a request with that same system layout,
+// whose size and alignment satisfy the request. A parked block is owned by the cache alone: it
+// was freed by its previous owner.
 unsafe impl GlobalAlloc for BlockCache {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {

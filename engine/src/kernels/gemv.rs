@@ -51,7 +51,7 @@ pub fn matmul_nn_many(x: &[f32], ws: &[(&[f32], usize)], m: usize, k: usize) -> 
             for (&(w, n), &at) in ws.iter().zip(&offsets) {
                 let acc = &mut acc[at..at + m * n];
                 simd_kernel!(Band { x: &'a [f32], w: &'a [f32], k: usize, n: usize, k0: usize, k1: usize, acc: &'a mut [f32] }
-                        => accumulate_band(x, w, k, n, k0, k1, acc));
+                    => accumulate_band(x, w, k, n, k0, k1, acc));
             }
         }
         acc

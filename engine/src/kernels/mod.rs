@@ -90,9 +90,10 @@ pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 
 /// Rows up to which a product goes through [`gemv`] instead of the GEMM: above it, a blocked
 /// GEMM reuses each weight from cache across enough rows to win. Where the `gemm` crate runs its
-/// AVX-512 kernels that is past 8 rows; with its AVX2 kernels (and NEON, and the baseline) the
-/// bandwidth-bound kernel still wins at 16 (decode at batch 16 on AVX2: 123 tokens/s through
-/// gemm, 174 through [`gemv`]; on AVX-512 gemm 180, gemv 160; Intel Xeon VM).
+/// AVX-512 kernels that is past 8 rows; with its AVX2 kernels the bandwidth-bound kernel still
+/// wins at 16 (decode at batch 16 on AVX2: 123 tokens/s through gemm, 174 through [`gemv`]; on
+/// AVX-512 gemm 180, gemv 160; Intel Xeon VM). NEON and the baseline take 16 as AVX2 does,
+/// unmeasured.
 pub fn small_rows() -> usize {
     if simd::gemm_path() == "avx512" { 8 } else { 16 }
 }

@@ -339,41 +339,39 @@ fn flex_2d(t: FlexTensor) -> Option<(FlexTensor, usize, usize)> {
     Some((t, shape[0], shape[1]))
 }
 
+/// `x [m, k]` times the weight `w`, stored `[k, n]` or (`Transposed`) `[n, k]`, through
+/// [`gemm::product`]; `None` when either is not a 2-d f32 tensor or the shapes disagree.
+fn flex_product(x: FlexTensor, w: FlexTensor, w_stored: Stored) -> Option<FlexTensor> {
+    let (xt, m, k) = flex_2d(x)?;
+    let (wt, rows, cols) = flex_2d(w)?;
+    let (wk, n) = match w_stored {
+        Stored::AsIs => (rows, cols),
+        Stored::Transposed => (cols, rows),
+    };
+    (wk == k).then(|| {
+        let out = gemm::product(
+            (values(&xt), Stored::AsIs),
+            (values(&wt), w_stored),
+            m,
+            k,
+            n,
+        );
+        flex_from(out, m, n)
+    })
+}
+
 fn flex_from(values: Vec<f32>, rows: usize, cols: usize) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, [rows, cols]))
 }
 
 impl CpuKernels for Flex {
     fn matmul_large(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
-        match (flex_2d(x.clone()), flex_2d(w.clone())) {
-            (Some((xt, m, k)), Some((wt, k2, n))) if k == k2 => {
-                let out = gemm::product(
-                    (values(&xt), Stored::AsIs),
-                    (values(&wt), Stored::AsIs),
-                    m,
-                    k,
-                    n,
-                );
-                flex_from(out, m, n)
-            }
-            _ => Self::float_matmul(x, w),
-        }
+        flex_product(x.clone(), w.clone(), Stored::AsIs).unwrap_or_else(|| Self::float_matmul(x, w))
     }
 
     fn matmul_large_nt(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
-        match (flex_2d(x.clone()), flex_2d(w.clone())) {
-            (Some((xt, m, k)), Some((wt, n, k2))) if k == k2 => {
-                let out = gemm::product(
-                    (values(&xt), Stored::AsIs),
-                    (values(&wt), Stored::Transposed),
-                    m,
-                    k,
-                    n,
-                );
-                flex_from(out, m, n)
-            }
-            _ => Self::float_matmul(x, Self::float_transpose(w)),
-        }
+        flex_product(x.clone(), w.clone(), Stored::Transposed)
+            .unwrap_or_else(|| Self::float_matmul(x, Self::float_transpose(w)))
     }
 
     fn matmul_small(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {

@@ -1,4 +1,4 @@
-//! Decode-shaped matrix products (1 or 8 rows against SmolLM2-135M's projection shapes), the
+//! Decode-shaped matrix products (1, 8 or 16 rows against SmolLM2-135M's projection shapes), the
 //! engine's bandwidth-bound kernels against burn's own matmul on the same tensors (the peer).
 //! Each iteration cycles through 24 weight matrices (≈ 85 MB, more than the L3 cache), as a
 //! decode step does over the layers, so the figure is what memory can feed; throughput is bytes
@@ -20,7 +20,9 @@ fn bench(c: &mut Criterion) {
         ("up 576x1536", 1, 576, 1536, false),
         ("down 1536x576", 1, 1536, 576, false),
         ("up 576x1536", 8, 576, 1536, false),
+        ("up 576x1536", 16, 576, 1536, false),
         ("lm_head 49152x576", 1, 576, 49_152, true),
+        ("lm_head 49152x576", 16, 576, 49_152, true),
     ] {
         let copies = if nt { 2 } else { COPIES };
         let shape = if nt { [n, k] } else { [k, n] };

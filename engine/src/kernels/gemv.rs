@@ -50,8 +50,13 @@ pub fn matmul_nn_many(x: &[f32], ws: &[(&[f32], usize)], m: usize, k: usize) -> 
         if k0 < k1 {
             for (&(w, n), &at) in ws.iter().zip(&offsets) {
                 let acc = &mut acc[at..at + m * n];
-                simd_kernel!(Band { x: &'a [f32], w: &'a [f32], k: usize, n: usize, k0: usize, k1: usize, acc: &'a mut [f32] }
-                    => accumulate_band(x, w, k, n, k0, k1, acc));
+                if m <= 2 {
+                    simd_kernel!(Band { x: &'a [f32], w: &'a [f32], k: usize, n: usize, k0: usize, k1: usize, acc: &'a mut [f32] }
+                        => accumulate_band(x, w, k, n, k0, k1, acc));
+                } else {
+                    simd_kernel!(Tiled(simd) { x: &'a [f32], w: &'a [f32], k: usize, n: usize, k0: usize, k1: usize, acc: &'a mut [f32] } -> ()
+                        => accumulate_tiled(simd, x, w, k, n, k0, k1, acc));
+                }
             }
         }
         acc
@@ -71,12 +76,10 @@ pub fn matmul_nn_many(x: &[f32], ws: &[(&[f32], usize)], m: usize, k: usize) -> 
         .collect()
 }
 
-/// `acc[m, n] += x[:, k0..k1] · w[k0..k1, :]`.
-///
-/// For one or two rows of `x`, one weight row after the other, so the band is read as a single
-/// sequential stream: four rows at a time (four streams a row apart, each restarting the
-/// hardware prefetcher at every page) decoded ≈ 10 % slower, and `acc` stays in L1 either way.
-/// With more rows, `acc` outgrows L1 and four weight rows per pass over it win instead.
+/// `acc[m, n] += x[:, k0..k1] · w[k0..k1, :]` for one or two rows of `x`: one weight row after
+/// the other, so the band is read as a single sequential stream (four rows at a time, four
+/// streams a row apart that each restart the hardware prefetcher at every page, decoded ≈ 10 %
+/// slower), and `acc` stays in L1. More rows take [`accumulate_tiled`].
 #[inline(always)]
 fn accumulate_band(
     x: &[f32],
@@ -87,29 +90,134 @@ fn accumulate_band(
     k1: usize,
     acc: &mut [f32],
 ) {
-    let mut i = k0;
-    if acc.len() <= 2 * n {
-        for i in k0..k1 {
-            accumulate_row(x, &w[i * n..(i + 1) * n], k, i, acc);
-        }
-        return;
+    for i in k0..k1 {
+        accumulate_row(x, &w[i * n..(i + 1) * n], k, i, acc);
     }
-    while i + 4 <= k1 {
-        let w0 = &w[i * n..(i + 1) * n];
-        let w1 = &w[(i + 1) * n..(i + 2) * n];
-        let w2 = &w[(i + 2) * n..(i + 3) * n];
-        let w3 = &w[(i + 3) * n..(i + 4) * n];
-        for (b, out) in acc.chunks_exact_mut(n).enumerate() {
-            let xs = &x[b * k + i..b * k + i + 4];
-            let (a0, a1, a2, a3) = (xs[0], xs[1], xs[2], xs[3]);
-            for ((((o, &v0), &v1), &v2), &v3) in out.iter_mut().zip(w0).zip(w1).zip(w2).zip(w3) {
-                *o += a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3;
+}
+
+/// Weight rows the tiled kernel reads per chunk of its band: a chunk's column strip is re-read
+/// from L1 by every group of `x` rows, and `acc` is read and written once per chunk.
+const CHUNK_ROWS: usize = 32;
+
+/// Rows of `x` one register tile holds: with two vectors of columns, 8 accumulators of the 16
+/// AVX2 registers, 16 of the 32 AVX-512 or NEON ones.
+fn tile_rows<S: pulp::Simd>() -> usize {
+    if S::F32_LANES >= 16 || cfg!(target_arch = "aarch64") {
+        8
+    } else {
+        4
+    }
+}
+
+/// `acc[m, n] += x[:, k0..k1] · w[k0..k1, :]` for three rows of `x` or more, in register tiles:
+/// each tile holds `tile_rows` rows × two vectors of output columns in registers while it runs
+/// down a chunk of weight rows, so every weight vector loaded feeds one fused multiply-add per
+/// row of the tile (the row-at-a-time loop loads and stores `acc`, which outgrows L1, for every
+/// one). The chunks of the band are read in order, strip after strip of columns.
+#[inline(always)]
+fn accumulate_tiled<S: pulp::Simd>(
+    simd: S,
+    x: &[f32],
+    w: &[f32],
+    k: usize,
+    n: usize,
+    k0: usize,
+    k1: usize,
+    acc: &mut [f32],
+) {
+    let m = acc.len() / n;
+    let width = 2 * S::F32_LANES;
+    let full = n - n % width;
+    let tile = tile_rows::<S>();
+    for c0 in (k0..k1).step_by(CHUNK_ROWS) {
+        let c1 = (c0 + CHUNK_ROWS).min(k1);
+        for j in (0..full).step_by(width) {
+            let mut b0 = 0;
+            while b0 < m {
+                let rows = tile.min(m - b0);
+                let at = Tile {
+                    k,
+                    n,
+                    c0,
+                    c1,
+                    b0,
+                    j,
+                };
+                match rows {
+                    1 => tile_pass::<S, 1>(simd, x, w, acc, at),
+                    2 => tile_pass::<S, 2>(simd, x, w, acc, at),
+                    3 => tile_pass::<S, 3>(simd, x, w, acc, at),
+                    4 => tile_pass::<S, 4>(simd, x, w, acc, at),
+                    5 => tile_pass::<S, 5>(simd, x, w, acc, at),
+                    6 => tile_pass::<S, 6>(simd, x, w, acc, at),
+                    7 => tile_pass::<S, 7>(simd, x, w, acc, at),
+                    _ => tile_pass::<S, 8>(simd, x, w, acc, at),
+                }
+                b0 += rows;
             }
         }
-        i += 4;
+        // The columns past the last whole strip.
+        if full < n {
+            for i in c0..c1 {
+                let wi = &w[i * n + full..(i + 1) * n];
+                for (b, out) in acc.chunks_exact_mut(n).enumerate() {
+                    let a = x[b * k + i];
+                    for (o, &v) in out[full..].iter_mut().zip(wi) {
+                        *o += a * v;
+                    }
+                }
+            }
+        }
     }
-    for i in i..k1 {
-        accumulate_row(x, &w[i * n..(i + 1) * n], k, i, acc);
+}
+
+/// Where one register tile works: weight rows `c0..c1`, rows `b0..` of `x`, columns from `j`.
+#[derive(Clone, Copy)]
+struct Tile {
+    k: usize,
+    n: usize,
+    c0: usize,
+    c1: usize,
+    b0: usize,
+    j: usize,
+}
+
+/// One register tile of [`accumulate_tiled`]: `R` rows × two vectors of columns.
+#[inline(always)]
+fn tile_pass<S: pulp::Simd, const R: usize>(
+    simd: S,
+    x: &[f32],
+    w: &[f32],
+    acc: &mut [f32],
+    Tile {
+        k,
+        n,
+        c0,
+        c1,
+        b0,
+        j,
+    }: Tile,
+) {
+    let width = 2 * S::F32_LANES;
+    let mut t = [[simd.splat_f32s(0.0); 2]; R];
+    for (r, tr) in t.iter_mut().enumerate() {
+        let (v, _) = S::as_simd_f32s(&acc[(b0 + r) * n + j..][..width]);
+        *tr = [v[0], v[1]];
+    }
+    let rows = &x[b0 * k..(b0 + R) * k];
+    for i in c0..c1 {
+        let (wv, _) = S::as_simd_f32s(&w[i * n + j..][..width]);
+        let (w0, w1) = (wv[0], wv[1]);
+        for (r, tr) in t.iter_mut().enumerate() {
+            let a = simd.splat_f32s(rows[r * k + i]);
+            tr[0] = simd.mul_add_e_f32s(a, w0, tr[0]);
+            tr[1] = simd.mul_add_e_f32s(a, w1, tr[1]);
+        }
+    }
+    for (r, tr) in t.iter().enumerate() {
+        let (out, _) = S::as_mut_simd_f32s(&mut acc[(b0 + r) * n + j..][..width]);
+        out[0] = tr[0];
+        out[1] = tr[1];
     }
 }
 
@@ -147,8 +255,13 @@ pub fn matmul_nt(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32>
     let mut out_t = vec![0.0f32; n * m];
     crew::for_each_chunk_mut(&mut out_t, NT_ROWS_PER_TASK * m.max(1), |t, out| {
         let rows = &w[t * NT_ROWS_PER_TASK * k..][..out.len() / m.max(1) * k];
-        simd_kernel!(Dots { x: &'a [f32], rows: &'a [f32], out: &'a mut [f32], m: usize, k: usize }
-            => dot_rows(x, rows, out, m, k))
+        if m == 1 {
+            simd_kernel!(Dots { x: &'a [f32], rows: &'a [f32], out: &'a mut [f32], m: usize, k: usize }
+                => dot_rows(x, rows, out, m, k))
+        } else {
+            simd_kernel!(DotTiles(simd) { x: &'a [f32], rows: &'a [f32], out: &'a mut [f32], m: usize, k: usize } -> ()
+                => dot_rows_tiled(simd, x, rows, out, m, k))
+        }
     });
     if m == 1 {
         return out_t;
@@ -168,6 +281,84 @@ fn dot_rows(x: &[f32], rows: &[f32], out: &mut [f32], m: usize, k: usize) {
     for (o, row) in out.chunks_exact_mut(m).zip(rows.chunks_exact(k)) {
         for (b, slot) in o.iter_mut().enumerate() {
             *slot = dot(&x[b * k..(b + 1) * k], row);
+        }
+    }
+}
+
+/// Weight rows one tile of [`dot_rows_tiled`] reads at once.
+const DOT_TILE_ROWS: usize = 4;
+
+/// [`dot_rows`] for two rows of `x` or more, in register tiles of 4 weight rows × 2 rows of `x`
+/// (4 with AVX-512 or NEON) whose partial sums stay in registers: each vector loaded feeds 2–4
+/// fused multiply-adds where a single dot product loads two vectors for one.
+#[inline(always)]
+fn dot_rows_tiled<S: pulp::Simd>(
+    simd: S,
+    x: &[f32],
+    rows: &[f32],
+    out: &mut [f32],
+    m: usize,
+    k: usize,
+) {
+    let tile = if S::F32_LANES >= 16 || cfg!(target_arch = "aarch64") {
+        4
+    } else {
+        2
+    };
+    let whole = rows.len() / k / DOT_TILE_ROWS * DOT_TILE_ROWS;
+    for j in (0..whole).step_by(DOT_TILE_ROWS) {
+        let mut b0 = 0;
+        while b0 < m {
+            let r = tile.min(m - b0);
+            match r {
+                1 => dot_tile::<S, 1>(simd, x, rows, out, m, k, j, b0),
+                2 => dot_tile::<S, 2>(simd, x, rows, out, m, k, j, b0),
+                3 => dot_tile::<S, 3>(simd, x, rows, out, m, k, j, b0),
+                _ => dot_tile::<S, 4>(simd, x, rows, out, m, k, j, b0),
+            }
+            b0 += r;
+        }
+    }
+    dot_rows(x, &rows[whole * k..], &mut out[whole * m..], m, k);
+}
+
+/// Weight rows `j..j + 4` against rows `b0..b0 + R` of `x`, into `out[j * m + b]`.
+#[allow(clippy::too_many_arguments)] // one tile's coordinates, inlined into its one caller
+#[inline(always)]
+fn dot_tile<S: pulp::Simd, const R: usize>(
+    simd: S,
+    x: &[f32],
+    rows: &[f32],
+    out: &mut [f32],
+    m: usize,
+    k: usize,
+    j: usize,
+    b0: usize,
+) {
+    let lanes = S::F32_LANES;
+    let full = k - k % lanes;
+    let w: [&[f32]; DOT_TILE_ROWS] = std::array::from_fn(|q| &rows[(j + q) * k..(j + q + 1) * k]);
+    let xs: [&[f32]; R] = std::array::from_fn(|r| &x[(b0 + r) * k..(b0 + r + 1) * k]);
+    let wv: [&[S::f32s]; DOT_TILE_ROWS] = std::array::from_fn(|q| S::as_simd_f32s(&w[q][..full]).0);
+    let xv: [&[S::f32s]; R] = std::array::from_fn(|r| S::as_simd_f32s(&xs[r][..full]).0);
+    let mut t = [[simd.splat_f32s(0.0); R]; DOT_TILE_ROWS];
+    for c in 0..full / lanes {
+        let ws: [S::f32s; DOT_TILE_ROWS] = std::array::from_fn(|q| wv[q][c]);
+        for r in 0..R {
+            let xr = xv[r][c];
+            for q in 0..DOT_TILE_ROWS {
+                t[q][r] = simd.mul_add_e_f32s(ws[q], xr, t[q][r]);
+            }
+        }
+    }
+    for q in 0..DOT_TILE_ROWS {
+        for r in 0..R {
+            let tail: f32 = w[q][full..]
+                .iter()
+                .zip(&xs[r][full..])
+                .map(|(a, b)| a * b)
+                .sum();
+            out[(j + q) * m + b0 + r] = simd.reduce_sum_f32s(t[q][r]) + tail;
         }
     }
 }
@@ -234,6 +425,8 @@ mod tests {
                 (3, 130, 33),
                 (8, 1536, 576),
                 (16, 67, 129),
+                (11, 40, 48),
+                (16, 576, 192),
             ] {
                 let x = values(m * k, 1);
                 let w = values(k * n, 2);
@@ -265,7 +458,14 @@ mod tests {
     #[test]
     fn matmul_nt_matches_reference_on_odd_shapes() {
         crate::kernels::simd::on_every_path(|_path| {
-            for &(m, k, n) in &[(1, 1, 1), (1, 576, 2051), (2, 17, 5), (5, 64, 1030)] {
+            for &(m, k, n) in &[
+                (1, 1, 1),
+                (1, 576, 2051),
+                (2, 17, 5),
+                (5, 64, 1030),
+                (16, 576, 37),
+                (9, 3, 8),
+            ] {
                 let x = values(m * k, 3);
                 let w = values(n * k, 4);
                 let got = matmul_nt(&x, &w, m, k, n);

@@ -50,13 +50,8 @@ pub fn matmul_nn_many(x: &[f32], ws: &[(&[f32], usize)], m: usize, k: usize) -> 
         if k0 < k1 {
             for (&(w, n), &at) in ws.iter().zip(&offsets) {
                 let acc = &mut acc[at..at + m * n];
-                if m <= 2 {
-                    simd_kernel!(Band { x: &'a [f32], w: &'a [f32], k: usize, n: usize, k0: usize, k1: usize, acc: &'a mut [f32] }
-                        => accumulate_band(x, w, k, n, k0, k1, acc));
-                } else {
-                    simd_kernel!(Tiled(simd) { x: &'a [f32], w: &'a [f32], k: usize, n: usize, k0: usize, k1: usize, acc: &'a mut [f32] } -> ()
-                        => accumulate_tiled(simd, x, w, k, n, k0, k1, acc));
-                }
+                simd_kernel!(Band(simd) { x: &'a [f32], w: &'a [f32], k: usize, n: usize, k0: usize, k1: usize, acc: &'a mut [f32] } -> ()
+                    => accumulate_band(simd, x, w, k, n, k0, k1, acc));
             }
         }
         acc
@@ -76,12 +71,16 @@ pub fn matmul_nn_many(x: &[f32], ws: &[(&[f32], usize)], m: usize, k: usize) -> 
         .collect()
 }
 
-/// `acc[m, n] += x[:, k0..k1] · w[k0..k1, :]` for one or two rows of `x`: one weight row after
-/// the other, so the band is read as a single sequential stream (four rows at a time, four
-/// streams a row apart that each restart the hardware prefetcher at every page, decoded ≈ 10 %
-/// slower), and `acc` stays in L1. More rows take [`accumulate_tiled`].
+/// `acc[m, n] += x[:, k0..k1] · w[k0..k1, :]`.
+///
+/// For one or two rows of `x`, one weight row after the other, so the band is read as a single
+/// sequential stream (four rows at a time, four streams a row apart that each restart the
+/// hardware prefetcher at every page, decoded ≈ 10 % slower), and `acc` stays in L1. With more
+/// rows `acc` outgrows L1, and register tiles keep the partial sums out of it.
+#[allow(clippy::too_many_arguments)] // one band's coordinates, inlined into its one caller
 #[inline(always)]
-fn accumulate_band(
+fn accumulate_band<S: pulp::Simd>(
+    simd: S,
     x: &[f32],
     w: &[f32],
     k: usize,
@@ -90,8 +89,12 @@ fn accumulate_band(
     k1: usize,
     acc: &mut [f32],
 ) {
-    for i in k0..k1 {
-        accumulate_row(x, &w[i * n..(i + 1) * n], k, i, acc);
+    if acc.len() <= 2 * n {
+        for i in k0..k1 {
+            accumulate_row(x, &w[i * n..(i + 1) * n], k, i, acc, 0);
+        }
+    } else {
+        accumulate_tiled(simd, x, w, k, n, k0..k1, acc);
     }
 }
 
@@ -109,7 +112,7 @@ fn tile_rows<S: pulp::Simd>() -> usize {
     }
 }
 
-/// `acc[m, n] += x[:, k0..k1] · w[k0..k1, :]` for three rows of `x` or more, in register tiles:
+/// `acc[m, n] += x[:, band] · w[band, :]` in register tiles:
 /// each tile holds `tile_rows` rows × two vectors of output columns in registers while it runs
 /// down a chunk of weight rows, so every weight vector loaded feeds one fused multiply-add per
 /// row of the tile (the row-at-a-time loop loads and stores `acc`, which outgrows L1, for every
@@ -121,15 +124,15 @@ fn accumulate_tiled<S: pulp::Simd>(
     w: &[f32],
     k: usize,
     n: usize,
-    k0: usize,
-    k1: usize,
+    band: std::ops::Range<usize>,
     acc: &mut [f32],
 ) {
     let m = acc.len() / n;
+    let k1 = band.end;
     let width = 2 * S::F32_LANES;
     let full = n - n % width;
     let tile = tile_rows::<S>();
-    for c0 in (k0..k1).step_by(CHUNK_ROWS) {
+    for c0 in band.step_by(CHUNK_ROWS) {
         let c1 = (c0 + CHUNK_ROWS).min(k1);
         for j in (0..full).step_by(width) {
             let mut b0 = 0;
@@ -159,13 +162,7 @@ fn accumulate_tiled<S: pulp::Simd>(
         // The columns past the last whole strip.
         if full < n {
             for i in c0..c1 {
-                let wi = &w[i * n + full..(i + 1) * n];
-                for (b, out) in acc.chunks_exact_mut(n).enumerate() {
-                    let a = x[b * k + i];
-                    for (o, &v) in out[full..].iter_mut().zip(wi) {
-                        *o += a * v;
-                    }
-                }
+                accumulate_row(x, &w[i * n..(i + 1) * n], k, i, acc, full);
             }
         }
     }
@@ -221,12 +218,12 @@ fn tile_pass<S: pulp::Simd, const R: usize>(
     }
 }
 
-/// `acc[b, :] += x[b, i] · wi` for every row `b`.
+/// `acc[b, from..] += x[b, i] · wi[from..]` for every row `b`.
 #[inline(always)]
-fn accumulate_row(x: &[f32], wi: &[f32], k: usize, i: usize, acc: &mut [f32]) {
+fn accumulate_row(x: &[f32], wi: &[f32], k: usize, i: usize, acc: &mut [f32], from: usize) {
     for (b, out) in acc.chunks_exact_mut(wi.len()).enumerate() {
         let a = x[b * k + i];
-        for (o, &v) in out.iter_mut().zip(wi) {
+        for (o, &v) in out[from..].iter_mut().zip(&wi[from..]) {
             *o += a * v;
         }
     }
@@ -311,10 +308,10 @@ fn dot_rows_tiled<S: pulp::Simd>(
         while b0 < m {
             let r = tile.min(m - b0);
             match r {
-                1 => dot_tile::<S, 1>(simd, x, rows, out, m, k, j, b0),
-                2 => dot_tile::<S, 2>(simd, x, rows, out, m, k, j, b0),
-                3 => dot_tile::<S, 3>(simd, x, rows, out, m, k, j, b0),
-                _ => dot_tile::<S, 4>(simd, x, rows, out, m, k, j, b0),
+                1 => dot_tile::<S, 1>(simd, (x, rows), out, DotTile { m, k, j, b0 }),
+                2 => dot_tile::<S, 2>(simd, (x, rows), out, DotTile { m, k, j, b0 }),
+                3 => dot_tile::<S, 3>(simd, (x, rows), out, DotTile { m, k, j, b0 }),
+                _ => dot_tile::<S, 4>(simd, (x, rows), out, DotTile { m, k, j, b0 }),
             }
             b0 += r;
         }
@@ -322,18 +319,23 @@ fn dot_rows_tiled<S: pulp::Simd>(
     dot_rows(x, &rows[whole * k..], &mut out[whole * m..], m, k);
 }
 
-/// Weight rows `j..j + 4` against rows `b0..b0 + R` of `x`, into `out[j * m + b]`.
-#[allow(clippy::too_many_arguments)] // one tile's coordinates, inlined into its one caller
-#[inline(always)]
-fn dot_tile<S: pulp::Simd, const R: usize>(
-    simd: S,
-    x: &[f32],
-    rows: &[f32],
-    out: &mut [f32],
+/// Where one tile of [`dot_rows_tiled`] works: `m` rows of `x` of length `k`, weight rows from
+/// `j`, rows of `x` from `b0`.
+#[derive(Clone, Copy)]
+struct DotTile {
     m: usize,
     k: usize,
     j: usize,
     b0: usize,
+}
+
+/// Weight rows `j..j + 4` against rows `b0..b0 + R` of `x`, into `out[j * m + b]`.
+#[inline(always)]
+fn dot_tile<S: pulp::Simd, const R: usize>(
+    simd: S,
+    (x, rows): (&[f32], &[f32]),
+    out: &mut [f32],
+    DotTile { m, k, j, b0 }: DotTile,
 ) {
     let lanes = S::F32_LANES;
     let full = k - k % lanes;
@@ -415,23 +417,34 @@ mod tests {
         }
     }
 
+    /// Both products against the f64 reference on every path, on shapes that exercise one
+    /// and two rows (the streaming loops), register tiles with and without a remainder of rows,
+    /// columns past the last whole tile and an inner dimension shorter than one vector.
     #[test]
-    fn matmul_nn_matches_reference_on_odd_shapes() {
+    fn products_match_reference_on_odd_shapes() {
         crate::kernels::simd::on_every_path(|_path| {
             for &(m, k, n) in &[
                 (1, 1, 1),
                 (1, 7, 5),
                 (1, 576, 1536),
+                (1, 576, 2051),
+                (2, 17, 5),
                 (3, 130, 33),
+                (5, 64, 1030),
                 (8, 1536, 576),
-                (16, 67, 129),
+                (9, 3, 8),
                 (11, 40, 48),
+                (16, 67, 129),
                 (16, 576, 192),
+                (16, 576, 37),
             ] {
                 let x = values(m * k, 1);
                 let w = values(k * n, 2);
                 let got = matmul_nn(&x, &w, m, k, n);
                 assert_close(&got, &reference(&x, m, k, n, |i, j| w[i * n + j]), k);
+                // The same values read as `[n, k]`.
+                let got = matmul_nt(&x, &w, m, k, n);
+                assert_close(&got, &reference(&x, m, k, n, |i, j| w[j * k + i]), k);
             }
         });
     }
@@ -451,25 +464,6 @@ mod tests {
             assert_eq!(got.len(), 3);
             for ((w, n), got) in ws.iter().zip(&got) {
                 assert_eq!(got, &matmul_nn(&x, w, m, k, *n));
-            }
-        });
-    }
-
-    #[test]
-    fn matmul_nt_matches_reference_on_odd_shapes() {
-        crate::kernels::simd::on_every_path(|_path| {
-            for &(m, k, n) in &[
-                (1, 1, 1),
-                (1, 576, 2051),
-                (2, 17, 5),
-                (5, 64, 1030),
-                (16, 576, 37),
-                (9, 3, 8),
-            ] {
-                let x = values(m * k, 3);
-                let w = values(n * k, 4);
-                let got = matmul_nt(&x, &w, m, k, n);
-                assert_close(&got, &reference(&x, m, k, n, |i, j| w[j * k + i]), k);
             }
         });
     }

@@ -7,13 +7,12 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::{Flex, FlexTensor};
-use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend};
 use burn::tensor::TensorData;
 
-use super::gemm::{self, Stored};
-use super::{CpuKernels, elementwise, flex_2d, flex_f32, flex_from, loss, softmax, values};
+use super::gemm::Stored;
+use super::{CpuKernels, elementwise, flex_f32, flex_product, loss, softmax, values};
 
 /// The gradients of the fused kernels, on the backend that runs them.
 pub trait KernelGrads: Backend {
@@ -69,25 +68,7 @@ impl KernelGrads for Flex {
         b: FloatTensor<Self>,
         b_stored: Stored,
     ) -> FloatTensor<Self> {
-        let logical = |(rows, cols), stored| match stored {
-            Stored::AsIs => (rows, cols),
-            Stored::Transposed => (cols, rows),
-        };
-        match (flex_2d(a.clone()), flex_2d(b.clone())) {
-            (Some((at, ar, ac)), Some((bt, br, bc))) => {
-                let ((m, k), (k2, n)) = (logical((ar, ac), a_stored), logical((br, bc), b_stored));
-                assert_eq!(k, k2, "product: inner dimensions differ");
-                let out = gemm::product((values(&at), a_stored), (values(&bt), b_stored), m, k, n);
-                flex_from(out, m, n)
-            }
-            _ => {
-                let view = |t, stored| match stored {
-                    Stored::AsIs => t,
-                    Stored::Transposed => Self::float_transpose(t),
-                };
-                Self::float_matmul(view(a, a_stored), view(b, b_stored))
-            }
-        }
+        flex_product(a, a_stored, b, b_stored)
     }
 
     fn silu_mul_backward(

@@ -131,16 +131,7 @@ pub fn rms_norm(x: &[f32], gamma: &[f32], epsilon: f32) -> Vec<f32> {
 
 #[inline(always)]
 fn rms_norm_row(out: &mut [f32], x: &[f32], gamma: &[f32], epsilon: f32) {
-    const LANES: usize = 16;
-    let mut acc = [0.0f32; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let tail: f32 = chunks.remainder().iter().map(|v| v * v).sum();
-    for c in chunks {
-        for l in 0..LANES {
-            acc[l] += c[l] * c[l];
-        }
-    }
-    let mean = (acc.iter().sum::<f32>() + tail) / x.len() as f32;
+    let mean = super::gemv::dot(x, x) / x.len() as f32;
     let rms = (mean + epsilon).sqrt();
     for ((o, &v), &g) in out.iter_mut().zip(x).zip(gamma) {
         *o = v / rms * g;

@@ -339,25 +339,29 @@ fn flex_2d(t: FlexTensor) -> Option<(FlexTensor, usize, usize)> {
     Some((t, shape[0], shape[1]))
 }
 
-/// `x [m, k]` times the weight `w`, stored `[k, n]` or (`Transposed`) `[n, k]`, through
-/// [`gemm::product`]; `None` when either is not a 2-d f32 tensor or the shapes disagree.
-fn flex_product(x: FlexTensor, w: FlexTensor, w_stored: Stored) -> Option<FlexTensor> {
-    let (xt, m, k) = flex_2d(x)?;
-    let (wt, rows, cols) = flex_2d(w)?;
-    let (wk, n) = match w_stored {
+/// `a · b` of two 2-d tensors, each stored as its [`Stored`] says, through [`gemm::product`]
+/// (no transposed copy); burn's matmul of the transposed views when either is not a 2-d f32
+/// tensor. Panics when the inner dimensions differ.
+fn flex_product(a: FlexTensor, a_stored: Stored, b: FlexTensor, b_stored: Stored) -> FlexTensor {
+    let logical = |(rows, cols), stored| match stored {
         Stored::AsIs => (rows, cols),
         Stored::Transposed => (cols, rows),
     };
-    (wk == k).then(|| {
-        let out = gemm::product(
-            (values(&xt), Stored::AsIs),
-            (values(&wt), w_stored),
-            m,
-            k,
-            n,
-        );
-        flex_from(out, m, n)
-    })
+    match (flex_2d(a.clone()), flex_2d(b.clone())) {
+        (Some((at, ar, ac)), Some((bt, br, bc))) => {
+            let ((m, k), (k2, n)) = (logical((ar, ac), a_stored), logical((br, bc), b_stored));
+            assert_eq!(k, k2, "product: inner dimensions differ");
+            let out = gemm::product((values(&at), a_stored), (values(&bt), b_stored), m, k, n);
+            flex_from(out, m, n)
+        }
+        _ => {
+            let view = |t, stored| match stored {
+                Stored::AsIs => t,
+                Stored::Transposed => Flex::float_transpose(t),
+            };
+            Flex::float_matmul(view(a, a_stored), view(b, b_stored))
+        }
+    }
 }
 
 fn flex_from(values: Vec<f32>, rows: usize, cols: usize) -> FlexTensor {
@@ -366,12 +370,11 @@ fn flex_from(values: Vec<f32>, rows: usize, cols: usize) -> FlexTensor {
 
 impl CpuKernels for Flex {
     fn matmul_large(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
-        flex_product(x.clone(), w.clone(), Stored::AsIs).unwrap_or_else(|| Self::float_matmul(x, w))
+        flex_product(x, Stored::AsIs, w, Stored::AsIs)
     }
 
     fn matmul_large_nt(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
-        flex_product(x.clone(), w.clone(), Stored::Transposed)
-            .unwrap_or_else(|| Self::float_matmul(x, Self::float_transpose(w)))
+        flex_product(x, Stored::AsIs, w, Stored::Transposed)
     }
 
     fn matmul_small(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {

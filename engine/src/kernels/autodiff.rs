@@ -12,7 +12,9 @@ use burn::backend::{Autodiff, Backend};
 use burn::tensor::TensorData;
 
 use super::gemm::Stored;
-use super::{CpuKernels, elementwise, flex_f32, flex_product, loss, softmax, values};
+use super::{
+    CpuKernels, attention, elementwise, flex_causal, flex_f32, flex_product, loss, softmax, values,
+};
 
 /// The gradients of the fused kernels, on the backend that runs them.
 pub trait KernelGrads: Backend {
@@ -51,6 +53,33 @@ pub trait KernelGrads: Backend {
         b: FloatTensor<Self>,
         b_stored: Stored,
     ) -> FloatTensor<Self>;
+
+    /// [`CpuKernels::causal_attention`], and with `keep_probs` the probabilities its gradient
+    /// reads.
+    #[allow(clippy::too_many_arguments)]
+    fn causal_attention_with_probs(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        first: &[usize],
+        queries: usize,
+        scale: f32,
+        keep_probs: bool,
+    ) -> (FloatTensor<Self>, Vec<f32>);
+
+    /// `(∂q, ∂k, ∂v)` of [`CpuKernels::causal_attention`] given its output gradient and the
+    /// probabilities it kept.
+    #[allow(clippy::too_many_arguments)]
+    fn causal_attention_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        first: &[usize],
+        probs: &[f32],
+        grad: FloatTensor<Self>,
+        queries: usize,
+        scale: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
     /// `∂logits` of `Σ grad[i] · nll[i]`.
     fn token_nll_backward(
@@ -116,6 +145,51 @@ impl KernelGrads for Flex {
         let k = shape.last().copied().unwrap_or(0);
         let out = softmax::masked_softmax_backward(values(&probs), values(&grad), k, scale);
         FlexTensor::from_data(TensorData::new(out, shape))
+    }
+
+    fn causal_attention_with_probs(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        first: &[usize],
+        queries: usize,
+        scale: f32,
+        keep_probs: bool,
+    ) -> (FloatTensor<Self>, Vec<f32>) {
+        let ((q, k, v), shape, s) = flex_causal(q, k, v, queries);
+        let (q, k, v) = (values(&q), values(&k), values(&v));
+        let (out, probs) = attention::causal_attention(q, k, v, first, s, scale, keep_probs);
+        (FlexTensor::from_data(TensorData::new(out, shape)), probs)
+    }
+
+    fn causal_attention_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        first: &[usize],
+        probs: &[f32],
+        grad: FloatTensor<Self>,
+        queries: usize,
+        scale: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let k_shape = k.layout().shape().to_vec();
+        let ((q, k, v), q_shape, s) = flex_causal(q, k, v, queries);
+        let (grad, _) = flex_f32(grad);
+        let (dq, dk, dv) = attention::causal_attention_backward(
+            values(&q),
+            values(&k),
+            values(&v),
+            first,
+            probs,
+            values(&grad),
+            s,
+            scale,
+        );
+        (
+            FlexTensor::from_data(TensorData::new(dq, q_shape)),
+            FlexTensor::from_data(TensorData::new(dk, k_shape.clone())),
+            FlexTensor::from_data(TensorData::new(dv, k_shape)),
+        )
     }
 
     fn token_nll_backward(
@@ -185,6 +259,33 @@ impl<B: KernelGrads> Backward<B, 1> for SoftmaxBackward {
         let [scores_node] = ops.parents;
         if let Some(node) = scores_node {
             grads.register::<B>(node.id, B::attention_softmax_backward(probs, grad, scale));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct CausalAttentionBackward;
+
+impl<B: KernelGrads> Backward<B, 3> for CausalAttentionBackward {
+    /// The inputs `(q, k, v)`, each query's first key, the kept probabilities, the queries per
+    /// head and the scale.
+    type State = (
+        (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>),
+        Vec<usize>,
+        Vec<f32>,
+        usize,
+        f32,
+    );
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let ((q, k, v), first, probs, queries, scale) = ops.state;
+        let grad = grads.consume::<B>(&ops.node);
+        let (dq, dk, dv) =
+            B::causal_attention_backward(q, k, v, &first, &probs, grad, queries, scale);
+        for (node, d) in ops.parents.into_iter().zip([dq, dk, dv]) {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, d);
+            }
         }
     }
 }
@@ -336,6 +437,43 @@ impl<B: CpuKernels + KernelGrads, C: CheckpointStrategy> CpuKernels for Autodiff
         }
     }
 
+    fn causal_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        first: Vec<usize>,
+        queries: usize,
+        scale: f32,
+    ) -> FloatTensor<Self> {
+        match CausalAttentionBackward
+            .prepare::<C>([q.node(), k.node(), v.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (q, k, v) = (q.into_primitive(), k.into_primitive(), v.into_primitive());
+                let (out, probs) = B::causal_attention_with_probs(
+                    q.clone(),
+                    k.clone(),
+                    v.clone(),
+                    &first,
+                    queries,
+                    scale,
+                    true,
+                );
+                prep.finish(((q, k, v), first, probs, queries, scale), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::causal_attention(
+                q.into_primitive(),
+                k.into_primitive(),
+                v.into_primitive(),
+                first,
+                queries,
+                scale,
+            )),
+        }
+    }
+
     fn token_nll(logits: FloatTensor<Self>, targets: Vec<u32>) -> FloatTensor<Self> {
         match TokenNllBackward
             .prepare::<C>([logits.node()])
@@ -483,6 +621,65 @@ mod tests {
             let (gf, gc) = (fused.backward(), composed.backward());
             let d = max_diff(grad(&scores, &gf), grad(&scores, &gc));
             assert!(d < 1e-5, "{name}: {d}");
+        }
+    }
+
+    #[test]
+    fn causal_attention_gradients_match_the_composed_ops() {
+        let device = Device::flex().autodiff();
+        // Two kv heads of three query heads each; 70 queries (a whole block and a partial one)
+        // after 5 cached keys.
+        let (b, kvh, group, q, cached, hd) = (2, 2, 3, 70, 5, 8);
+        let keys = cached + q;
+        let scale = 0.3f32;
+        let qs = uniform([b, kvh, group * q, hd], 1.5, &device).require_grad();
+        let ks = uniform([b, kvh, keys, hd], 1.5, &device).require_grad();
+        let vs = uniform([b, kvh, keys, hd], 1.0, &device).require_grad();
+        let upstream = uniform([b, kvh, group * q, hd], 1.0, &device);
+        // Sequence 0 plain causal; sequence 1 packed, a segment starting every 30 keys.
+        let first: Vec<usize> = (0..b * q)
+            .map(|at| {
+                if at < q {
+                    0
+                } else {
+                    (cached + at % q) / 30 * 30
+                }
+            })
+            .collect();
+        let fused = super::super::ext::causal_attention(
+            qs.clone(),
+            ks.clone(),
+            vs.clone(),
+            first.clone(),
+            q,
+            scale,
+        );
+        let fused = (fused * upstream.clone()).sum();
+        let hidden: Vec<bool> = (0..b * q * keys)
+            .map(|at| {
+                let (row, j) = (at / keys, at % keys);
+                !(first[row]..=cached + row % q).contains(&j)
+            })
+            .collect();
+        let hide = Tensor::<4, burn::tensor::Bool>::from_data(
+            TensorData::new(hidden, [b, 1, q, keys]),
+            &device,
+        )
+        .repeat_dim(2, group)
+        .expand([b, kvh, group * q, keys]);
+        let scores = qs
+            .clone()
+            .matmul(ks.clone().swap_dims(2, 3))
+            .mul_scalar(scale)
+            .mask_fill(hide, f32::NEG_INFINITY);
+        let probs = burn::tensor::activation::softmax(scores, 3);
+        let composed = (probs.matmul(vs.clone()) * upstream).sum();
+        let d = max_diff(fused.clone(), composed.clone());
+        assert!(d < 1e-3, "value: {d}");
+        let (gf, gc) = (fused.backward(), composed.backward());
+        for (name, t) in [("q", &qs), ("k", &ks), ("v", &vs)] {
+            let d = max_diff(grad(t, &gf), grad(t, &gc));
+            assert!(d < 1e-4, "∂{name}: {d}");
         }
     }
 

@@ -268,8 +268,9 @@ pub enum Keys {
 }
 
 /// The largest score matrix (`batch · heads · queries · keys` f32) for which an inference pass
-/// materializes its scores to use the fused softmax; 256 MiB is a 2,700-token prompt of
-/// SmolLM2-135M (9 heads) in one pass.
+/// with an explicit mask materializes its scores to use the fused softmax; 256 MiB is a
+/// 2,700-token prompt of SmolLM2-135M (9 heads) in one pass. A causal pass takes the block
+/// kernel at any length: it holds one block of scores per thread.
 const FUSED_PREFILL_SCORE_BYTES: usize = 256 << 20;
 
 /// Attention for every layer of one model pass: the mask is turned once into what the chosen
@@ -281,9 +282,15 @@ pub struct AttentionPass {
     mask: AttentionMask,
     /// Decode on a backend with the decode kernel: it reads the cache buffers in place.
     decode_in_place: bool,
-    /// Training, or a prefill on flex, with the fused softmax: the hidden keys on the host
-    /// (`[batch, queries, keys]`; empty for causal). The grouped query heads are stacked along
-    /// the query axis for the two products.
+    /// Training, or a prefill on flex, where every query sees one run of keys ending at itself
+    /// (causal, left padding, packed segments): the first key each query sees (`[batch,
+    /// queries]`; empty for plain causal), for the block kernel
+    /// ([`attention::causal_attention`]).
+    ///
+    /// [`attention::causal_attention`]: super::attention::causal_attention
+    causal_first: Option<Vec<usize>>,
+    /// Training, or a prefill on flex, with any other mask: the hidden keys on the host
+    /// (`[batch, queries, keys]`) for the fused softmax between two products.
     fused_hidden: Option<Vec<bool>>,
     /// The backend's attention takes fewer key/value heads than query heads.
     native_gqa: bool,
@@ -314,23 +321,32 @@ impl AttentionPass {
             }
             other => other,
         };
-        // A prefill on flex without autodiff takes the training path too while its scores stay
-        // small: flex's own attention computes every exponential with a scalar libm call (a fifth
-        // of a 512-token prefill), the fused softmax vectorizes them and both products go to
-        // gemm. Longer passes keep flex's attention, which does not hold every score at once.
-        let fused_prefill = inference
-            && !decode_in_place
-            && shape.queries > 1
-            && shape.batch * shape.heads * shape.queries * keys * 4 <= FUSED_PREFILL_SCORE_BYTES;
-        let fused_hidden = if has_fused_kernels(device) && (!inference || fused_prefill) {
-            host_mask(&mask)
-        } else {
-            None
+        // A prefill on flex without autodiff takes the training path too: flex's own attention
+        // computes every exponential with a scalar libm call (a fifth of a 512-token prefill),
+        // the engine's kernels vectorize them and run the products through gemm. With a mask
+        // other than a window per query, only while its scores stay small: longer passes keep
+        // flex's attention, which does not hold every score at once.
+        let engine_kernels =
+            has_fused_kernels(device) && (!inference || (!decode_in_place && shape.queries > 1));
+        let small_scores =
+            shape.batch * shape.heads * shape.queries * keys * 4 <= FUSED_PREFILL_SCORE_BYTES;
+        let (causal_first, fused_hidden) = match engine_kernels.then(|| host_mask(&mask)).flatten()
+        {
+            Some(hidden) if hidden.is_empty() => (Some(Vec::new()), None),
+            Some(hidden) => {
+                match super::attention::causal_windows(&hidden, shape.batch, shape.queries, keys) {
+                    Some(first) => (Some(first), None),
+                    None if !inference || small_scores => (None, Some(hidden)),
+                    None => (None, None),
+                }
+            }
+            None => (None, None),
         };
         Self {
             shape,
             mask,
             decode_in_place,
+            causal_first,
             fused_hidden,
             native_gqa: inference,
         }
@@ -357,18 +373,24 @@ impl AttentionPass {
             }
             Keys::Fresh { k, v } => (k, v),
         };
+        // The engine's kernels take grouped-query heads without repeating keys and values: the
+        // query heads that share a kv head are stacked along the query axis.
+        let stacked_rows = (heads / kv_heads) * queries;
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        if let Some(first) = &self.causal_first {
+            let q = q.reshape([batch, kv_heads, stacked_rows, head_dim]);
+            return ext::causal_attention(q, k, v, first.clone(), queries, scale)
+                .reshape([batch, heads, queries, head_dim]);
+        }
         if let Some(hidden) = &self.fused_hidden {
-            // Scale, mask and softmax in one pass each way, and grouped-query heads without
-            // repeating keys and values: the query heads that share a kv head are stacked along
-            // the query axis, so each kv head is one product.
-            let stacked_rows = (heads / kv_heads) * queries;
+            // Two products around the fused softmax (scale, mask and softmax in one pass each
+            // way).
             let q = q.reshape([batch, kv_heads, stacked_rows, head_dim]);
             let scores = q.matmul(k.swap_dims(2, 3));
             let keys = scores.dims()[3];
-            let scale = 1.0 / (head_dim as f32).sqrt();
             // The stacked rows are `[batch, heads, queries, keys]` in memory: so shaped, the
-            // softmax reads each head's rows against the sequence's own mask (causal rows take
-            // its vectorized prefix path; a mask repeated per stacked head would not).
+            // softmax reads each head's rows against the sequence's own mask (not a mask
+            // repeated per stacked head).
             let scores = scores.reshape([batch, heads, queries, keys]);
             let probs = ext::attention_softmax(scores, hidden.clone(), scale);
             let probs = probs.reshape([batch, kv_heads, stacked_rows, keys]);
@@ -424,15 +446,22 @@ mod tests {
         (a - b).abs().max().into_scalar()
     }
 
-    /// A prefill on flex takes the fused softmax between two products; it gives what burn's own
-    /// attention gives: causal with and without a cached prefix, and a left-padding mask.
+    /// A prefill on flex takes the engine's kernels; they give what burn's own attention gives:
+    /// causal with and without a cached prefix and a left-padding mask through the block kernel,
+    /// and a mask with a hole in a row's run of keys through the fused softmax.
     #[test]
-    fn fused_prefill_attention_matches_burns() {
+    fn engine_prefill_attention_matches_burns() {
         let device = Device::flex();
         let u = Distribution::Uniform(-2.0, 2.0);
         let (batch, heads, kv_heads, head_dim) = (2, 6, 2, 8);
-        for (queries, cached, padded) in [(5, 0, false), (4, 3, false), (5, 0, true), (3, 2, true)]
-        {
+        for (queries, cached, kind) in [
+            (5, 0, "causal"),
+            (4, 3, "causal"),
+            (5, 0, "padded"),
+            (3, 2, "padded"),
+            (70, 0, "padded"),
+            (6, 1, "holed"),
+        ] {
             let keys = cached + queries;
             let shape = PassShape {
                 batch,
@@ -443,20 +472,33 @@ mod tests {
                 cached,
                 uses_cache: cached > 0,
             };
-            let mask = if padded {
-                AttentionMask::LeftPadded(vec![0, 2])
-            } else {
-                AttentionMask::Causal
+            let mask = match kind {
+                "causal" => AttentionMask::Causal,
+                "padded" => AttentionMask::LeftPadded(vec![0, 2]),
+                _ => {
+                    // Causal, and key 1 hidden from every later query.
+                    let hidden: Vec<bool> = (0..batch * queries * keys)
+                        .map(|at| {
+                            let (i, j) = (at / keys % queries, at % keys);
+                            j > cached + i || (j == 1 && cached + i > 1)
+                        })
+                        .collect();
+                    let data = TensorData::new(hidden, [batch, 1, queries, keys]);
+                    AttentionMask::Explicit(Box::new(Tensor::from_data(data, &device)))
+                }
             };
-            let fused = AttentionPass::new(mask, shape, &device);
-            assert!(
-                fused.fused_hidden.is_some(),
-                "a prefill on flex takes the fused path"
+            let ours = AttentionPass::new(mask, shape, &device);
+            let (block, softmax) = (ours.causal_first.is_some(), ours.fused_hidden.is_some());
+            assert_eq!(
+                (block, softmax),
+                (kind != "holed", kind == "holed"),
+                "{kind}: the path a prefill on flex takes"
             );
             let burns = AttentionPass {
                 shape,
-                mask: fused.mask.clone(),
+                mask: ours.mask.clone(),
                 decode_in_place: false,
+                causal_first: None,
                 fused_hidden: None,
                 native_gqa: true,
             };
@@ -468,12 +510,12 @@ mod tests {
                 v: v.clone(),
             };
             let diff = max_diff(
-                fused.attend(q.clone(), keys_of()),
+                ours.attend(q.clone(), keys_of()),
                 burns.attend(q, keys_of()),
             );
             assert!(
                 diff < 1e-5,
-                "{queries} queries after {cached}, padded {padded}: {diff}"
+                "{queries} queries after {cached}, {kind}: {diff}"
             );
         }
     }

@@ -46,51 +46,183 @@ pub fn product(
     if k == 0 || len == 0 {
         return vec![0.0; len];
     }
-    // Column and row strides of each operand as the product reads it.
-    let (a_cs, a_rs) = match a_stored {
-        Stored::AsIs => (1, k as isize),
-        Stored::Transposed => (m as isize, 1),
-    };
-    let (b_cs, b_rs) = match b_stored {
-        Stored::AsIs => (1, n as isize),
-        Stored::Transposed => (k as isize, 1),
-    };
-    let parallelism = if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MACS {
+    let parallel = m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MACS;
+    let mut out = Vec::<f32>::with_capacity(len);
+    // SAFETY: `a` holds m × k values and `b` k × n (asserted), and `strides` addresses exactly
+    // those, so every element gemm reads is inside them; `out` has capacity for m × n values at
+    // row stride n, column stride 1, and aliases neither input. With `read_dst` false gemm writes
+    // every output element and reads none, so after the call all `len` elements are initialized.
+    unsafe {
+        call(
+            out.as_mut_ptr(),
+            n,
+            false,
+            (a.as_ptr(), strides(a_stored, m, k)),
+            (b.as_ptr(), strides(b_stored, k, n)),
+            [m, k, n],
+            parallel,
+        );
+        out.set_len(len);
+    }
+    out
+}
+
+/// A matrix read in place: `rows × cols` values of which row `i` starts at `data[i · stride]`,
+/// stored as [`Stored`] says (a transposed operand's `rows` and `cols` are those of its storage).
+#[derive(Debug, Clone, Copy)]
+pub struct View<'a> {
+    pub data: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+    pub stride: usize,
+    pub stored: Stored,
+}
+
+impl<'a> View<'a> {
+    /// The `rows × cols` matrix at the start of `data`, rows `stride` apart.
+    pub fn new(data: &'a [f32], rows: usize, cols: usize, stride: usize) -> Self {
+        let need = if rows == 0 {
+            0
+        } else {
+            (rows - 1) * stride + cols
+        };
+        assert!(
+            cols <= stride && data.len() >= need,
+            "gemm::View: {rows} × {cols} at stride {stride} needs {need} values, has {}",
+            data.len()
+        );
+        Self {
+            data,
+            rows,
+            cols,
+            stride,
+            stored: Stored::AsIs,
+        }
+    }
+
+    /// The same storage read as its transpose.
+    pub fn t(self) -> Self {
+        Self {
+            stored: Stored::Transposed,
+            ..self
+        }
+    }
+
+    /// `(rows, cols)` as the product reads it.
+    fn logical(&self) -> (usize, usize) {
+        match self.stored {
+            Stored::AsIs => (self.rows, self.cols),
+            Stored::Transposed => (self.cols, self.rows),
+        }
+    }
+
+    /// Column and row strides as the product reads it.
+    fn strides(&self) -> (isize, isize) {
+        match self.stored {
+            Stored::AsIs => (1, self.stride as isize),
+            Stored::Transposed => (self.stride as isize, 1),
+        }
+    }
+}
+
+/// `out = a · b`, or with `accumulate` `out += a · b`, on the calling thread, for the small
+/// products that callers already run in parallel (attention blocks): `out` holds the `[m, n]`
+/// result at row stride `out_stride`.
+pub fn product_into(
+    out: &mut [f32],
+    out_stride: usize,
+    accumulate: bool,
+    a: View<'_>,
+    b: View<'_>,
+) {
+    let ((m, k), (k2, n)) = (a.logical(), b.logical());
+    assert_eq!(k, k2, "gemm::product_into: inner dimensions differ");
+    let need = if m == 0 { 0 } else { (m - 1) * out_stride + n };
+    assert!(
+        n <= out_stride && out.len() >= need,
+        "gemm::product_into: the output holds {} values, [{m}, {n}] at stride {out_stride} needs {need}",
+        out.len()
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for row in out.chunks_mut(out_stride).take(m) {
+                row[..n].fill(0.0);
+            }
+        }
+        return;
+    }
+    // SAFETY: `View::new` checked that each operand's storage holds every element its strides
+    // address, and the assertion above that `out` holds the `[m, n]` result at its stride; `out`
+    // is a unique borrow, so it aliases neither operand.
+    unsafe {
+        call(
+            out.as_mut_ptr(),
+            out_stride,
+            accumulate,
+            (a.data.as_ptr(), a.strides()),
+            (b.data.as_ptr(), b.strides()),
+            [m, k, n],
+            false,
+        );
+    }
+}
+
+/// Column and row strides of a contiguous `[rows, cols]` operand as the product reads it.
+fn strides(stored: Stored, rows: usize, cols: usize) -> (isize, isize) {
+    match stored {
+        Stored::AsIs => (1, cols as isize),
+        Stored::Transposed => (rows as isize, 1),
+    }
+}
+
+/// gemm's `dst [m, n] (+)= a [m, k] · b [k, n]`, `dst` row-major at row stride `dst_rs`, each
+/// operand given as a pointer with its (column, row) strides.
+///
+/// # Safety
+/// Every element the strides address inside `[m, k]`, `[k, n]` and `[m, n]` must be valid for
+/// reads (operands) and writes (`dst`, and reads too with `accumulate`), and `dst` must not
+/// overlap an operand.
+unsafe fn call(
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    (a, (a_cs, a_rs)): (*const f32, (isize, isize)),
+    (b, (b_cs, b_rs)): (*const f32, (isize, isize)),
+    [m, k, n]: [usize; 3],
+    parallel: bool,
+) {
+    let parallelism = if parallel {
         ::gemm::Parallelism::Rayon(0)
     } else {
         ::gemm::Parallelism::None
     };
-    let mut out = Vec::<f32>::with_capacity(len);
-    // SAFETY: `a` holds m × k values and `b` k × n (asserted), and the strides above address
-    // exactly those, so every element gemm reads is inside them; `out` has capacity for m × n
-    // values at row stride n, column stride 1, and aliases neither input. With `read_dst` false
-    // gemm writes every output element and reads none, so after the call all `len` elements are
-    // initialized.
+    // SAFETY: the caller's contract.
     unsafe {
         ::gemm::gemm(
             m,
             n,
             k,
-            out.as_mut_ptr(),
+            dst,
             1,
-            n as isize,
-            false,
-            a.as_ptr(),
+            dst_rs as isize,
+            accumulate,
+            a,
             a_cs,
             a_rs,
-            b.as_ptr(),
+            b,
             b_cs,
             b_rs,
-            0.0,
+            1.0,
             1.0,
             false,
             false,
             false,
             parallelism,
         );
-        out.set_len(len);
     }
-    out
 }
 
 #[cfg(test)]
@@ -145,6 +277,36 @@ mod tests {
                         "{m}×{k}×{n} {:?}·{:?}: {g} vs {r}",
                         a_op.1,
                         b_op.1
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn strided_views_write_or_accumulate_into_a_strided_output() {
+        let (m, k, n) = (9, 13, 6);
+        // a [m, k] inside rows of 17, b stored transposed ([n, k]) inside rows of 15, the output
+        // [m, n] inside rows of 8 whose last two columns must stay untouched.
+        let a_store = test_values(m * 17, 4);
+        let b_store = test_values(n * 15, 5);
+        let a: Vec<f32> = (0..m * k).map(|i| a_store[i / k * 17 + i % k]).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| b_store[i % n * 15 + i / n]).collect();
+        let want = reference(&a, &b, m, k, n);
+        for accumulate in [false, true] {
+            let mut out = vec![0.5f32; m * 8];
+            let a_view = View::new(&a_store, m, k, 17);
+            let b_view = View::new(&b_store, n, k, 15).t();
+            product_into(&mut out, 8, accumulate, a_view, b_view);
+            for (i, row) in out.chunks(8).enumerate() {
+                for (j, &got) in row.iter().enumerate() {
+                    let w = match j < n {
+                        true => want[i * n + j] + if accumulate { 0.5 } else { 0.0 },
+                        false => 0.5,
+                    };
+                    assert!(
+                        (f64::from(got) - w).abs() < 1e-5,
+                        "[{i}, {j}]: {got} vs {w}"
                     );
                 }
             }

@@ -145,6 +145,20 @@ pub trait CpuKernels: Backend {
         hidden: Vec<bool>,
         scale: f32,
     ) -> FloatTensor<Self>;
+
+    /// [`attention::causal_attention`]: `q [batch, kv_heads, group · queries, head_dim]` (the
+    /// query heads that share a key/value head stacked along the query axis) against
+    /// `k, v [batch, kv_heads, keys, head_dim]`, query `i` of sequence `b` seeing keys
+    /// `first[b · queries + i]..=i + keys − queries` (`first` empty: from 0), scores scaled by
+    /// `scale`; shaped like `q`.
+    fn causal_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        first: Vec<usize>,
+        queries: usize,
+        scale: f32,
+    ) -> FloatTensor<Self>;
 }
 
 /// Inference-only kernels with no composed equivalent worth keeping: flex only ([`fused`] calls
@@ -285,6 +299,39 @@ impl InferenceKernels for Flex {
             _ => unreachable!("one product per weight"),
         }
     }
+}
+
+/// The contiguous values of `q`, `k` and `v` for [`attention::causal_attention`], with its shapes.
+fn flex_causal(
+    q: FlexTensor,
+    k: FlexTensor,
+    v: FlexTensor,
+    queries: usize,
+) -> (
+    (FlexTensor, FlexTensor, FlexTensor),
+    Vec<usize>,
+    attention::CausalShape,
+) {
+    let (q, q_shape) = flex_f32(q);
+    let (k, k_shape) = flex_f32(k);
+    let (v, _) = flex_f32(v);
+    let (&[batch, kv_heads, rows, head_dim], &[_, _, keys, _]) = (&q_shape[..], &k_shape[..])
+    else {
+        panic!("causal_attention: q, k and v must be 4-d")
+    };
+    assert!(
+        queries > 0 && rows % queries == 0,
+        "causal_attention: {rows} stacked rows are not whole heads of {queries} queries"
+    );
+    let shape = attention::CausalShape {
+        batch,
+        kv_heads,
+        group: rows / queries,
+        queries,
+        keys,
+        head_dim,
+    };
+    ((q, k, v), q_shape, shape)
 }
 
 /// [`elementwise::rope`] on flex tensors, or with `transpose` its gradient
@@ -440,6 +487,18 @@ impl CpuKernels for Flex {
         let out = softmax::masked_softmax(values(&scores), [b, h, q, k], visible, scale);
         FlexTensor::from_data(TensorData::new(out, shape))
     }
+
+    fn causal_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        first: Vec<usize>,
+        queries: usize,
+        scale: f32,
+    ) -> FloatTensor<Self> {
+        let with_probs = <Self as autodiff::KernelGrads>::causal_attention_with_probs;
+        with_probs(q, k, v, &first, queries, scale, false).0
+    }
 }
 
 /// Calls into the extensions above, on tensors. [`fused`] decides where they apply.
@@ -521,6 +580,27 @@ pub(crate) mod ext {
         Tensor::from_dispatch(<Dispatch as CpuKernels>::attention_softmax(
             scores.into_dispatch(),
             hidden,
+            scale,
+        ))
+    }
+
+    /// Causal attention of `q [batch, kv_heads, group · queries, head_dim]` (query heads stacked
+    /// per key/value head) over `k, v [batch, kv_heads, keys, head_dim]`, each query seeing the
+    /// keys from `first` (empty: 0) to its own position, differentiable (see [`CpuKernels`]).
+    pub(crate) fn causal_attention(
+        q: Tensor<4>,
+        k: Tensor<4>,
+        v: Tensor<4>,
+        first: Vec<usize>,
+        queries: usize,
+        scale: f32,
+    ) -> Tensor<4> {
+        Tensor::from_dispatch(<Dispatch as CpuKernels>::causal_attention(
+            q.into_dispatch(),
+            k.into_dispatch(),
+            v.into_dispatch(),
+            first,
+            queries,
             scale,
         ))
     }

@@ -60,9 +60,7 @@ pub fn masked_softmax_in_place(
             let (b, i) = (row / (heads * q), row % q);
             match visible {
                 Visible::Causal => {
-                    let seen = (i + 1 + k.saturating_sub(q)).min(k);
-                    simd_kernel!(Prefix { s: &'a mut [f32], seen: usize, scale: f32 }
-                        => softmax_prefix(s, seen, scale))
+                    softmax_window_rows(s, k, &[], 0, i + 1 + k.saturating_sub(q), scale)
                 }
                 Visible::Mask(hidden) => {
                     let h = &hidden[(b * q + i) * k..][..k];
@@ -82,25 +80,53 @@ pub fn masked_softmax_backward(probs: &[f32], grad: &[f32], k: usize, scale: f32
         grad.len(),
         "masked_softmax_backward: shapes differ"
     );
-    let mut out = vec![0.0f32; probs.len()];
+    let mut out = grad.to_vec();
     if k == 0 {
         return out;
     }
     out.par_chunks_mut(k)
-        .zip(probs.par_chunks(k).zip(grad.par_chunks(k)))
+        .zip(probs.par_chunks(k))
         .with_min_len(16)
-        .for_each(|(o, (p, g))| {
-            simd_kernel!(Grad { o: &'a mut [f32], p: &'a [f32], g: &'a [f32], scale: f32 }
-                => softmax_grad(o, p, g, scale))
-        });
+        .for_each(|(g, p)| softmax_grad_rows(g, p, k, scale));
     out
 }
 
-/// Softmax of `scale · s[..seen]` in place; keys from `seen` on become 0.
+/// Each row `r` of `s [rows, cols]` replaced by the softmax of `scale ·` its values
+/// `starts[r] − offset .. first_end + r` (`starts` empty: from 0), the rest 0: a block of causal
+/// query rows, whose first row sees `first_end` columns.
+pub(crate) fn softmax_window_rows(
+    s: &mut [f32],
+    cols: usize,
+    starts: &[usize],
+    offset: usize,
+    first_end: usize,
+    scale: f32,
+) {
+    simd_kernel!(WindowRows { s: &'a mut [f32], cols: usize, starts: &'a [usize], offset: usize, first_end: usize, scale: f32 } => {
+        for (r, row) in s.chunks_exact_mut(cols).enumerate() {
+            let from = starts.get(r).map_or(0, |&f| f - offset);
+            softmax_window(row, from, (first_end + r).min(cols), scale);
+        }
+    })
+}
+
+/// Each row of `g [rows, cols]`, the gradient of probabilities `p` (same shape), replaced by the
+/// gradient of their scores, `scale · p ⊙ (g − Σ g ⊙ p)`.
+pub(crate) fn softmax_grad_rows(g: &mut [f32], p: &[f32], cols: usize, scale: f32) {
+    simd_kernel!(GradRows { g: &'a mut [f32], p: &'a [f32], cols: usize, scale: f32 } => {
+        for (g, p) in g.chunks_exact_mut(cols).zip(p.chunks_exact(cols)) {
+            softmax_grad(g, p, scale);
+        }
+    })
+}
+
+/// Softmax of `scale · s[from..to]` in place; the values outside become 0.
 #[inline(always)]
-fn softmax_prefix(s: &mut [f32], seen: usize, scale: f32) {
-    let (s, unseen) = s.split_at_mut(seen);
+fn softmax_window(s: &mut [f32], from: usize, to: usize, scale: f32) {
+    let (s, unseen) = s.split_at_mut(to);
     unseen.fill(0.0);
+    let (before, s) = s.split_at_mut(from.min(to));
+    before.fill(0.0);
     let max = max_of(s) * scale;
     if !max.is_finite() {
         s.fill(0.0);
@@ -144,11 +170,12 @@ fn softmax_masked(s: &mut [f32], hidden: &[bool], scale: f32) {
     }
 }
 
+/// `g ← scale · p ⊙ (g − Σ g ⊙ p)`, in place.
 #[inline(always)]
-fn softmax_grad(out: &mut [f32], p: &[f32], g: &[f32], scale: f32) {
+fn softmax_grad(g: &mut [f32], p: &[f32], scale: f32) {
     let dot = dot(p, g);
-    for ((o, &p), &g) in out.iter_mut().zip(p).zip(g) {
-        *o = scale * p * (g - dot);
+    for (g, &p) in g.iter_mut().zip(p) {
+        *g = scale * p * (*g - dot);
     }
 }
 

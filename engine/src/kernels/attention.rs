@@ -136,6 +136,21 @@ impl Block {
 }
 
 impl CausalShape {
+    /// The dimensions of `q` and of the output.
+    pub fn q_dims(&self) -> [usize; 4] {
+        [
+            self.batch,
+            self.kv_heads,
+            self.group * self.queries,
+            self.head_dim,
+        ]
+    }
+
+    /// The dimensions of `k` and `v`.
+    pub fn kv_dims(&self) -> [usize; 4] {
+        [self.batch, self.kv_heads, self.keys, self.head_dim]
+    }
+
     fn cached(&self) -> usize {
         self.keys - self.queries
     }

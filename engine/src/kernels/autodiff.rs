@@ -156,10 +156,13 @@ impl KernelGrads for Flex {
         scale: f32,
         keep_probs: bool,
     ) -> (FloatTensor<Self>, Vec<f32>) {
-        let ((q, k, v), shape, s) = flex_causal(q, k, v, queries);
+        let ((q, k, v), s) = flex_causal(q, k, v, queries);
         let (q, k, v) = (values(&q), values(&k), values(&v));
         let (out, probs) = attention::causal_attention(q, k, v, first, s, scale, keep_probs);
-        (FlexTensor::from_data(TensorData::new(out, shape)), probs)
+        (
+            FlexTensor::from_data(TensorData::new(out, s.q_dims())),
+            probs,
+        )
     }
 
     fn causal_attention_backward(
@@ -172,8 +175,7 @@ impl KernelGrads for Flex {
         queries: usize,
         scale: f32,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let k_shape = k.layout().shape().to_vec();
-        let ((q, k, v), q_shape, s) = flex_causal(q, k, v, queries);
+        let ((q, k, v), s) = flex_causal(q, k, v, queries);
         let (grad, _) = flex_f32(grad);
         let (dq, dk, dv) = attention::causal_attention_backward(
             values(&q),
@@ -186,9 +188,9 @@ impl KernelGrads for Flex {
             scale,
         );
         (
-            FlexTensor::from_data(TensorData::new(dq, q_shape)),
-            FlexTensor::from_data(TensorData::new(dk, k_shape.clone())),
-            FlexTensor::from_data(TensorData::new(dv, k_shape)),
+            FlexTensor::from_data(TensorData::new(dq, s.q_dims())),
+            FlexTensor::from_data(TensorData::new(dk, s.kv_dims())),
+            FlexTensor::from_data(TensorData::new(dv, s.kv_dims())),
         )
     }
 
@@ -601,11 +603,17 @@ mod tests {
         let hidden: Vec<bool> = (0..b * q * k).map(|i| i % 4 == 1).collect();
         let upstream = uniform([b, h, q, k], 1.0, &device);
         let scale = 0.125f32;
-        for (name, mask) in [("causal", Vec::new()), ("explicit", hidden)] {
+        // Causal as an explicit mask (key j hidden from query i when j > i + k − q), and an
+        // arbitrary one.
+        let causal: Vec<bool> = (0..b * q * k)
+            .map(|at| at % k > at / k % q + (k - q))
+            .collect();
+        for (name, mask) in [("causal", causal), ("explicit", hidden)] {
             let fused = (super::super::ext::attention_softmax(scores.clone(), mask.clone(), scale)
                 * upstream.clone())
             .sum();
-            let hide: Tensor<4, burn::tensor::Bool> = if mask.is_empty() {
+            // The composed side hides keys with burn's own causal mask for the causal case.
+            let hide: Tensor<4, burn::tensor::Bool> = if name == "causal" {
                 Tensor::<2, burn::tensor::Bool>::tril_mask([q, k], (k - q) as i64, &device)
                     .unsqueeze::<4>()
                     .expand([b, 1, q, k])

@@ -330,17 +330,26 @@ impl AttentionPass {
             has_fused_kernels(device) && (!inference || (!decode_in_place && shape.queries > 1));
         let small_scores =
             shape.batch * shape.heads * shape.queries * keys * 4 <= FUSED_PREFILL_SCORE_BYTES;
-        let (causal_first, fused_hidden) = match engine_kernels.then(|| host_mask(&mask)).flatten()
-        {
-            Some(hidden) if hidden.is_empty() => (Some(Vec::new()), None),
-            Some(hidden) => {
-                match super::attention::causal_windows(&hidden, shape.batch, shape.queries, keys) {
-                    Some(first) => (Some(first), None),
-                    None if !inference || small_scores => (None, Some(hidden)),
-                    None => (None, None),
+        let (causal_first, fused_hidden) = match &mask {
+            _ if !engine_kernels => (None, None),
+            AttentionMask::Causal => (Some(Vec::new()), None),
+            AttentionMask::Explicit(m) => match host_mask(m) {
+                Some(hidden) => {
+                    match super::attention::causal_windows(
+                        &hidden,
+                        shape.batch,
+                        shape.queries,
+                        keys,
+                    ) {
+                        Some(first) => (Some(first), None),
+                        None if !inference || small_scores => (None, Some(hidden)),
+                        None => (None, None),
+                    }
                 }
-            }
-            None => (None, None),
+                None => (None, None),
+            },
+            // Turned into `Explicit` above, except for decode in place.
+            AttentionMask::LeftPadded(_) => (None, None),
         };
         Self {
             shape,
@@ -417,16 +426,10 @@ impl AttentionPass {
     }
 }
 
-/// The keys each query may not see, on the host for the fused softmax: empty for causal, else
-/// `[batch, queries, keys]`. `None` when a mask cannot be read (the pass then takes burn's
-/// attention).
-fn host_mask(mask: &AttentionMask) -> Option<Vec<bool>> {
-    match mask {
-        AttentionMask::Causal => Some(Vec::new()),
-        AttentionMask::Explicit(m) => m.as_ref().clone().into_data().try_into_vec::<bool>().ok(),
-        // Turned into `Explicit` by `AttentionPass::new`, except for decode in place.
-        AttentionMask::LeftPadded(_) => None,
-    }
+/// The keys each query may not see, `[batch, queries, keys]` on the host, read from an
+/// explicit mask; `None` when it cannot be read (the pass then takes burn's attention).
+fn host_mask(mask: &Tensor<4, Bool>) -> Option<Vec<bool>> {
+    mask.clone().into_data().try_into_vec::<bool>().ok()
 }
 
 /// `[batch, kv_heads, seq, hd]` → `[batch, kv_heads * n, seq, hd]`, each kv head repeated n times.

@@ -42,29 +42,50 @@ pub fn product(
         k * n,
         "gemm::product: b does not hold k × n values"
     );
+    let view = |data, [rows, cols]: [usize; 2], stored| match stored {
+        Stored::AsIs => View::new(data, rows, cols, cols),
+        Stored::Transposed => View::new(data, cols, rows, rows).t(),
+    };
+    product_of(view(a, [m, k], a_stored), view(b, [k, n], b_stored))
+}
+
+/// `a · b` of two views into a fresh row-major `[m, n]` output, on rayon's pool from
+/// `PARALLEL_MACS` multiply-adds. Panics when the inner dimensions differ.
+pub fn product_of(a: View<'_>, b: View<'_>) -> Vec<f32> {
+    let ((m, k), (k2, n)) = (a.logical(), b.logical());
+    assert_eq!(k, k2, "gemm::product: inner dimensions differ");
     let len = m * n;
     if k == 0 || len == 0 {
         return vec![0.0; len];
     }
     let parallel = m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MACS;
     let mut out = Vec::<f32>::with_capacity(len);
-    // SAFETY: `a` holds m × k values and `b` k × n (asserted), and `strides` addresses exactly
-    // those, so every element gemm reads is inside them; `out` has capacity for m × n values at
-    // row stride n, column stride 1, and aliases neither input. With `read_dst` false gemm writes
-    // every output element and reads none, so after the call all `len` elements are initialized.
+    // SAFETY: `View::new` checked that each operand's storage holds every element its strides
+    // address; `out` has capacity for m × n values at row stride n, column stride 1, and aliases
+    // neither input. With `read_dst` false gemm writes every output element and reads none, so
+    // after the call all `len` elements are initialized.
     unsafe {
         call(
             out.as_mut_ptr(),
             n,
             false,
-            (a.as_ptr(), strides(a_stored, m, k)),
-            (b.as_ptr(), strides(b_stored, k, n)),
+            (a.data.as_ptr(), a.strides()),
+            (b.data.as_ptr(), b.strides()),
             [m, k, n],
             parallel,
         );
         out.set_len(len);
     }
     out
+}
+
+/// Values a `rows × cols` matrix spans at row stride `stride`.
+fn span(rows: usize, cols: usize, stride: usize) -> usize {
+    if rows == 0 {
+        0
+    } else {
+        (rows - 1) * stride + cols
+    }
 }
 
 /// A matrix read in place: `rows × cols` values of which row `i` starts at `data[i · stride]`,
@@ -81,11 +102,7 @@ pub struct View<'a> {
 impl<'a> View<'a> {
     /// The `rows × cols` matrix at the start of `data`, rows `stride` apart.
     pub fn new(data: &'a [f32], rows: usize, cols: usize, stride: usize) -> Self {
-        let need = if rows == 0 {
-            0
-        } else {
-            (rows - 1) * stride + cols
-        };
+        let need = span(rows, cols, stride);
         assert!(
             cols <= stride && data.len() >= need,
             "gemm::View: {rows} × {cols} at stride {stride} needs {need} values, has {}",
@@ -100,16 +117,18 @@ impl<'a> View<'a> {
         }
     }
 
+    /// The same storage read as stored: [`Stored::Transposed`] reads its transpose.
+    pub fn read_as(self, stored: Stored) -> Self {
+        Self { stored, ..self }
+    }
+
     /// The same storage read as its transpose.
     pub fn t(self) -> Self {
-        Self {
-            stored: Stored::Transposed,
-            ..self
-        }
+        self.read_as(Stored::Transposed)
     }
 
     /// `(rows, cols)` as the product reads it.
-    fn logical(&self) -> (usize, usize) {
+    pub fn logical(&self) -> (usize, usize) {
         match self.stored {
             Stored::AsIs => (self.rows, self.cols),
             Stored::Transposed => (self.cols, self.rows),
@@ -137,7 +156,7 @@ pub fn product_into(
 ) {
     let ((m, k), (k2, n)) = (a.logical(), b.logical());
     assert_eq!(k, k2, "gemm::product_into: inner dimensions differ");
-    let need = if m == 0 { 0 } else { (m - 1) * out_stride + n };
+    let need = span(m, n, out_stride);
     assert!(
         n <= out_stride && out.len() >= need,
         "gemm::product_into: the output holds {} values, [{m}, {n}] at stride {out_stride} needs {need}",
@@ -167,14 +186,6 @@ pub fn product_into(
             [m, k, n],
             false,
         );
-    }
-}
-
-/// Column and row strides of a contiguous `[rows, cols]` operand as the product reads it.
-fn strides(stored: Stored, rows: usize, cols: usize) -> (isize, isize) {
-    match stored {
-        Stored::AsIs => (1, cols as isize),
-        Stored::Transposed => (rows as isize, 1),
     }
 }
 

@@ -102,14 +102,16 @@ fn accumulate_band<S: pulp::Simd>(
 /// from L1 by every group of `x` rows, and `acc` is read and written once per chunk.
 const CHUNK_ROWS: usize = 32;
 
+/// Whether the path has 32 vector registers (AVX-512, NEON) rather than AVX2's 16: the register
+/// tiles below hold twice the rows there.
+fn has_32_registers<S: pulp::Simd>() -> bool {
+    S::F32_LANES >= 16 || cfg!(target_arch = "aarch64")
+}
+
 /// Rows of `x` one register tile holds: with two vectors of columns, 8 accumulators of the 16
 /// AVX2 registers, 16 of the 32 AVX-512 or NEON ones.
 fn tile_rows<S: pulp::Simd>() -> usize {
-    if S::F32_LANES >= 16 || cfg!(target_arch = "aarch64") {
-        8
-    } else {
-        4
-    }
+    if has_32_registers::<S>() { 8 } else { 4 }
 }
 
 /// `acc[m, n] += x[:, band] · w[band, :]` in register tiles:
@@ -297,11 +299,7 @@ fn dot_rows_tiled<S: pulp::Simd>(
     m: usize,
     k: usize,
 ) {
-    let tile = if S::F32_LANES >= 16 || cfg!(target_arch = "aarch64") {
-        4
-    } else {
-        2
-    };
+    let tile = if has_32_registers::<S>() { 4 } else { 2 };
     let whole = rows.len() / k / DOT_TILE_ROWS * DOT_TILE_ROWS;
     for j in (0..whole).step_by(DOT_TILE_ROWS) {
         let mut b0 = 0;

@@ -139,7 +139,7 @@ pub trait CpuKernels: Backend {
 
     /// [`softmax::masked_softmax`]: `softmax(scale · scores)` over the last axis of
     /// `scores [batch, heads, q, k]`, with `hidden` a `[batch, q, k]` mask (`true` = hidden,
-    /// shared by the heads) or empty for causal.
+    /// shared by the heads).
     fn attention_softmax(
         scores: FloatTensor<Self>,
         hidden: Vec<bool>,
@@ -301,17 +301,13 @@ impl InferenceKernels for Flex {
     }
 }
 
-/// The contiguous values of `q`, `k` and `v` for [`attention::causal_attention`], with its shapes.
+/// The contiguous values of `q`, `k` and `v` for [`attention::causal_attention`], with its shape.
 fn flex_causal(
     q: FlexTensor,
     k: FlexTensor,
     v: FlexTensor,
     queries: usize,
-) -> (
-    (FlexTensor, FlexTensor, FlexTensor),
-    Vec<usize>,
-    attention::CausalShape,
-) {
+) -> ((FlexTensor, FlexTensor, FlexTensor), attention::CausalShape) {
     let (q, q_shape) = flex_f32(q);
     let (k, k_shape) = flex_f32(k);
     let (v, _) = flex_f32(v);
@@ -331,7 +327,7 @@ fn flex_causal(
         keys,
         head_dim,
     };
-    ((q, k, v), q_shape, shape)
+    ((q, k, v), shape)
 }
 
 /// [`elementwise::rope`] on flex tensors, or with `transpose` its gradient
@@ -386,20 +382,16 @@ fn flex_2d(t: FlexTensor) -> Option<(FlexTensor, usize, usize)> {
     Some((t, shape[0], shape[1]))
 }
 
-/// `a · b` of two 2-d tensors, each stored as its [`Stored`] says, through [`gemm::product`]
+/// `a · b` of two 2-d tensors, each stored as its [`Stored`] says, through [`gemm::product_of`]
 /// (no transposed copy); burn's matmul of the transposed views when either is not a 2-d f32
 /// tensor. Panics when the inner dimensions differ.
 fn flex_product(a: FlexTensor, a_stored: Stored, b: FlexTensor, b_stored: Stored) -> FlexTensor {
-    let logical = |(rows, cols), stored| match stored {
-        Stored::AsIs => (rows, cols),
-        Stored::Transposed => (cols, rows),
-    };
     match (flex_2d(a.clone()), flex_2d(b.clone())) {
         (Some((at, ar, ac)), Some((bt, br, bc))) => {
-            let ((m, k), (k2, n)) = (logical((ar, ac), a_stored), logical((br, bc), b_stored));
-            assert_eq!(k, k2, "product: inner dimensions differ");
-            let out = gemm::product((values(&at), a_stored), (values(&bt), b_stored), m, k, n);
-            flex_from(out, m, n)
+            let a_view = gemm::View::new(values(&at), ar, ac, ac).read_as(a_stored);
+            let b_view = gemm::View::new(values(&bt), br, bc, bc).read_as(b_stored);
+            let (m, n) = (a_view.logical().0, b_view.logical().1);
+            flex_from(gemm::product_of(a_view, b_view), m, n)
         }
         _ => {
             let view = |t, stored| match stored {
@@ -471,20 +463,15 @@ impl CpuKernels for Flex {
         let [b, h, q, k] = shape[..] else {
             panic!("attention_softmax: scores must be 4-d")
         };
-        let visible = if hidden.is_empty() {
-            softmax::Visible::Causal
-        } else {
-            softmax::Visible::Mask(&hidden)
-        };
         // In place when the scores are this pass's own (a product's fresh output, as in every
         // attention pass): a contiguous tensor whose storage holds exactly its elements.
         if let Some(own) = scores.try_storage_mut::<f32>()
             && own.len() == b * h * q * k
         {
-            softmax::masked_softmax_in_place(own, [b, h, q, k], visible, scale);
+            softmax::masked_softmax_in_place(own, [b, h, q, k], &hidden, scale);
             return scores;
         }
-        let out = softmax::masked_softmax(values(&scores), [b, h, q, k], visible, scale);
+        let out = softmax::masked_softmax(values(&scores), [b, h, q, k], &hidden, scale);
         FlexTensor::from_data(TensorData::new(out, shape))
     }
 
@@ -574,7 +561,7 @@ pub(crate) mod ext {
     }
 
     /// Attention probabilities `softmax(scale · scores)` over `scores [batch, heads, q, k]`, keys
-    /// hidden by `hidden` (`[batch, q, k]`, shared by the heads; empty for causal) at 0;
+    /// hidden by `hidden` (`[batch, q, k]`, shared by the heads) at 0;
     /// differentiable (see [`CpuKernels`]).
     pub(crate) fn attention_softmax(scores: Tensor<4>, hidden: Vec<bool>, scale: f32) -> Tensor<4> {
         Tensor::from_dispatch(<Dispatch as CpuKernels>::attention_softmax(

@@ -1,7 +1,8 @@
-//! The attention probabilities of training and prompt passes in one pass each way:
-//! `softmax(scale · s)` over each row of scores with hidden keys left out, and its gradient.
-//! burn's composed attention records a scale, two mask fills and a five-op softmax, each a full
-//! pass over the `[batch, heads, queries, keys]` scores with libm's scalar `exp`.
+//! Attention probabilities in one pass each way: `softmax(scale · s)` over each row of scores
+//! with hidden keys left out, and its gradient. The row kernels serve the causal block kernel
+//! ([`attention`](super::attention)); [`masked_softmax`] serves passes with any other mask, over
+//! the whole `[batch, heads, queries, keys]` scores. burn's composed attention records a scale,
+//! two mask fills and a five-op softmax, each a full pass with libm's scalar `exp`.
 
 use rayon::prelude::*;
 
@@ -10,26 +11,13 @@ use super::gemv::dot;
 use super::simd_kernel;
 use super::token_stats::max_of;
 
-/// Which keys each query row may see.
-#[derive(Debug, Clone, Copy)]
-pub enum Visible<'a> {
-    /// Causal: query `i` of `q` sees keys `0..=i + (k − q)`.
-    Causal,
-    /// `hidden[(b · q + i) · k + j]` hides key `j` from query `i` of sequence `b` (shared by the
-    /// heads).
-    Mask(&'a [bool]),
-}
-
-/// `softmax(scale · scores)` over the last axis of `scores [batch, heads, q, k]`, hidden keys at
-/// probability 0 (a row with every key hidden is all 0).
-pub fn masked_softmax(
-    scores: &[f32],
-    shape: [usize; 4],
-    visible: Visible<'_>,
-    scale: f32,
-) -> Vec<f32> {
+/// `softmax(scale · scores)` over the last axis of `scores [batch, heads, q, k]`, the keys that
+/// `hidden[(b · q + i) · k + j]` hides from query `i` of sequence `b` (shared by the heads) at
+/// probability 0 (a row with every key hidden is all 0). Causal passes take
+/// [`causal_attention`](super::attention::causal_attention) instead.
+pub fn masked_softmax(scores: &[f32], shape: [usize; 4], hidden: &[bool], scale: f32) -> Vec<f32> {
     let mut out = scores.to_vec();
-    masked_softmax_in_place(&mut out, shape, visible, scale);
+    masked_softmax_in_place(&mut out, shape, hidden, scale);
     out
 }
 
@@ -38,7 +26,7 @@ pub fn masked_softmax(
 pub fn masked_softmax_in_place(
     scores: &mut [f32],
     [batch, heads, q, k]: [usize; 4],
-    visible: Visible<'_>,
+    hidden: &[bool],
     scale: f32,
 ) {
     assert_eq!(
@@ -46,9 +34,7 @@ pub fn masked_softmax_in_place(
         batch * heads * q * k,
         "masked_softmax: scores"
     );
-    if let Visible::Mask(hidden) = visible {
-        assert_eq!(hidden.len(), batch * q * k, "masked_softmax: mask");
-    }
+    assert_eq!(hidden.len(), batch * q * k, "masked_softmax: mask");
     if k == 0 {
         return;
     }
@@ -58,16 +44,9 @@ pub fn masked_softmax_in_place(
         .enumerate()
         .for_each(|(row, s)| {
             let (b, i) = (row / (heads * q), row % q);
-            match visible {
-                Visible::Causal => {
-                    softmax_window_rows(s, k, &[], 0, i + 1 + k.saturating_sub(q), scale)
-                }
-                Visible::Mask(hidden) => {
-                    let h = &hidden[(b * q + i) * k..][..k];
-                    simd_kernel!(Masked { s: &'a mut [f32], h: &'a [bool], scale: f32 }
-                        => softmax_masked(s, h, scale))
-                }
-            }
+            let h = &hidden[(b * q + i) * k..][..k];
+            simd_kernel!(Masked { s: &'a mut [f32], h: &'a [bool], scale: f32 }
+                => softmax_masked(s, h, scale))
         });
 }
 
@@ -215,8 +194,12 @@ mod tests {
             let hidden: Vec<bool> = (0..b * q * k)
                 .map(|i| (i * 7) % 5 == 0 || i % 37 > 30)
                 .collect();
-            let causal = masked_softmax(&scores, [b, h, q, k], Visible::Causal, scale);
-            let masked = masked_softmax(&scores, [b, h, q, k], Visible::Mask(&hidden), scale);
+            // Causal as an explicit mask, and an arbitrary one.
+            let causal_mask: Vec<bool> = (0..b * q * k)
+                .map(|at| at % k > at / k % q + (k - q))
+                .collect();
+            let causal = masked_softmax(&scores, [b, h, q, k], &causal_mask, scale);
+            let masked = masked_softmax(&scores, [b, h, q, k], &hidden, scale);
             for row in 0..b * h * q {
                 let (bi, i) = (row / (h * q), row % q);
                 let s = &scores[row * k..][..k];
@@ -234,7 +217,7 @@ mod tests {
     #[test]
     fn a_fully_hidden_row_is_zero() {
         crate::kernels::simd::on_every_path(|_path| {
-            let out = masked_softmax(&[1.0, 2.0], [1, 1, 1, 2], Visible::Mask(&[true, true]), 1.0);
+            let out = masked_softmax(&[1.0, 2.0], [1, 1, 1, 2], &[true, true], 1.0);
             assert_eq!(out, vec![0.0, 0.0]);
         });
     }

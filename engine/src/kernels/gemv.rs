@@ -1,7 +1,7 @@
 //! Matrix products with few rows (decode: one to a few tokens per sequence), where a blocked GEMM
 //! spends its time packing and the work is bound by reading the weights once from memory.
 //!
-//! Both kernels stream every weight exactly once, split across the decode [`crew`] (threads
+//! Both kernels stream every weight exactly once, split across the decode `crew` (threads
 //! that stay awake between a step's many short products) so that each thread reads one
 //! contiguous range, and are compiled for the CPU's widest vectors through
 //! `pulp`'s run-time dispatch (AVX-512 / AVX2+FMA / baseline), with the inner loops written so

@@ -13,7 +13,7 @@
 //! - [`gemv`]: matrix products with few rows (decode), bound by reading the weights once.
 //! - [`gemm`]: products with many rows (prompts) through the `gemm` crate into outputs it
 //!   allocates itself, without burn's zeroed-and-copied output.
-//! - [`crew`]: the threads those products and decode attention run on, awake between a decode
+//! - `crew`: the threads those products and decode attention run on, awake between a decode
 //!   step's many short parallel regions (rayon's sleep and wake-up cost a tenth of each step).
 //! - [`elementwise`]: SwiGLU's `silu(gate) · up` and RoPE in one pass each way, RMSNorm in one
 //!   pass at inference, and the vectorizable `exp` and `exp2` they, the loss and the token

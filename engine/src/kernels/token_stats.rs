@@ -2,11 +2,11 @@
 //! log-probability of any token), the entropy of the predictive distribution in nats, and the
 //! top-k tokens, without materializing a softmax copy.
 //!
-//! The row is walked in blocks of [`BLOCK`] logits, each read once from memory: one pass gathers
-//! `s = Σ e^(x−m)` and `t = Σ e^(x−m)·(x−m)` relative to the reference maximum `m` of the blocks
-//! before, and the block's own maximum alongside. A term may sit up to [`HEADROOM`] above `m` and
-//! still be exact in f32; a block reaching higher (a few times per row at most) is summed again
-//! from L1 against its own maximum. When the maximum grows, the f64 totals are rescaled once.
+//! The row is walked in blocks of `BLOCK` (512) logits, each read once from memory: one pass
+//! gathers `s = Σ e^(x−m)` and `t = Σ e^(x−m)·(x−m)` relative to the reference maximum `m` of the
+//! blocks before, and the block's own maximum alongside. A term may sit up to `HEADROOM` (2^64)
+//! above `m` and still be exact in f32; a block reaching higher (a few times per row at most) is
+//! summed again from L1 against its own maximum. When the maximum grows, the f64 totals are rescaled once.
 //! At the end `H = ln s − t / s` and `lse = m + ln s`.
 //!
 //! The pass is written with `pulp`'s explicit vectors (AVX-512, AVX2+FMA, NEON or scalar, picked

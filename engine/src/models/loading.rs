@@ -226,7 +226,7 @@ impl CausalLm {
         })
     }
     /// Every parameter by its Hugging Face name, in f32 with the checkpoint's shape
-    /// (projections back to `[out, in]`), in [`super::tensor_shapes`] order.
+    /// (projections back to `[out, in]`), in [`super::config::tensor_shapes`] order.
     pub fn named_tensors(&self) -> Result<Vec<(String, HostTensor)>, ModelError> {
         let mut out = Vec::new();
         let t = &self.transformer;

@@ -7,13 +7,13 @@
 //! Readers never block writers (WAL).
 
 //!
-//! - [`open`](mod@open): the folder, the connection's settings, migrations ([`schema`]);
-//! - [`runs`]: runs, their status and stop requests;
-//! - [`metrics`]: metric series;
-//! - [`checkpoints`]: checkpoint folders;
-//! - [`logs`]: run logs;
-//! - [`traces`]: the completions of RL runs and evals, token by token;
-//! - [`evaluations`]: stored evaluations of checkpoints and models, problem by problem;
+//! - `open`: the folder, the connection's settings, migrations (`schema`);
+//! - `runs`: runs, their status and stop requests;
+//! - `metrics`: metric series;
+//! - `checkpoints`: checkpoint folders;
+//! - `logs`: run logs;
+//! - `traces`: the completions of RL runs and evals, token by token;
+//! - `evaluations`: stored evaluations of checkpoints and models, problem by problem;
 //! - `token_columns`: the little-endian token columns traces and evaluation items share.
 
 use std::fmt;

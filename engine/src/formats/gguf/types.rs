@@ -221,7 +221,7 @@ impl GgmlType {
         })
     }
 
-    /// Whether [`dequantize`] handles this type.
+    /// Whether [`dequantize`](super::dequant::dequantize) handles this type.
     pub fn can_dequantize(self) -> bool {
         use GgmlType::*;
         matches!(

@@ -4,10 +4,10 @@
 //!
 //! The row is walked in blocks of `BLOCK` (512) logits, each read once from memory: one pass
 //! gathers `s = Σ e^(x−m)` and `t = Σ e^(x−m)·(x−m)` relative to the reference maximum `m` of the
-//! blocks before, and the block's own maximum alongside. A term may sit up to `HEADROOM` (2^64)
-//! above `m` and still be exact in f32; a block reaching higher (a few times per row at most) is
-//! summed again from L1 against its own maximum. When the maximum grows, the f64 totals are rescaled once.
-//! At the end `H = ln s − t / s` and `lse = m + ln s`.
+//! blocks before, and the block's own maximum alongside. A term may sit up to `HEADROOM` (64)
+//! powers of two above `m` and still be exact in f32; a block reaching higher (a few times per
+//! row at most) is summed again from L1 against its own maximum. When the maximum grows, the f64
+//! totals are rescaled once. At the end `H = ln s − t / s` and `lse = m + ln s`.
 //!
 //! The pass is written with `pulp`'s explicit vectors (AVX-512, AVX2+FMA, NEON or scalar, picked
 //! at run time, capped by `STUDIO_SIMD`): per vector one load, the exponential's polynomial and

@@ -87,8 +87,30 @@ pub enum Command {
     /// `eval/X`).
     Import(ImportArgs),
     /// Run a study (several runs one after another, e.g. a preset of assets/presets/) and
-    /// print the comparison table of the metrics it names.
+    /// print the comparison table of the metrics it names; `--check` checks every run as
+    /// Launch does, without running.
     Study(StudyArgs),
+    /// Score completions given in a file (JSONL, JSON, CSV/TSV, Parquet: `prompt`,
+    /// `completion` and the dataset's answer column per row) with a run config's [[rewards]],
+    /// exactly as its training and evaluation score them: each row's total reward, its parts
+    /// and the verdict (`--json`: {"rows": [{"line", "reward", "rewards": {NAME: VALUE},
+    /// "correct": BOOL|null}], "bad_rows": [{"line", "message"}]}, rows in file order).
+    Rewards(RewardsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RewardsArgs {
+    /// The run config whose [[rewards]] score the completions (a built-in task's run judges
+    /// each row by the problem its prompt states; another run by the answer column its
+    /// `[data] mapping` names, else `answer`, `solution`, `ground_truth` or `reference`).
+    #[arg(long, value_name = "RUN.toml")]
+    pub config: PathBuf,
+    /// The completions.
+    #[arg(long, value_name = "FILE")]
+    pub completions: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +130,10 @@ pub struct ImportArgs {
 pub struct StudyArgs {
     /// The study file (TOML); `-` reads it from standard input.
     pub file: PathBuf,
+    /// Check every run as Launch does before Start (settings, model and tokenizer, dataset
+    /// roles, rewards, memory), without running anything.
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(Debug, Args)]

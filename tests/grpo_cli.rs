@@ -551,6 +551,43 @@ init_from = "sft"
 "#
     );
     let path = write_config(dir.path(), "study", &study);
+    // Checked as Launch checks a run, without running: the GRPO run on the model the SFT run
+    // starts from.
+    let out = studio_in(&ws_dir, &["study", &path.to_string_lossy(), "--check"], &[]);
+    common::assert_success(&out);
+    let check = String::from_utf8_lossy(&out.stdout);
+    assert!(check.contains("run `sft`: ok (sft, 3 steps"), "{check}");
+    assert!(check.contains("run `grpo`: ok (grpo, 4 steps"), "{check}");
+    assert!(
+        !ws_dir.join("workspace.sqlite").exists(),
+        "--check ran something"
+    );
+    let broken = path.with_file_name("broken.toml");
+    std::fs::write(
+        &broken,
+        study.replace(
+            "chat_template = false\n[runs.config.eval]",
+            "chat_template = false\nlr = -1\n[runs.config.eval]",
+        ),
+    )
+    .expect("write");
+    let out = studio_in(
+        &ws_dir,
+        &["study", &broken.to_string_lossy(), "--check"],
+        &[],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("run `sft`") && stderr.contains("lr"),
+        "{stderr}"
+    );
+    // A study given to `studio train` says how to run it.
+    let out = studio_in(&ws_dir, &["train", &path.to_string_lossy()], &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("studio study"), "{stderr}");
+
     let out = studio_in(&ws_dir, &["study", &path.to_string_lossy()], &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

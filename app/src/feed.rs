@@ -9,6 +9,7 @@ use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 use std::time::Duration;
 
 use engine::store::{MetricPoint, RunId, RunRecord, Workspace};
+use engine::train::config::Algorithm;
 
 /// How often the feed looks at the workspace.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -23,8 +24,8 @@ pub type SeriesKey = (RunId, String);
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunInfo {
     pub record: RunRecord,
-    /// `algorithm` of its config (`sft` when absent).
-    pub algorithm: String,
+    /// `algorithm` of its config (`sft` when absent or not one the studio knows).
+    pub algorithm: Algorithm,
     /// `model` of its config.
     pub model: String,
     /// Its worker process is gone though the run says it is going (it can be resumed).
@@ -45,7 +46,9 @@ impl RunInfo {
         };
         let died = engine::train::launch::worker_died(&record);
         Self {
-            algorithm: field("algorithm").unwrap_or_else(|| "sft".into()),
+            algorithm: field("algorithm")
+                .and_then(|a| Algorithm::from_name(&a))
+                .unwrap_or_default(),
             model: field("model").unwrap_or_default(),
             imported: field("imported_from").is_some(),
             died,

@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use engine::data::builtin::extract_answer;
+use engine::data::answer;
 use engine::store::{EvaluationId, EvaluationItem, EvaluationRecord};
 use engine::train::evaluation::{
     self, EvalData, EvalOptions, EvalProgress, evaluated_model, problem_set,
@@ -108,7 +108,7 @@ fn evaluation_json(record: &EvaluationRecord, items: &[EvaluationItem]) -> Strin
                 "prompt": i.prompt,
                 "answer": i.answer,
                 "completion": i.completion,
-                "extracted": extract_answer(&i.completion),
+                "extracted": answer::extract(&i.completion),
                 "correct": i.correct,
                 "finish_reason": i.finish_reason,
             })
@@ -162,7 +162,7 @@ fn evaluation_table(record: &EvaluationRecord, items: &[EvaluationItem]) -> Stri
             i.index,
             if i.correct { "yes" } else { "no" },
             cell(i.answer.as_deref().unwrap_or("-"), 20),
-            cell(&extract_answer(&i.completion), 20),
+            cell(&answer::extract(&i.completion), 20),
             i.finish_reason
         ));
     }
@@ -278,8 +278,8 @@ fn flipped(
                 x.index,
                 cell(&x.prompt, 28),
                 cell(x.answer.as_deref().unwrap_or("-"), 12),
-                cell(&extract_answer(&x.completion), 16),
-                cell(&extract_answer(&y.completion), 16)
+                cell(&answer::extract(&x.completion), 16),
+                cell(&answer::extract(&y.completion), 16)
             ));
         }
     }

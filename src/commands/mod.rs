@@ -4,6 +4,7 @@ mod bench;
 pub mod data;
 mod eval;
 mod inspect;
+mod rewards;
 mod runs;
 mod study;
 
@@ -58,7 +59,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Analyze(args)) => inspect::analyze(ws, &args),
         Some(Command::Compare(args)) => runs::compare(ws, &args, backend),
         Some(Command::Eval(args)) => eval::run(ws, &args, backend),
+        Some(Command::Study(args)) if args.check => study::check(&args.file),
         Some(Command::Study(args)) => study::run(ws, &args.file),
+        Some(Command::Rewards(args)) => rewards::run(&args),
     }
 }
 

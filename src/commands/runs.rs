@@ -144,7 +144,9 @@ pub fn check(workspace_dir: Option<&Path>, config_path: &Path) -> Result<()> {
         if dataset.is_empty() {
             bail!("{origin}: setting `data.path`: {path} has no usable rows");
         }
-        if config.algorithm == "grpo" && dataset.example(0)?.answer.is_none() {
+        if config.algorithm == engine::train::config::Algorithm::Grpo
+            && dataset.example(0)?.answer.is_none()
+        {
             bail!(
                 "{origin}: setting `data.path`: {path} has no answer column, which the rewards \
                  of a GRPO run check against; name it with `data.mapping = {{ answer = \"COLUMN\" }}`"

@@ -4,11 +4,61 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use engine::store::RunId;
 use engine::train::study::Study;
 
 use super::runs::{follow, open_workspace, spawn_worker};
+
+/// `studio study FILE --check`: every run checked as Launch checks it, nothing run.
+pub fn check(file: &Path) -> Result<()> {
+    let (text, origin) = super::runs::read_document(file, "study")?;
+    let study = Study::from_toml(&text, &origin)?;
+    let mut failed = 0;
+    for run in study.check() {
+        let problems: Vec<String> = match (&run.config, &run.preflight) {
+            (Err(e), _) => vec![e.to_string()],
+            (Ok(_), Some(p)) => p
+                .problems
+                .iter()
+                .map(|p| match p.setting.as_str() {
+                    "" => p.message.clone(),
+                    setting => format!("setting `{setting}`: {}", p.message),
+                })
+                .collect(),
+            (Ok(_), None) => Vec::new(),
+        };
+        if problems.is_empty() {
+            let (algorithm, steps) = run
+                .config
+                .as_ref()
+                .map(|c| (c.algorithm.to_string(), c.steps()))
+                .unwrap_or_default();
+            let memory = run
+                .preflight
+                .as_ref()
+                .and_then(|p| p.memory_bytes)
+                .map_or("?".into(), engine::train::preflight::human_bytes);
+            println!(
+                "run `{}`: ok ({algorithm}, {steps} steps, about {memory})",
+                run.key
+            );
+        } else {
+            failed += 1;
+            for p in problems {
+                println!("run `{}`: {p}", run.key);
+            }
+        }
+    }
+    if failed > 0 {
+        bail!(
+            "{origin}: {failed} of {} runs would not start",
+            study.runs.len()
+        );
+    }
+    println!("{origin}: valid ({} runs)", study.runs.len());
+    Ok(())
+}
 
 pub fn run(workspace_dir: Option<&Path>, file: &Path) -> Result<()> {
     let (text, origin) = super::runs::read_document(file, "study")?;

@@ -37,7 +37,7 @@ pub fn model_summary(info: &ModelInfo) -> String {
 
 /// The series a run's sparkline shows: its reward for RL, else its loss.
 pub fn main_metric(run: &RunInfo) -> &'static str {
-    if run.algorithm == "grpo" {
+    if run.algorithm == engine::train::config::Algorithm::Grpo {
         "reward"
     } else {
         "loss"

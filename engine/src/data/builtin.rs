@@ -11,6 +11,7 @@
 //! generator so they never change with a dependency's version.
 
 use super::Example;
+use super::answer::answers_equal;
 
 /// A built-in task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -106,33 +107,70 @@ impl BuiltinTask {
         }
     }
 
-    /// Exact check of a model's final answer text (already extracted, e.g. the content of
-    /// `<answer>…</answer>` or what follows `####`; it is passed through [`extract_answer`] again,
-    /// which leaves extracted text as it is).
+    /// The problem a prompt of this task states, rebuilt from its text (`12+7*3=`, `Make 44
+    /// with 3, 25, 2.`, `Solve 3x+5=20.`), so completions kept outside the studio can be judged
+    /// by the task's verifier; `None` when the text is not this task's prompt. The reasoning is
+    /// left empty.
+    pub fn problem_from_prompt(self, prompt: &str) -> Option<Problem> {
+        let prompt = prompt.trim();
+        let (answer, numbers, target) = match self {
+            BuiltinTask::Arithmetic => {
+                let expression = prompt.strip_suffix('=')?;
+                (evaluate(expression).ok()?.to_string(), Vec::new(), None)
+            }
+            BuiltinTask::Countdown => {
+                let rest = prompt.strip_prefix("Make ")?.strip_suffix('.')?;
+                let (target, listed) = rest.split_once(" with ")?;
+                let target: i64 = target.trim().parse().ok()?;
+                let numbers = listed
+                    .split(',')
+                    .map(|n| n.trim().parse::<i64>().ok())
+                    .collect::<Option<Vec<_>>>()?;
+                (String::new(), numbers, Some(target))
+            }
+            BuiltinTask::LinearEquation => {
+                let equation = prompt.strip_prefix("Solve ")?.strip_suffix('.')?;
+                let (lhs, c) = equation.split_once('=')?;
+                let (a, b) = lhs.split_once('x')?;
+                let a: i64 = a.parse().ok()?;
+                let b: i64 = b.strip_prefix('+').unwrap_or(b).parse().ok()?;
+                let c: i64 = c.parse().ok()?;
+                let ax = c.checked_sub(b)?;
+                (a != 0 && ax % a == 0).then_some(())?;
+                ((ax / a).to_string(), Vec::new(), None)
+            }
+        };
+        Some(Problem {
+            task: self,
+            prompt: prompt.to_string(),
+            reasoning: String::new(),
+            answer,
+            numbers,
+            target,
+        })
+    }
+
+    /// Exact check of a completion, or of the answer already read from one: the answer is read
+    /// with [`BuiltinTask::answer_of`], which leaves a read answer as it is.
+    /// [`super::verdict::judge`] is the entry point every caller uses.
     pub fn verify(self, problem: &Problem, answer: &str) -> bool {
-        let answer = extract_answer(answer);
+        let answer = self.answer_of(answer);
+        let answer = answer.as_str();
         match self {
-            BuiltinTask::Arithmetic => integer_equals(&answer, &problem.answer),
+            BuiltinTask::Arithmetic => answers_equal(answer, &problem.answer),
             BuiltinTask::LinearEquation => {
                 let value = answer
                     .strip_prefix("x")
                     .map(|rest| rest.trim_start())
                     .and_then(|rest| rest.strip_prefix('='))
-                    .map_or(answer.as_str(), str::trim);
-                integer_equals(&normalize_number(value), &problem.answer)
+                    .map_or(answer, str::trim);
+                answers_equal(value, &problem.answer)
             }
             BuiltinTask::Countdown => match problem.target {
-                Some(target) => countdown_check(&answer, &problem.numbers, target).is_ok(),
+                Some(target) => countdown_check(answer, &problem.numbers, target).is_ok(),
                 None => false,
             },
         }
-    }
-}
-
-fn integer_equals(answer: &str, reference: &str) -> bool {
-    match (answer.parse::<i64>(), reference.parse::<i64>()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
     }
 }
 
@@ -341,6 +379,22 @@ pub fn countdown_check(
     }
 }
 
+/// The value of an integer expression of `+ - * / ( )` (exact division), as countdown reads it.
+fn evaluate(expression: &str) -> Result<i64, CountdownError> {
+    let mut parser = ExprParser {
+        chars: expression.chars().collect(),
+        pos: 0,
+        literals: Vec::new(),
+        depth: 0,
+    };
+    let value = parser.expression()?;
+    parser.skip_ws();
+    match parser.chars.get(parser.pos) {
+        Some(c) => Err(CountdownError::Syntax(format!("unexpected `{c}`"))),
+        None => Ok(value),
+    }
+}
+
 /// A recursive-descent parser and evaluator for `+ - * / ( )` over integer literals, with unary
 /// minus (`-2 + 5` is how reasoning-gym writes `5 - 2`). `×`, `x`, `÷` and `−` are accepted.
 struct ExprParser {
@@ -481,115 +535,6 @@ fn linear_equation(rng: &mut SplitMix64, difficulty: u8) -> Problem {
         numbers: Vec::new(),
         target: None,
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Answer extraction
-
-/// Answer extraction used by verifiers and rewards: the content of the last `<answer>x</answer>`
-/// if present, else the text after the last `####` (its first line), else the content of the last
-/// `\boxed{x}`, else the whole text trimmed. A number is normalized: thousands commas, a leading
-/// `+`, trailing zeros after the point (`5.0` → `5`, `2.50` → `2.5`) and a final `.` go.
-pub fn extract_answer(text: &str) -> String {
-    let raw = answer_tag(text)
-        .or_else(|| after_marker(text))
-        .or_else(|| last_boxed(text))
-        .unwrap_or_else(|| text.trim().to_string());
-    normalize_number(raw.trim())
-}
-
-fn answer_tag(text: &str) -> Option<String> {
-    let start = text.rfind("<answer>")? + "<answer>".len();
-    let rest = &text[start..];
-    let content = rest.find("</answer>").map_or(rest, |end| &rest[..end]);
-    Some(content.trim().to_string())
-}
-
-fn after_marker(text: &str) -> Option<String> {
-    let start = text.rfind("####")? + 4;
-    text[start..]
-        .lines()
-        .map(str::trim)
-        .find(|line| !line.is_empty())
-        .map(str::to_string)
-}
-
-/// The content of the last `\boxed{…}` (braces matched).
-pub(crate) fn last_boxed(text: &str) -> Option<String> {
-    let mut found = None;
-    let mut from = 0;
-    while let Some(at) = text[from..].find("\\boxed") {
-        let open = from + at + "\\boxed".len();
-        from = open;
-        let rest = text[open..].trim_start();
-        if !rest.starts_with('{') {
-            continue;
-        }
-        let body_start = text.len() - rest.len() + 1;
-        let mut depth = 1usize;
-        for (i, c) in text[body_start..].char_indices() {
-            match c {
-                '{' => depth += 1,
-                '}' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        found = Some(text[body_start..body_start + i].trim().to_string());
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    found
-}
-
-/// Normalizes a number's spelling; anything that is not a plain number comes back unchanged.
-pub fn normalize_number(text: &str) -> String {
-    let mut s = text.trim();
-    if let Some(rest) = s.strip_prefix('+') {
-        s = rest;
-    }
-    let s = s.strip_suffix('.').unwrap_or(s);
-    let (negative, digits) = match s.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, s),
-    };
-    let (int_part, frac_part) = match digits.split_once('.') {
-        Some((i, f)) => (i, Some(f)),
-        None => (digits, None),
-    };
-    // Commas only as thousands separators: 1,234,567.
-    let groups: Vec<&str> = int_part.split(',').collect();
-    let commas_ok = groups.len() == 1
-        || (!groups[0].is_empty()
-            && groups[0].len() <= 3
-            && groups[1..].iter().all(|g| g.len() == 3));
-    let int_digits: String = groups.concat();
-    let all_digits = |t: &str| t.chars().all(|c| c.is_ascii_digit());
-    if int_digits.is_empty()
-        || !all_digits(&int_digits)
-        || !commas_ok
-        || frac_part.is_some_and(|f| f.is_empty() || !all_digits(f))
-    {
-        return text.trim().to_string();
-    }
-    let frac = frac_part.map(|f| f.trim_end_matches('0')).unwrap_or("");
-    let mut int_digits = int_digits.trim_start_matches('0').to_string();
-    if int_digits.is_empty() {
-        int_digits.push('0');
-    }
-    let is_zero = int_digits == "0" && frac.is_empty();
-    let mut out = String::new();
-    if negative && !is_zero {
-        out.push('-');
-    }
-    out.push_str(&int_digits);
-    if !frac.is_empty() {
-        out.push('.');
-        out.push_str(frac);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -744,29 +689,36 @@ mod tests {
     }
 
     #[test]
-    fn extract_answer_cases() {
-        let cases = [
-            ("<think>2+2</think><answer> 4 </answer>", "4"),
-            ("<answer>1</answer> then <answer>2</answer>", "2"),
-            ("<answer>7", "7"),
-            ("so she has 18 left.\n#### 1,234", "1234"),
-            ("#### 5\n\nDone", "5"),
-            ("The answer is \\boxed{\\frac{1}{2}}.", "\\frac{1}{2}"),
-            ("\\boxed{3} no wait \\boxed{ 4 }", "4"),
-            ("  42  ", "42"),
-            ("+17", "17"),
-            ("5.0", "5"),
-            ("2.50", "2.5"),
-            ("-0.0", "0"),
-            ("72.", "72"),
-            ("1,234,567", "1234567"),
-            ("12,34", "12,34"),
-            ("(25-3)*2", "(25-3)*2"),
-            ("Lily is a knight", "Lily is a knight"),
-        ];
-        for (text, expected) in cases {
-            assert_eq!(extract_answer(text), expected, "{text:?}");
+    fn problems_are_rebuilt_from_their_prompts() {
+        for task in BuiltinTask::ALL {
+            for difficulty in 0..=MAX_DIFFICULTY {
+                for index in 0..40 {
+                    let problem = task.problem_with(11, index, difficulty);
+                    let rebuilt = task.problem_from_prompt(&problem.prompt).expect("rebuilt");
+                    assert_eq!(rebuilt.target, problem.target, "{}", problem.prompt);
+                    assert_eq!(rebuilt.numbers, problem.numbers, "{}", problem.prompt);
+                    if task != BuiltinTask::Countdown {
+                        assert_eq!(rebuilt.answer, problem.answer, "{}", problem.prompt);
+                    }
+                    assert!(task.verify(&rebuilt, &problem.answer), "{}", problem.prompt);
+                }
+            }
         }
+        assert!(
+            BuiltinTask::Countdown
+                .problem_from_prompt("12+3=")
+                .is_none()
+        );
+        assert!(
+            BuiltinTask::Arithmetic
+                .problem_from_prompt("Make 4 with 1, 3.")
+                .is_none()
+        );
+        assert!(
+            BuiltinTask::LinearEquation
+                .problem_from_prompt("Solve 0x+1=1.")
+                .is_none()
+        );
     }
 
     #[test]

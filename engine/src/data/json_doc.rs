@@ -245,6 +245,11 @@ pub(crate) enum Opened {
 }
 
 impl JsonSource {
+    /// The 1-based line where good row `i` starts.
+    pub fn line_of(&self, i: usize) -> Option<u64> {
+        self.rows.get(i).map(|span| span.line)
+    }
+
     pub fn open(path: &Path) -> Result<Opened, DataError> {
         let mut bytes = std::fs::read(path).map_err(|source| DataError::Io {
             path: path.to_path_buf(),

@@ -10,19 +10,22 @@
 //!
 //! `data` is a leaf: it depends on nothing else in the engine.
 
+pub mod answer;
 pub mod builtin;
 mod delimited;
 mod json_doc;
 mod jsonl;
 mod parquet_file;
 pub mod schema;
+pub mod verdict;
 
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-pub use builtin::{BuiltinTask, Problem, extract_answer};
+pub use builtin::{BuiltinTask, Problem};
 pub use schema::{RoleMapping, Schema};
+pub use verdict::{Reference, Verdict, judge};
 
 use delimited::CsvSource;
 use json_doc::{JsonSource, Opened};
@@ -315,6 +318,18 @@ impl Dataset {
         self.len() == 0
     }
 
+    /// The 1-based line where good row `i` starts (JSONL, JSON, CSV/TSV), or its 1-based row
+    /// number in a Parquet file, for messages about the row.
+    pub fn line_of(&self, i: usize) -> u64 {
+        let line = match &self.source {
+            Source::Jsonl(s) => s.rows.get(i).map(|r| r.line),
+            Source::Json(s) => s.line_of(i),
+            Source::Csv(s) => s.rows.get(i).map(|r| r.line),
+            Source::Parquet(_) => None,
+        };
+        line.unwrap_or(i as u64 + 1)
+    }
+
     /// Column names: the header, the Parquet schema's top-level fields, or for JSON the keys of
     /// all rows in order of first appearance.
     pub fn columns(&self) -> &[String] {
@@ -389,7 +404,7 @@ impl Dataset {
         if answer.is_none()
             && let Some(steps) = &reasoning
         {
-            answer = builtin::last_boxed(steps);
+            answer = answer::last_boxed(steps);
         }
         if !messages.is_empty() {
             let last_assistant = messages.iter().rposition(|(role, _)| role == "assistant");

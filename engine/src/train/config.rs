@@ -8,6 +8,7 @@ use super::TrainError;
 use super::grpo::objective::{ImportanceLevel, LossType, ScaleRewards};
 use super::rewards::{RewardSet, RewardSpec};
 use super::schedule::Decay;
+use crate::backend::BackendKind;
 use crate::models::lora::LoraConfig;
 
 /// The whole run.
@@ -20,14 +21,14 @@ pub struct RunConfig {
     /// A Hugging Face folder, a .gguf file, or `builtin:tiny-reasoner`.
     pub model: String,
     /// `cpu` (default), `wgpu`, `cuda`.
-    #[serde(default = "default_backend")]
-    pub backend: String,
+    #[serde(default)]
+    pub backend: BackendKind,
     /// Seed of data order, initialization, dropout. Default 0.
     #[serde(default)]
     pub seed: u64,
     /// `sft` (default) or `grpo`.
-    #[serde(default = "default_algorithm")]
-    pub algorithm: String,
+    #[serde(default)]
+    pub algorithm: Algorithm,
     /// Start from another run's checkpoint (cold-start SFT, then GRPO, is two runs).
     #[serde(default)]
     pub init_from: Option<InitFrom>,
@@ -49,11 +50,40 @@ pub struct RunConfig {
 fn default_name() -> String {
     "run".into()
 }
-fn default_backend() -> String {
-    "cpu".into()
+
+/// What a run trains with: the `algorithm` setting, parsed once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// Supervised fine-tuning (the `[sft]` table).
+    #[default]
+    Sft,
+    /// GRPO-family RL with verifiable rewards (the `[grpo]` table and `[[rewards]]`).
+    Grpo,
 }
-fn default_algorithm() -> String {
-    "sft".into()
+
+impl Algorithm {
+    /// Every algorithm, in the order forms list them.
+    pub const ALL: [Self; 2] = [Self::Sft, Self::Grpo];
+
+    /// The name in configs, and the table its settings sit in.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sft => "sft",
+            Self::Grpo => "grpo",
+        }
+    }
+
+    /// The algorithm a config names, if it is one.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+}
+
+impl std::fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Where examples come from: a built-in task or a dataset file.
@@ -310,9 +340,19 @@ impl Default for CheckpointConfig {
 impl RunConfig {
     /// Parses and validates a TOML document. `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, TrainError> {
-        let config: Self = toml::from_str(text).map_err(|e| TrainError::ConfigSyntax {
-            origin: origin.to_string(),
-            message: e.to_string(),
+        let config: Self = toml::from_str(text).map_err(|e| {
+            let study = toml::from_str::<toml::Table>(text)
+                .is_ok_and(|t| t.get("runs").is_some_and(toml::Value::is_array));
+            TrainError::ConfigSyntax {
+                origin: origin.to_string(),
+                message: if study {
+                    "this is a study (it has [[runs]] tables), not a run config: run it with \
+                     studio study FILE, or check it with studio study FILE --check"
+                        .to_string()
+                } else {
+                    e.to_string()
+                },
+            }
         })?;
         config.validate(origin)?;
         Ok(config)
@@ -327,18 +367,8 @@ impl RunConfig {
                 problem: problem.to_string(),
             })
         };
-        if self.algorithm != "sft" && self.algorithm != "grpo" {
-            return bad(
-                "algorithm",
-                &format!("= \"{}\" is not supported (sft, grpo)", self.algorithm),
-            );
-        }
-        match self.backend.parse::<crate::backend::BackendKind>() {
-            Err(_) => return bad("backend", "must be cpu, wgpu or cuda"),
-            Ok(crate::backend::BackendKind::Cuda) => {
-                return bad("backend", crate::backend::CUDA_NOT_COMPILED);
-            }
-            Ok(_) => {}
+        if self.backend == BackendKind::Cuda {
+            return bad("backend", crate::backend::CUDA_NOT_COMPILED);
         }
         match (&self.data.builtin, &self.data.path) {
             (None, None) => return bad("data", "needs `builtin = \"TASK\"` or `path = \"FILE\"`"),
@@ -359,7 +389,7 @@ impl RunConfig {
                 &format!("must be 0 to {}", crate::data::builtin::MAX_DIFFICULTY),
             );
         }
-        if self.algorithm == "grpo" {
+        if self.algorithm == Algorithm::Grpo {
             return self.validate_grpo(origin);
         }
         if !self.rewards.is_empty() {
@@ -478,7 +508,7 @@ impl RunConfig {
 
     /// The optimizer steps of the algorithm this run uses.
     pub fn steps(&self) -> u64 {
-        if self.algorithm == "grpo" {
+        if self.algorithm == Algorithm::Grpo {
             self.grpo.max_steps
         } else {
             self.sft.max_steps
@@ -488,7 +518,7 @@ impl RunConfig {
     /// Whether the algorithm this run uses wraps prompts in the model's chat template
     /// (`sft.chat_template` or `grpo.chat_template`).
     pub fn chat_template(&self) -> bool {
-        if self.algorithm == "grpo" {
+        if self.algorithm == Algorithm::Grpo {
             self.grpo.chat_template
         } else {
             self.sft.chat_template
@@ -498,10 +528,9 @@ impl RunConfig {
     /// The LoRA settings of the algorithm this run uses, with the table they sit in (`grpo` or
     /// `sft`); `None` for full fine-tuning.
     pub fn lora(&self) -> (&'static str, Option<&LoraConfig>) {
-        if self.algorithm == "grpo" {
-            ("grpo", self.grpo.lora.as_ref())
-        } else {
-            ("sft", self.sft.lora.as_ref())
+        match self.algorithm {
+            Algorithm::Grpo => ("grpo", self.grpo.lora.as_ref()),
+            Algorithm::Sft => ("sft", self.sft.lora.as_ref()),
         }
     }
 }
@@ -548,7 +577,7 @@ mod tests {
         let c = RunConfig::from_toml(MINIMAL, "run.toml").expect("valid");
         assert_eq!(c.sft.batch_size, 8);
         assert_eq!(c.checkpoint.every, 50);
-        assert_eq!(c.backend, "cpu");
+        assert_eq!(c.backend, BackendKind::Cpu);
     }
 
     #[test]
@@ -601,7 +630,7 @@ weight = 0.5
     #[test]
     fn the_issue_s_grpo_document_parses_with_defaults() {
         let c = RunConfig::from_toml(GRPO, "grpo.toml").expect("valid");
-        assert_eq!(c.algorithm, "grpo");
+        assert_eq!(c.algorithm, Algorithm::Grpo);
         assert_eq!(c.grpo.epsilon_high, Some(0.28));
         assert_eq!(c.grpo.loss_type, LossType::Dapo);
         assert_eq!(c.grpo.scale_rewards, ScaleRewards::Group);

@@ -14,8 +14,8 @@ use super::checkpoint::{ModelSpec, checkpoint_config, open_checkpoint, open_mode
 use super::config::{EvalConfig, SftConfig};
 use super::traces::{FinishReason, untrained_tokens};
 use super::{RunConfig, TrainError, sft};
-use crate::data::builtin::{BuiltinTask, DEFAULT_DIFFICULTY, Problem, extract_answer};
-use crate::data::{Dataset, Example, RoleMapping};
+use crate::data::builtin::{BuiltinTask, DEFAULT_DIFFICULTY, Problem};
+use crate::data::{Dataset, Example, Reference, RoleMapping, judge};
 use crate::infer::GeneratedToken;
 use crate::models::CausalLm;
 use crate::store::{EvaluationId, EvaluationItem, EvaluationRecord, EvaluationSummary, Workspace};
@@ -33,23 +33,12 @@ pub struct EvalItem {
     pub problem: Option<Problem>,
 }
 
-fn normalized(answer: &str) -> String {
-    extract_answer(answer).trim().to_lowercase()
-}
-
 impl EvalItem {
-    /// Whether `answer` (the text extracted from a completion) is right: the task's verifier
-    /// for a built-in problem, else equal to the answer column after extraction, trimming and
-    /// lowercasing.
-    pub fn is_correct(&self, answer: &str) -> bool {
-        match &self.problem {
-            Some(p) => p.task.verify(p, answer),
-            None => self
-                .example
-                .answer
-                .as_deref()
-                .is_some_and(|a| normalized(a) == normalized(answer)),
-        }
+    /// Whether `completion` answers the item rightly, as [`judge`] decides (the task's verifier
+    /// for a built-in problem, else the answer column); false when the item has no answer.
+    pub fn is_correct(&self, completion: &str) -> bool {
+        Reference::of(self.problem.as_ref(), self.example.answer.as_deref())
+            .is_some_and(|reference| judge(completion, reference).correct)
     }
 }
 
@@ -140,7 +129,7 @@ pub fn answer_items_with(
         .into_iter()
         .zip(items)
         .map(|((tokens, completion), item)| Answer {
-            correct: item.is_correct(&extract_answer(&completion)),
+            correct: item.is_correct(&completion),
             finish: FinishReason::of(&tokens, stop),
             tokens,
             completion,

@@ -8,6 +8,7 @@ pub mod grpo;
 pub mod launch;
 pub mod optim;
 pub mod preflight;
+pub mod reward_check;
 pub mod rewards;
 pub mod run;
 pub mod schedule;

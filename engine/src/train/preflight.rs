@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 
+use super::config::Algorithm;
 use super::{RunConfig, TrainError};
 use crate::data::Dataset;
 use crate::store::Workspace;
@@ -93,7 +94,7 @@ pub fn check(config: &RunConfig, workspace: Option<&Workspace>) -> Preflight {
                 out.dataset_rows = Some(dataset.len());
                 let roles = dataset.roles();
                 let has = |r: &Option<String>| r.is_some();
-                let missing = if config.algorithm == "grpo" {
+                let missing = if config.algorithm == Algorithm::Grpo {
                     // The verifier compares a completion with the reference answer.
                     (!has(&roles.prompt) || !has(&roles.answer))
                         .then_some("a prompt and an answer (the verifier's reference)")
@@ -174,7 +175,7 @@ pub fn memory_estimate(config: &RunConfig, d: &crate::models::DecoderConfig) -> 
             per_layer * d.num_hidden_layers as u64
         }
     };
-    let tokens = if config.algorithm == "grpo" {
+    let tokens = if config.algorithm == Algorithm::Grpo {
         let g = &config.grpo;
         (g.micro_batch.min(g.prompts_per_step * g.num_generations)
             * (g.max_completion_length + 128)) as u64

@@ -2,11 +2,11 @@
 //! name (logged as `rewards/<name>/mean` and `/std`), a kind and a weight; a completion's
 //! reward is the weighted sum of the parts, as in TRL.
 //!
-//! - `accuracy`: 1 when the completion's answer is the example's. Built-in tasks use their exact
-//!   verifiers (countdown checks the expression); other datasets compare the answer extracted
-//!   from `<answer>…</answer>`, GSM8K's `#### x`, the last `\boxed{x}` or else the last number,
-//!   by value when both are numbers (thousands commas, signs, decimals, fractions, `\frac`,
-//!   percent), else as trimmed text.
+//! - `accuracy`: 1 when the completion's answer is the example's, as [`judge`] decides for every
+//!   caller (evaluations, traces, `studio rewards`): built-in tasks use their exact verifiers
+//!   (countdown checks the expression); other datasets compare the answer extracted from
+//!   `<answer>…</answer>`, the last `\boxed{x}`, GSM8K's `#### x` or else the last number, by
+//!   exact value when both are numbers, else as text (the rules: [`crate::data::answer`]).
 //! - `format`: 1 when the completion matches a regular expression (`pattern`).
 //! - `length`: `−tokens / max_completion_length`, a pressure toward short answers.
 //! - `overlong`: DAPO's soft overlong penalty: 0 up to `max_length − cache` tokens, then falling
@@ -15,7 +15,8 @@
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use crate::data::builtin::{Problem, extract_answer, last_boxed, normalize_number};
+use crate::data::builtin::Problem;
+use crate::data::{Reference, judge};
 
 /// One `[[rewards]]` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -133,7 +134,9 @@ pub struct RewardSet {
 pub struct Scored {
     pub total: f64,
     pub parts: Vec<(String, f64)>,
-    /// The accuracy part said correct (`None` when the run has no accuracy reward).
+    /// The verdict on the completion's answer ([`judge`]), whatever the rewards are; `None`
+    /// when there is nothing to judge against and no accuracy reward (with one, `Some(false)`:
+    /// the part is 0).
     pub correct: Option<bool>,
 }
 
@@ -210,17 +213,19 @@ impl RewardSet {
     /// The reward of one completion.
     pub fn score(&self, input: &RewardInput<'_>) -> Scored {
         let mut total = 0.0;
-        let mut correct = None;
+        let verdict = Reference::of(input.problem, input.answer)
+            .map(|reference| judge(input.completion, reference).correct);
+        let has_accuracy = self
+            .rewards
+            .iter()
+            .any(|r| matches!(r.check, Check::Accuracy));
+        let correct = verdict.or(has_accuracy.then_some(false));
         let parts = self
             .rewards
             .iter()
             .map(|r| {
                 let value = match &r.check {
-                    Check::Accuracy => {
-                        let ok = is_correct(input);
-                        correct = Some(ok);
-                        f64::from(u8::from(ok))
-                    }
+                    Check::Accuracy => f64::from(u8::from(correct == Some(true))),
                     Check::Format(re) => f64::from(u8::from(re.is_match(input.completion))),
                     Check::Length {
                         max_completion_length,
@@ -253,122 +258,6 @@ pub fn overlong_penalty(tokens: usize, max_length: usize, cache: usize) -> f64 {
     }
 }
 
-fn is_correct(input: &RewardInput<'_>) -> bool {
-    if let Some(problem) = input.problem {
-        return problem
-            .task
-            .verify(problem, &extract_answer(input.completion));
-    }
-    let Some(reference) = input.answer else {
-        return false;
-    };
-    answers_match(&final_answer(input.completion), &final_answer(reference))
-}
-
-/// The answer a text gives: `<answer>…</answer>`, `#### x`, `\boxed{x}` (as
-/// [`extract_answer`]), else the last number in it, else the text trimmed.
-pub fn final_answer(text: &str) -> String {
-    let tagged = text.contains("<answer>") || text.contains("####") || last_boxed(text).is_some();
-    if tagged {
-        return extract_answer(text);
-    }
-    last_number(text).map_or_else(|| text.trim().to_string(), |n| normalize_number(&n))
-}
-
-/// The last number written in `text` (digits with optional sign, thousands commas, decimals, a
-/// fraction bar or a percent sign).
-fn last_number(text: &str) -> Option<String> {
-    let chars: Vec<char> = text.chars().collect();
-    let mut end = chars.len();
-    while end > 0 {
-        if chars[end - 1].is_ascii_digit() {
-            let mut start = end;
-            while start > 0 {
-                let c = chars[start - 1];
-                let joins =
-                    matches!(c, ',' | '.' | '/') && start >= 2 && chars[start - 2].is_ascii_digit();
-                if c.is_ascii_digit() || joins {
-                    start -= 1;
-                } else {
-                    break;
-                }
-            }
-            if start > 0 && chars[start - 1] == '-' {
-                start -= 1;
-            }
-            let mut s: String = chars[start..end].iter().collect();
-            if chars.get(end) == Some(&'%') {
-                s.push('%');
-            }
-            return Some(s);
-        }
-        end -= 1;
-    }
-    None
-}
-
-/// Whether two final answers agree: by value when both read as numbers, else as trimmed,
-/// case-insensitive text.
-pub fn answers_match(answer: &str, reference: &str) -> bool {
-    let (a, b) = (normalize_number(answer), normalize_number(reference));
-    if a.to_lowercase() == b.to_lowercase() {
-        return true;
-    }
-    match (numeric_value(answer), numeric_value(reference)) {
-        (Some(a), Some(b)) => (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0),
-        _ => false,
-    }
-}
-
-/// The value of a number written as `-1,234.5`, `+7`, `3/4`, `\frac{3}{4}` (or `\dfrac`,
-/// `\tfrac`), `50%` (as 50) or `$12`; `None` for anything else, including unicode digits and
-/// numbers of more than 15 significant digits (an f64 could not tell them from their
-/// neighbours; [`answers_match`] compares those as written).
-pub fn numeric_value(text: &str) -> Option<f64> {
-    let s = text.trim().trim_start_matches('$').trim();
-    let s = s.strip_suffix('%').unwrap_or(s).trim();
-    for prefix in ["\\frac", "\\dfrac", "\\tfrac"] {
-        if let Some(rest) = s.strip_prefix(prefix) {
-            let (num, rest) = braced(rest)?;
-            let (den, rest) = braced(rest)?;
-            if !rest.trim().is_empty() {
-                return None;
-            }
-            return ratio(numeric_value(num)?, numeric_value(den)?);
-        }
-    }
-    if let Some((num, den)) = s.split_once('/') {
-        return ratio(plain_number(num)?, plain_number(den)?);
-    }
-    plain_number(s)
-}
-
-fn ratio(num: f64, den: f64) -> Option<f64> {
-    (den != 0.0).then(|| num / den)
-}
-
-/// `{…}` at the start of `s` (after spaces): its content and what follows.
-fn braced(s: &str) -> Option<(&str, &str)> {
-    let s = s.trim_start().strip_prefix('{')?;
-    let end = s.find('}')?;
-    Some((&s[..end], &s[end + 1..]))
-}
-
-fn plain_number(s: &str) -> Option<f64> {
-    let normalized = normalize_number(s.trim());
-    let digits = normalized.strip_prefix('-').unwrap_or(&normalized);
-    let significant = digits
-        .trim_start_matches(['0', '.'])
-        .chars()
-        .filter(char::is_ascii_digit)
-        .count();
-    let ok = !digits.is_empty()
-        && significant <= 15
-        && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
-        && digits.chars().filter(|&c| c == '.').count() <= 1;
-    ok.then(|| normalized.parse::<f64>().ok()).flatten()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,64 +281,6 @@ mod tests {
             answer,
             problem: None,
         }
-    }
-
-    #[test]
-    fn final_answers_from_every_format() {
-        assert_eq!(final_answer("so <answer> 1,234 </answer>"), "1234");
-        assert_eq!(final_answer("48/2 = 24. 48 + 24 = 72.\n#### 72"), "72");
-        assert_eq!(final_answer("thus \\boxed{\\frac{3}{4}}."), "\\frac{3}{4}");
-        assert_eq!(
-            final_answer("first 3, then 5, finally 12.50 apples"),
-            "12.5"
-        );
-        assert_eq!(final_answer("it costs -7 dollars"), "-7");
-        assert_eq!(final_answer("a third is 1/3"), "1/3");
-        assert_eq!(final_answer("grew by 50%"), "50%");
-        assert_eq!(final_answer("no number here"), "no number here");
-        // Several answers: the last tag wins.
-        assert_eq!(
-            final_answer("<answer>1</answer> wait <answer>2</answer>"),
-            "2"
-        );
-        // An unclosed tag takes the rest of the text.
-        assert_eq!(final_answer("<answer> 42"), "42");
-    }
-
-    #[test]
-    fn numbers_compare_by_value() {
-        for (a, b) in [
-            ("1,234", "1234"),
-            ("+5", "5.00"),
-            ("0.75", "3/4"),
-            ("\\frac{3}{4}", "0.75"),
-            ("\\dfrac{1}{2}", "1/2"),
-            ("50%", "50"),
-            ("$12", "12"),
-            ("-0", "0"),
-        ] {
-            assert!(answers_match(a, b), "{a} = {b}");
-        }
-        for (a, b) in [
-            ("1,23", "123"),
-            ("5", "6"),
-            ("1/0", "1"),
-            ("١٢", "12"),
-            ("paris", "rome"),
-        ] {
-            assert!(!answers_match(a, b), "{a} ≠ {b}");
-        }
-        assert!(answers_match(" Paris ", "paris"));
-        // Huge numbers neither overflow nor match their neighbours.
-        assert_eq!(numeric_value(&"9".repeat(400)), None);
-        assert!(!answers_match(
-            "123456789012345678901234567890",
-            "123456789012345678901234567891"
-        ));
-        assert!(answers_match(
-            "1,234,567,890,123,456,789",
-            "1234567890123456789"
-        ));
     }
 
     #[test]

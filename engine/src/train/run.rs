@@ -11,7 +11,7 @@ use rand::seq::SliceRandom;
 
 use super::TrainError;
 use super::checkpoint::{self, TrainState};
-use super::config::RunConfig;
+use super::config::{Algorithm, RunConfig};
 use super::evaluation::{EvalItem, answer_items, builtin_items};
 use super::optim::{AdamW, AdamWConfig, GradBuffer};
 use super::schedule::learning_rate;
@@ -166,7 +166,7 @@ pub(crate) fn prepare(workspace: &Workspace, run_id: RunId) -> Result<Prepared, 
     let record = workspace.run(run_id)?;
     let origin = format!("run {run_id} config");
     let config = RunConfig::from_toml(&record.config_toml, &origin)?;
-    let kind: BackendKind = config.backend.parse()?;
+    let kind: BackendKind = config.backend;
     let backend = Backend::new(kind)?.autodiff();
     backend.device.seed(config.seed);
 
@@ -286,7 +286,7 @@ pub fn execute(
     hooks: Hooks<'_>,
 ) -> Result<Outcome, TrainError> {
     let prepared = prepare(workspace, run_id)?;
-    if prepared.config.algorithm == "grpo" {
+    if prepared.config.algorithm == Algorithm::Grpo {
         return super::grpo::run::execute(workspace, run_id, hooks, prepared);
     }
     let Prepared {

@@ -123,6 +123,55 @@ impl Study {
     }
 }
 
+/// What [`Study::check`] found for one run of a study.
+#[derive(Debug)]
+pub struct RunCheck {
+    pub key: String,
+    /// The run config, or why it is not one.
+    pub config: Result<RunConfig, TrainError>,
+    /// The checks Launch runs before a start ([`super::preflight::check`]); `None` when the
+    /// config did not parse.
+    pub preflight: Option<super::preflight::Preflight>,
+}
+
+impl RunCheck {
+    pub fn ok(&self) -> bool {
+        self.config.is_ok() && self.preflight.as_ref().is_some_and(|p| p.ok())
+    }
+}
+
+impl Study {
+    /// Every run checked as Launch checks a run before Start, without running anything. A run
+    /// that starts from an earlier run of the study is checked on the model that run starts
+    /// from (its checkpoint does not exist yet, and has that model's shapes and tokenizer).
+    pub fn check(&self) -> Vec<RunCheck> {
+        let mut models: Vec<String> = Vec::with_capacity(self.runs.len());
+        let mut out = Vec::with_capacity(self.runs.len());
+        for (i, run) in self.runs.iter().enumerate() {
+            let config = self.run_config(i, &|_| Some(1)).map(|(_, mut config)| {
+                if let Some(from) = &run.init_from
+                    && let Some(parent) = self.runs[..i].iter().position(|r| &r.key == from)
+                {
+                    config.model = models[parent].clone();
+                    config.init_from = None;
+                }
+                config
+            });
+            models.push(config.as_ref().map(|c| c.model.clone()).unwrap_or_default());
+            let preflight = config
+                .as_ref()
+                .ok()
+                .map(|c| super::preflight::check(c, None));
+            out.push(RunCheck {
+                key: run.key.clone(),
+                config,
+                preflight,
+            });
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ pub mod reward_check;
 pub mod rewards;
 pub mod run;
 pub mod schedule;
+pub mod session;
 pub mod settings;
 pub mod sft;
 pub mod study;

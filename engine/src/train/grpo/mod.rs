@@ -4,7 +4,9 @@
 //!
 //! - [`objective`]: advantages, importance weights, clipping, the k3 KL, the entropy bonus and
 //!   the loss types; the top-entropy token mask and DAPO's dynamic-sampling filter.
-//! - [`rollout`]: sampling and scoring a step's completions, their metrics, the trace writer;
+//! - [`rollout`]: sampling and scoring a step's completions, their metrics;
+//! - [`trace_writer`]: the step's rollouts as traces with their loss masks, written off the
+//!   step's path;
 //! - [`batch`]: the update batch's layout and loss masks, completion log-probs under a model;
 //! - [`run`]: the loop of a GRPO run: rollouts, advantages, updates, metrics, checkpoints.
 
@@ -12,3 +14,4 @@ pub mod batch;
 pub mod objective;
 pub mod rollout;
 pub mod run;
+pub mod trace_writer;

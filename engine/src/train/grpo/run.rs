@@ -12,7 +12,8 @@ use super::batch::{Layout, completion_logp, read_back, read_back_1};
 use super::objective::{
     MicroBatch, ObjectiveConfig, StepTotals, advantages, informative_groups, objective,
 };
-use super::rollout::{Prompt, Rollout, TraceWriter, sample, step_metrics, traces_of};
+use super::rollout::{Prompt, Rollout, sample, step_metrics};
+use super::trace_writer::{TraceWriter, traces_of};
 use crate::kernels::in_pool;
 use crate::models::CausalLm;
 use crate::store::{RunId, Workspace};
@@ -21,8 +22,10 @@ use crate::train::TrainError;
 use crate::train::checkpoint::TrainState;
 use crate::train::optim::{AdamW, GradBuffer};
 use crate::train::rewards::RewardSet;
-use crate::train::run::{Hooks, Outcome, Prepared, evaluate, fresh_start, resume, save_checkpoint};
 use crate::train::schedule::learning_rate;
+use crate::train::session::{
+    Hooks, Outcome, Prepared, evaluate, fresh_start, resume, save_checkpoint,
+};
 use crate::train::sft;
 
 /// Runs (or resumes) a GRPO run prepared by `train::run`.
@@ -131,7 +134,7 @@ fn steps(
         &mut CausalLm,
         &mut AdamW,
         &mut TrainState,
-        &mut crate::train::run::Stream,
+        &mut crate::train::session::Stream,
         &mut u64,
     ),
 ) -> Result<Outcome, TrainError> {

@@ -3,6 +3,8 @@
 //! and attends only to itself), and one optimizer step runs forward, masked cross-entropy,
 //! backward over `grad_accum` micro-batches, global-norm clipping and AdamW.
 
+pub(crate) mod run;
+
 use std::ops::ControlFlow;
 
 use burn::tensor::{Bool, Int, Tensor, TensorData};

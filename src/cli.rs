@@ -87,8 +87,8 @@ pub enum Command {
     /// `eval/X`).
     Import(ImportArgs),
     /// Run a study (several runs one after another, e.g. a preset of assets/presets/) and
-    /// print the comparison table of the metrics it names; `--check` checks every run as
-    /// Launch does, without running.
+    /// print each compared metric per arm as mean ± sd over the seeds (`--seeds N`) and the
+    /// verdict of its `[effect]`; `--check` checks every run as Launch does, without running.
     Study(StudyArgs),
     /// Score completions given in a file (JSONL, JSON, CSV/TSV, Parquet: `prompt`,
     /// `completion` and the dataset's answer column per row) with a run config's [[rewards]],
@@ -134,6 +134,21 @@ pub struct StudyArgs {
     /// roles, rewards, memory), without running anything.
     #[arg(long)]
     pub check: bool,
+    /// Run every run once per seed: S, S+1, … (each seed's `init_from` names that seed's run).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub seeds: usize,
+    /// The first seed. Default: the study's `seed`; with one seed and none given, each run
+    /// keeps its own.
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// Print JSON (progress goes to stderr): {"study", "window", "effect": {"statement",
+    /// "metric", "arm", "than", "expect", "window", "margin", "holds", "difference", "ratio",
+    /// "seeds_holding", "seeds": [{"seed", "arm", "than", "difference", "holds"}]} | null,
+    /// "arms": [{"key", "runs": [{"seed", "run"}], "metrics": {NAME: {"mean", "sd",
+    /// "values"}}}]}; each value is the metric's mean over the effect's window (the whole run
+    /// without an effect) of one seed's run, re-derivable from `studio metrics`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -60,7 +60,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Compare(args)) => runs::compare(ws, &args, backend),
         Some(Command::Eval(args)) => eval::run(ws, &args, backend),
         Some(Command::Study(args)) if args.check => study::check(&args.file),
-        Some(Command::Study(args)) => study::run(ws, &args.file),
+        Some(Command::Study(args)) => study::run(ws, &args),
         Some(Command::Rewards(args)) => rewards::run(&args),
     }
 }

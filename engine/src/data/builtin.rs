@@ -116,7 +116,7 @@ impl BuiltinTask {
         let (answer, numbers, target) = match self {
             BuiltinTask::Arithmetic => {
                 let expression = prompt.strip_suffix('=')?;
-                (evaluate(expression).ok()?.to_string(), Vec::new(), None)
+                (evaluate(expression).ok()?.0.to_string(), Vec::new(), None)
             }
             BuiltinTask::Countdown => {
                 let rest = prompt.strip_prefix("Make ")?.strip_suffix('.')?;
@@ -349,22 +349,9 @@ pub fn countdown_check(
     target: i64,
 ) -> Result<i64, CountdownError> {
     let expression = expression.split('=').next().unwrap_or_default();
-    let mut parser = ExprParser {
-        chars: expression.chars().collect(),
-        pos: 0,
-        literals: Vec::new(),
-        depth: 0,
-    };
-    let value = parser.expression()?;
-    parser.skip_ws();
-    if parser.pos < parser.chars.len() {
-        return Err(CountdownError::Syntax(format!(
-            "unexpected `{}`",
-            parser.chars[parser.pos]
-        )));
-    }
+    let (value, literals) = evaluate(expression)?;
     let mut available = numbers.to_vec();
-    for literal in &parser.literals {
+    for literal in &literals {
         match available.iter().position(|n| n == literal) {
             Some(i) => {
                 available.swap_remove(i);
@@ -379,8 +366,9 @@ pub fn countdown_check(
     }
 }
 
-/// The value of an integer expression of `+ - * / ( )` (exact division), as countdown reads it.
-fn evaluate(expression: &str) -> Result<i64, CountdownError> {
+/// The value of an integer expression of `+ - * / ( )` (exact division), as countdown reads it,
+/// and the integer literals it uses.
+fn evaluate(expression: &str) -> Result<(i64, Vec<i64>), CountdownError> {
     let mut parser = ExprParser {
         chars: expression.chars().collect(),
         pos: 0,
@@ -391,7 +379,7 @@ fn evaluate(expression: &str) -> Result<i64, CountdownError> {
     parser.skip_ws();
     match parser.chars.get(parser.pos) {
         Some(c) => Err(CountdownError::Syntax(format!("unexpected `{c}`"))),
-        None => Ok(value),
+        None => Ok((value, parser.literals)),
     }
 }
 

@@ -794,3 +794,57 @@ fn cold_start_sft_then_grpo_beats_the_sft_checkpoint() {
         "GRPO ended at {grpo_final:.3}, not above the SFT checkpoint's {sft_final:.3}"
     );
 }
+
+/// The untrained model answers every problem wrong: every group's rewards agree, and `studio
+/// runs show` warns of the dead signal from the first step.
+#[test]
+fn a_dead_signal_is_warned_about_with_the_step_it_began() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ws_dir = dir.path().join("ws");
+    let config = write_config(
+        dir.path(),
+        "dead",
+        r#"
+name = "dead"
+algorithm = "grpo"
+model = "builtin:tiny-reasoner-init"
+[data]
+builtin = "countdown"
+difficulty = 3
+count = 64
+[grpo]
+max_steps = 12
+prompts_per_step = 1
+num_generations = 2
+max_completion_length = 4
+chat_template = false
+[[rewards]]
+kind = "accuracy"
+[eval]
+count = 1
+max_new_tokens = 2
+[checkpoint]
+every = 0
+"#,
+    );
+    common::assert_success(&studio_in(
+        &ws_dir,
+        &["train", &config.to_string_lossy()],
+        &[],
+    ));
+    let ws = Workspace::open(&ws_dir).expect("workspace");
+    let run = latest_run(&ws).to_string();
+    let out = studio_in(&ws_dir, &["runs", "show", &run], &[]);
+    common::assert_success(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("warning: dead signal since step 1:"),
+        "{text}"
+    );
+    let shown = json_stdout(&studio_in(&ws_dir, &["runs", "show", &run, "--json"], &[]));
+    let warnings = shown["warnings"].as_array().expect("warnings");
+    assert_eq!(warnings[0]["kind"], "dead_signal");
+    assert_eq!(warnings[0]["since_step"], 1);
+    assert_eq!(warnings[0]["until_step"], 12);
+    assert_eq!(warnings[0]["ongoing"], true);
+}

@@ -329,10 +329,14 @@ pub fn show(workspace_dir: Option<&Path>, run: RunId, json_out: bool) -> Result<
         }
     }
     let checkpoints = workspace.checkpoints(run)?;
+    let warnings = engine::train::health::run_warnings(
+        &workspace.metric(run, "frac_reward_zero_std")?,
+        &workspace.metric(run, "entropy")?,
+    );
     if json_out {
         println!(
             "{}",
-            json!({"run": record, "last_metrics": last, "checkpoints": checkpoints})
+            json!({"run": record, "last_metrics": last, "checkpoints": checkpoints, "warnings": warnings})
         );
         return Ok(());
     }
@@ -344,6 +348,9 @@ pub fn show(workspace_dir: Option<&Path>, run: RunId, json_out: bool) -> Result<
     );
     if let Some(m) = &record.message {
         println!("message: {m}");
+    }
+    for w in &warnings {
+        println!("warning: {}", w.message);
     }
     for (name, v) in &last {
         println!("  {name:<24} {} (step {})", v["value"], v["step"]);

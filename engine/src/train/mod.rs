@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod evaluation;
 pub mod grpo;
+pub mod health;
 pub mod launch;
 pub mod optim;
 pub mod preflight;

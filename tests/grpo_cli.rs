@@ -848,3 +848,91 @@ every = 0
     assert_eq!(warnings[0]["until_step"], 12);
     assert_eq!(warnings[0]["ongoing"], true);
 }
+
+/// The adaptive curriculum's level values are part of the checkpoint: a killed run resumes to
+/// the metrics the uninterrupted one logged, its drawn levels (`curriculum/difficulty`) included.
+#[test]
+fn killed_grpo_worker_with_an_adaptive_curriculum_resumes_to_the_same_metrics() {
+    let config = GRPO_RUN.replace("max_steps = 4", "max_steps = 6").replace(
+        "difficulty = 0",
+        "difficulty = 2\ncurriculum = \"adaptive\"",
+    );
+    common::kill_and_resume_matches(&config, &[2, 4], 6, TIMING);
+}
+
+/// Easy to hard over 4 steps and levels 0 … 3: one step at each level, in order, logged as
+/// `curriculum/difficulty`; the held-out problems stay at the hardest level.
+#[test]
+fn an_easy_to_hard_curriculum_climbs_one_level_per_share_of_steps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ws_dir = dir.path().join("ws");
+    let config = write_config(
+        dir.path(),
+        "curriculum",
+        r#"
+model = "builtin:tiny-reasoner-init"
+[data]
+builtin = "arithmetic"
+difficulty = 3
+curriculum = "easy_to_hard"
+count = 64
+[sft]
+max_steps = 4
+batch_size = 2
+max_seq_len = 64
+chat_template = false
+[eval]
+count = 2
+max_new_tokens = 4
+"#,
+    );
+    common::assert_success(&studio_in(
+        &ws_dir,
+        &["train", &config.to_string_lossy()],
+        &[],
+    ));
+    let ws = Workspace::open(&ws_dir).expect("workspace");
+    let run = latest_run(&ws);
+    let levels: Vec<(u64, f64)> = ws.metric(run, "curriculum/difficulty").expect("metric");
+    assert_eq!(levels, [(1, 0.0), (2, 1.0), (3, 2.0), (4, 3.0)]);
+    let eval = json_stdout(&studio_in(
+        &ws_dir,
+        &[
+            "traces",
+            &run.to_string(),
+            "--eval",
+            "--step",
+            "4",
+            "--json",
+        ],
+        &[],
+    ));
+    let prompt = eval["rollouts"][0]["prompt"].as_str().expect("prompt");
+    let hardest =
+        engine::train::evaluation::builtin_items(engine::data::BuiltinTask::Arithmetic, 0, 3, 1);
+    assert_eq!(
+        prompt, hardest[0].example.prompt,
+        "held out at difficulty 3"
+    );
+    // A dataset file has no levels to order, and SFT has no advantages to adapt by.
+    for (data, problem) in [
+        (
+            "path = \"x.jsonl\"\ncurriculum = \"random\"",
+            "data.curriculum",
+        ),
+        (
+            "builtin = \"arithmetic\"\ncurriculum = \"adaptive\"",
+            "adaptive",
+        ),
+    ] {
+        let bad = write_config(
+            dir.path(),
+            "bad",
+            &format!("model = \"builtin:tiny-reasoner-init\"\n[data]\n{data}\n"),
+        );
+        let out = studio_in(&ws_dir, &["train", &bad.to_string_lossy()], &[]);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(problem), "{stderr}");
+    }
+}

@@ -178,6 +178,12 @@ impl BuiltinTask {
 // Random numbers
 
 /// SplitMix64's output function: a bijective 64-bit mix.
+/// SplitMix64's finalizer: a well-mixed 64-bit hash of `z` (seeded draws that must not change
+/// with a dependency's version).
+pub(crate) fn splitmix(z: u64) -> u64 {
+    mix(z)
+}
+
 fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

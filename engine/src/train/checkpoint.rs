@@ -49,6 +49,9 @@ pub struct TrainState {
     pub num_tokens: u64,
     /// `lora` or `full`.
     pub kind: String,
+    /// The adaptive curriculum's value of each difficulty level (empty for the others).
+    #[serde(default)]
+    pub curriculum_values: Vec<f64>,
 }
 
 fn write_err(path: &Path, e: impl std::fmt::Display) -> TrainError {

@@ -105,6 +105,47 @@ pub struct DataConfig {
     /// Rows held out from the file for evaluation. Default 32.
     #[serde(default = "default_holdout")]
     pub holdout: usize,
+    /// The order of difficulty over the run, for built-in tasks (held-out problems stay at
+    /// `difficulty`, the hardest level): `none` (default), `easy_to_hard`, `random` or
+    /// `adaptive` (GRPO).
+    #[serde(default)]
+    pub curriculum: Curriculum,
+}
+
+/// How a run's training problems move through the difficulty levels `0 … difficulty`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Curriculum {
+    /// Every problem at `difficulty`.
+    #[default]
+    None,
+    /// The levels in order, rising with the step: an equal share of the steps at each.
+    EasyToHard,
+    /// The levels mixed at random, each problem's drawn uniformly (the order-free baseline of
+    /// the same problems).
+    Random,
+    /// GRPO only: each step's level drawn by learning progress, as in Self-Evolving
+    /// Curriculum: a level's value is the running mean of the absolute advantages its steps
+    /// gave (`CURRICULUM_ALPHA`), and the next level is drawn in proportion to
+    /// exp(value / `CURRICULUM_TEMPERATURE`).
+    Adaptive,
+}
+
+/// Adaptive curriculum: the weight of a step's learning progress in its level's value.
+pub const CURRICULUM_ALPHA: f64 = 0.5;
+/// Adaptive curriculum: the temperature of the draw over the levels' values (in units of mean
+/// absolute advantage).
+pub const CURRICULUM_TEMPERATURE: f64 = 0.1;
+
+impl Curriculum {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::EasyToHard => "easy_to_hard",
+            Self::Random => "random",
+            Self::Adaptive => "adaptive",
+        }
+    }
 }
 
 fn default_count() -> u64 {
@@ -382,6 +423,20 @@ impl RunConfig {
                 );
             }
             _ => {}
+        }
+        if self.data.curriculum != Curriculum::None && self.data.builtin.is_none() {
+            return bad(
+                "data.curriculum",
+                "orders a built-in task's difficulty levels; a dataset file has none (set it \
+                 to \"none\" or use `builtin`)",
+            );
+        }
+        if self.data.curriculum == Curriculum::Adaptive && self.algorithm != Algorithm::Grpo {
+            return bad(
+                "data.curriculum",
+                "= \"adaptive\" draws levels by GRPO's advantages; an SFT run takes \
+                 \"easy_to_hard\" or \"random\"",
+            );
         }
         if self.data.difficulty > crate::data::builtin::MAX_DIFFICULTY {
             return bad(

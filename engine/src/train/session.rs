@@ -10,7 +10,7 @@ use rand::seq::SliceRandom;
 
 use super::TrainError;
 use super::checkpoint::{self, TrainState};
-use super::config::RunConfig;
+use super::config::{CURRICULUM_ALPHA, CURRICULUM_TEMPERATURE, Curriculum, RunConfig};
 use super::evaluation::{EvalItem, answer_items, builtin_items};
 use super::optim::{AdamW, AdamWConfig};
 use super::traces::{EvalAnswer, eval_trace};
@@ -68,6 +68,9 @@ pub(crate) struct Stream {
     source: Source,
     seed: u64,
     epoch_cache: Option<(u64, Vec<u64>)>,
+    curriculum: Curriculum,
+    /// The run's optimizer steps, over which `easy_to_hard` climbs.
+    max_steps: u64,
 }
 
 enum Source {
@@ -90,14 +93,49 @@ impl Stream {
         }
     }
 
-    pub(crate) fn example(&mut self, stream_index: u64) -> Result<Example, TrainError> {
-        Ok(self.example_with_problem(stream_index)?.0)
+    /// The example at `stream_index`, drawn during optimizer step `step` (1-based).
+    pub(crate) fn example(&mut self, stream_index: u64, step: u64) -> Result<Example, TrainError> {
+        let level = self.level(step, stream_index, &[]);
+        Ok(self.example_with_problem(stream_index, level)?.0)
     }
 
-    /// The example at `stream_index` with its built-in problem (for the exact verifiers).
+    /// The curriculum's difficulty level for the example at `stream_index` drawn during step
+    /// `step` (1-based); `values` are the adaptive curriculum's level values. `None` for a
+    /// dataset file (no levels).
+    pub(crate) fn level(&self, step: u64, stream_index: u64, values: &[f64]) -> Option<u8> {
+        let Source::Builtin { difficulty, .. } = &self.source else {
+            return None;
+        };
+        let levels = u64::from(*difficulty) + 1;
+        let level = match self.curriculum {
+            Curriculum::None => u64::from(*difficulty),
+            Curriculum::EasyToHard => {
+                (step.saturating_sub(1) * levels / self.max_steps.max(1)).min(levels - 1)
+            }
+            Curriculum::Random => {
+                crate::data::builtin::splitmix(self.seed ^ 0xc0ff_ee00 ^ stream_index) % levels
+            }
+            Curriculum::Adaptive => adaptive_level(values, levels as usize, self.seed, step),
+        };
+        Some(level as u8)
+    }
+
+    /// The levels an adaptive curriculum keeps values for (empty for the others).
+    pub(crate) fn adaptive_levels(&self) -> usize {
+        match (&self.source, self.curriculum) {
+            (Source::Builtin { difficulty, .. }, Curriculum::Adaptive) => {
+                usize::from(*difficulty) + 1
+            }
+            _ => 0,
+        }
+    }
+
+    /// The example at `stream_index` with its built-in problem (for the exact verifiers), at
+    /// difficulty `level` (a built-in task; `None`: the task's configured difficulty).
     pub(crate) fn example_with_problem(
         &mut self,
         stream_index: u64,
+        level: Option<u8>,
     ) -> Result<(Example, Option<Problem>), TrainError> {
         let n = self.len();
         let (epoch, within) = (stream_index / n, stream_index % n);
@@ -116,7 +154,7 @@ impl Stream {
             Source::Builtin {
                 task, difficulty, ..
             } => {
-                let problem = task.problem_with(self.seed, index, *difficulty);
+                let problem = task.problem_with(self.seed, index, level.unwrap_or(*difficulty));
                 Ok((problem.example(), Some(problem)))
             }
             Source::File { dataset, .. } => Ok((dataset.example(index as usize)?, None)),
@@ -264,6 +302,8 @@ pub(crate) fn prepare(workspace: &Workspace, run_id: RunId) -> Result<Prepared, 
         source,
         seed: config.seed,
         epoch_cache: None,
+        curriculum: config.data.curriculum,
+        max_steps: config.steps(),
     };
     Ok(Prepared {
         config,
@@ -293,6 +333,7 @@ pub(crate) fn fresh_start(
         pending_example: None,
         num_tokens: 0,
         kind: if lora { "lora" } else { "full" }.into(),
+        curriculum_values: Vec::new(),
     };
     (optimizer, state)
 }
@@ -389,4 +430,134 @@ pub(crate) fn evaluate(
         accuracy: correct as f64 / items.len().max(1) as f64,
         traces,
     })
+}
+
+/// The adaptive curriculum's draw for `step`: level `i` with probability proportional to
+/// exp(value_i / [`CURRICULUM_TEMPERATURE`]), from a uniform number that depends only on
+/// (seed, step), so a resumed step draws the same level. Levels without a value yet count 0.
+fn adaptive_level(values: &[f64], levels: usize, seed: u64, step: u64) -> u64 {
+    let value = |i: usize| values.get(i).copied().unwrap_or(0.0);
+    let top = (0..levels).map(value).fold(f64::NEG_INFINITY, f64::max);
+    let weights: Vec<f64> = (0..levels)
+        .map(|i| ((value(i) - top) / CURRICULUM_TEMPERATURE).exp())
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let draw = crate::data::builtin::splitmix(seed ^ 0x5ec0_0000 ^ step) as f64 / u64::MAX as f64;
+    let mut acc = 0.0;
+    for (i, w) in weights.iter().enumerate() {
+        acc += w / total;
+        if draw < acc {
+            return i as u64;
+        }
+    }
+    levels as u64 - 1
+}
+
+/// The adaptive curriculum after a step at `level` whose rollouts had these advantages: the
+/// level's value moves toward their mean absolute value (the step's learning progress).
+pub(crate) fn update_curriculum(
+    values: &mut Vec<f64>,
+    levels: usize,
+    level: u8,
+    advantages: &[f64],
+) {
+    if levels == 0 {
+        return;
+    }
+    values.resize(levels, 0.0);
+    let progress = advantages.iter().map(|a| a.abs()).sum::<f64>() / advantages.len().max(1) as f64;
+    let v = &mut values[usize::from(level).min(levels - 1)];
+    *v = CURRICULUM_ALPHA * progress + (1.0 - CURRICULUM_ALPHA) * *v;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(curriculum: Curriculum, difficulty: u8, max_steps: u64) -> Stream {
+        Stream {
+            source: Source::Builtin {
+                task: BuiltinTask::Arithmetic,
+                count: 100,
+                difficulty,
+            },
+            seed: 7,
+            epoch_cache: None,
+            curriculum,
+            max_steps,
+        }
+    }
+
+    #[test]
+    fn easy_to_hard_gives_each_level_an_equal_share_of_the_steps() {
+        let s = stream(Curriculum::EasyToHard, 3, 100);
+        let levels: Vec<u8> = (1..=100)
+            .map(|step| s.level(step, 0, &[]).expect("level"))
+            .collect();
+        for level in 0..=3u8 {
+            assert_eq!(
+                levels.iter().filter(|&&l| l == level).count(),
+                25,
+                "level {level}"
+            );
+        }
+        assert!(
+            levels.windows(2).all(|w| w[0] <= w[1]),
+            "rises with the step"
+        );
+        assert_eq!((levels[0], levels[99]), (0, 3));
+        // Without a curriculum every step is at the configured difficulty.
+        let s = stream(Curriculum::None, 2, 100);
+        assert!((1..=100).all(|step| s.level(step, step, &[]) == Some(2)));
+    }
+
+    #[test]
+    fn random_order_mixes_every_level_by_example() {
+        let s = stream(Curriculum::Random, 3, 10);
+        let levels: Vec<u8> = (0..4000)
+            .map(|i| s.level(1, i, &[]).expect("level"))
+            .collect();
+        for level in 0..=3u8 {
+            let share = levels.iter().filter(|&&l| l == level).count() as f64 / 4000.0;
+            assert!((share - 0.25).abs() < 0.03, "level {level}: {share}");
+        }
+        assert_eq!(
+            s.level(5, 17, &[]),
+            s.level(9, 17, &[]),
+            "by example, not by step"
+        );
+    }
+
+    #[test]
+    fn adaptive_draws_toward_the_levels_that_teach() {
+        let s = stream(Curriculum::Adaptive, 2, 1000);
+        // No values yet: uniform.
+        let draws: Vec<u8> = (1..=3000)
+            .map(|step| s.level(step, 0, &[]).expect("level"))
+            .collect();
+        for level in 0..=2u8 {
+            let share = draws.iter().filter(|&&l| l == level).count() as f64 / 3000.0;
+            assert!((share - 1.0 / 3.0).abs() < 0.04, "level {level}: {share}");
+        }
+        // Level 1 gives the most progress: drawn with probability e^(0.4/0.1) / (1 + e^4 + 1).
+        let values = [0.0, 0.4, 0.0];
+        let draws: Vec<u8> = (1..=3000)
+            .map(|step| s.level(step, 0, &values).expect("level"))
+            .collect();
+        let share = draws.iter().filter(|&&l| l == 1).count() as f64 / 3000.0;
+        let expected = 4f64.exp() / (2.0 + 4f64.exp());
+        assert!(
+            (share - expected).abs() < 0.03,
+            "{share} against {expected}"
+        );
+        // The update is a running mean of the mean absolute advantage.
+        let mut values = Vec::new();
+        update_curriculum(&mut values, 3, 2, &[0.5, -0.5, 1.0, -1.0]);
+        assert_eq!(values, [0.0, 0.0, CURRICULUM_ALPHA * 0.75]);
+        update_curriculum(&mut values, 3, 2, &[0.0, 0.0]);
+        assert_eq!(
+            values[2],
+            (1.0 - CURRICULUM_ALPHA) * CURRICULUM_ALPHA * 0.75
+        );
+    }
 }

@@ -122,7 +122,7 @@ const GENERAL: [Setting; 7] = [
     ),
 ];
 
-const INIT_STEP_AND_DATA: [Setting; 7] = [
+const INIT_STEP_AND_DATA: [Setting; 8] = [
     s(
         "init_from.step",
         Integer,
@@ -157,6 +157,11 @@ const INIT_STEP_AND_DATA: [Setting; 7] = [
         "data.holdout",
         Integer,
         "Rows held out from the file for evaluation.",
+    ),
+    s(
+        "data.curriculum",
+        Choice(&["none", "easy_to_hard", "random", "adaptive"]),
+        "Order of a built-in task's difficulty levels 0 … difficulty over the run: none (all at difficulty), easy_to_hard (rising with the step), random (mixed), adaptive (GRPO: each step's level drawn by learning progress, Self-Evolving Curriculum). Held-out problems stay at difficulty.",
     ),
 ];
 

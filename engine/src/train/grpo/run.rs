@@ -24,7 +24,7 @@ use crate::train::optim::{AdamW, GradBuffer};
 use crate::train::rewards::RewardSet;
 use crate::train::schedule::learning_rate;
 use crate::train::session::{
-    Hooks, Outcome, Prepared, evaluate, fresh_start, resume, save_checkpoint,
+    Hooks, Outcome, Prepared, evaluate, fresh_start, resume, save_checkpoint, update_curriculum,
 };
 use crate::train::sft;
 
@@ -171,11 +171,14 @@ fn steps(
         let t_rollout = Instant::now();
         let mut rollouts: Vec<Rollout> = Vec::new();
         let mut groups_drawn = 0usize;
+        let mut levels: Vec<u8> = Vec::new();
         for round in 0..=g.max_resample_rounds {
             let wanted = g.prompts_per_step - rollouts.len() / g.num_generations;
             let mut prompts = Vec::with_capacity(wanted);
             for _ in 0..wanted {
-                let (example, problem) = stream.example_with_problem(state.next_example)?;
+                let level = stream.level(step, state.next_example, &state.curriculum_values);
+                levels.extend(level);
+                let (example, problem) = stream.example_with_problem(state.next_example, level)?;
                 state.next_example += 1;
                 let ids = sft::prompt_ids(tokenizer, &example, chat)?;
                 prompts.push(Prompt {
@@ -209,6 +212,15 @@ fn steps(
         let adv = advantages(&totals, g.num_generations, g.scale_rewards);
         for (r, a) in rollouts.iter_mut().zip(&adv) {
             r.advantage = *a;
+        }
+        // The adaptive curriculum draws one level per step and learns from its advantages.
+        if let Some(&level) = levels.first() {
+            update_curriculum(
+                &mut state.curriculum_values,
+                stream.adaptive_levels(),
+                level,
+                &adv,
+            );
         }
 
         // ---- the update batch: completions as `[sequences, max_len]`
@@ -352,6 +364,10 @@ fn steps(
         ]);
         if g.beta != 0.0 {
             metrics.push(("kl".to_string(), kl_sum / tokens));
+        }
+        if config.data.curriculum != crate::train::config::Curriculum::None && !levels.is_empty() {
+            let mean = levels.iter().map(|&l| f64::from(l)).sum::<f64>() / levels.len() as f64;
+            metrics.push(("curriculum/difficulty".to_string(), mean));
         }
         writer.send(traces_of(step, &rollouts, &layout))?;
         let at_end = step == g.max_steps;

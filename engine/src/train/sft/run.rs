@@ -38,14 +38,18 @@ pub(crate) fn execute(
     let (mut optimizer, mut state) = fresh_start(s.betas, s.eps, s.weight_decay, lora.is_some());
     let mut last_checkpoint = resume(workspace, run_id, &mut model, &mut optimizer, &mut state)?;
 
-    let tokenize = |stream: &mut Stream, index: u64| -> Result<TokenizedExample, TrainError> {
-        let ex = stream.example(index)?;
-        sft::tokenize_example(&tokenizer, &ex, chat, eos)
-    };
+    // `step`: the step that draws the example (its curriculum level depends on it).
+    let tokenize =
+        |stream: &mut Stream, index: u64, step: u64| -> Result<TokenizedExample, TrainError> {
+            let ex = stream.example(index, step)?;
+            sft::tokenize_example(&tokenizer, &ex, chat, eos)
+        };
+    // A pending example was drawn by the step the checkpoint ends.
     let mut pending = match state.pending_example {
-        Some(i) => Some(tokenize(&mut stream, i)?),
+        Some(i) => Some(tokenize(&mut stream, i, state.step)?),
         None => None,
     };
+    let curriculum = config.data.curriculum != crate::train::config::Curriculum::None;
 
     let eval_every = config.eval.every;
     let ckpt_every = config.checkpoint.every;
@@ -76,6 +80,7 @@ pub(crate) fn execute(
         let mut grads = GradBuffer::default();
         let (mut loss_sum, mut micro, mut correct, mut counted, mut tokens) =
             (0.0, 0usize, 0usize, 0usize, 0usize);
+        let mut levels: Vec<u8> = Vec::new();
         for _ in 0..s.grad_accum {
             let mut failure = None;
             let batch = sft::build_batch(
@@ -86,7 +91,10 @@ pub(crate) fn execute(
                 || {
                     let index = state.next_example;
                     state.next_example += 1;
-                    match tokenize(&mut stream, index) {
+                    if curriculum {
+                        levels.push(stream.level(step, index, &[]).unwrap_or(0));
+                    }
+                    match tokenize(&mut stream, index, step) {
                         Ok(t) => Some(t),
                         Err(e) => {
                             failure = Some(e);
@@ -148,6 +156,10 @@ pub(crate) fn execute(
             ("tokens_per_s", tokens as f64 / step_time.max(1e-9)),
             ("epoch", state.next_example as f64 / stream.len() as f64),
         ];
+        if !levels.is_empty() {
+            let mean = levels.iter().map(|&l| f64::from(l)).sum::<f64>() / levels.len() as f64;
+            metrics.push(("curriculum/difficulty", mean));
+        }
         let at_end = step == s.max_steps;
         if (eval_every > 0 && step.is_multiple_of(eval_every)) || at_end {
             let eval = evaluate(&model, &tokenizer, &stream, &config, chat, step)?;

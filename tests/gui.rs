@@ -96,7 +96,10 @@ fn try_it_then_a_cli_run_overlays_dies_resumes_and_stops() {
 
     // Try it: a run starts and the window switches to its curves.
     h.get_by_label("Try it").click();
-    h.run_steps(2);
+    // The run is registered by the workspace service; the window then shows it.
+    step_until(&mut h, "Try it's run to be registered", |s| {
+        s.state.selected_view == View::Runs
+    });
     assert_eq!(h.state().state.selected_view, View::Runs);
     let try_it = h.state().state.runs.selected[0];
     step_until(&mut h, "Try it's loss to have 3 points", |s| {
@@ -311,7 +314,9 @@ fn the_launch_form_checks_settings_and_starts_a_run() {
         .expect("parses");
     step_until(&mut h, "the check to pass", |s| s.launch.can_start());
     h.get_by_label("Start").click();
-    h.run_steps(2);
+    step_until(&mut h, "the run to be registered", |s| {
+        s.state.selected_view == View::Runs
+    });
     assert_eq!(h.state().state.selected_view, View::Runs);
     let run = h.state().state.runs.selected[0];
     step_until(&mut h, "the run to complete", |s| {
@@ -627,6 +632,8 @@ fn snapshot_datasets() {
     step_until(&mut h, "the file to open", |s| s.datasets.dataset.is_some());
     h.get_by_label("2").click();
     h.run_steps(5);
+    // The row's image is read on a background job.
+    step_until(&mut h, "the row's image", |s| !s.datasets.is_busy());
     assert_eq!(h.state().datasets.selected, Some(1));
     snapshot(&mut h, "datasets", &[]);
 }
@@ -1116,4 +1123,283 @@ fn snapshot_compare() {
     compare_idle(&mut h, "the generations");
     h.run_steps(4);
     snapshot(&mut h, "compare-generate", &[]);
+}
+
+// --- the workspace off the UI thread, the rewards box ------------------------------------------
+
+/// Launch's "Try the rewards" on a GRPO run of the built-in arithmetic task: a completion typed
+/// into the box is scored by the form's `[[rewards]]` (the prompt is enough to rebuild the
+/// problem), each part by name with the verdict; a change to the form scores it again, and a
+/// run without rewards says so in the box.
+#[test]
+fn the_launch_view_tries_the_rewards_on_a_typed_completion() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut h = harness(&dir.path().join("ws"), View::Launch);
+    step_until(&mut h, "the workspace to load", |s| s.ctx.loaded);
+    h.state_mut()
+        .launch
+        .open_text(GRPO_RUN, "grpo")
+        .expect("parses");
+    h.run_steps(2);
+    h.get_by_label("Try the rewards").click();
+    h.run_steps(2);
+    h.get_by_label("Prompt").click();
+    h.run_steps(2);
+    h.get_by_label("Prompt").type_text("(12+7)*2=");
+    h.run_steps(2);
+    h.get_by_label("Completion").click();
+    h.run_steps(2);
+    h.get_by_label("Completion")
+        .type_text("<think>12+7=19, 19*2=38</think> <answer>38</answer>");
+    h.run_steps(2);
+    assert_eq!(h.state().launch.try_rewards.prompt, "(12+7)*2=");
+    step_until(&mut h, "the completion's rewards", |s| {
+        s.launch.tried_rewards().is_some()
+    });
+    let tried = h
+        .state()
+        .launch
+        .tried_rewards()
+        .expect("scored")
+        .clone()
+        .expect("no error");
+    assert_eq!(tried.scored.correct, Some(true));
+    // Each part as training logs it, the total weighted (format's weight is 0.5).
+    assert_eq!(
+        tried.scored.parts,
+        vec![("accuracy".to_string(), 1.0), ("format".to_string(), 1.0)]
+    );
+    h.get_by_label("total reward 1.500");
+    h.get_by_label("accuracy");
+    h.get_by_label("format");
+    assert_eq!(h.query_all_by_label("1.000").count(), 2, "both parts");
+    h.get_by_label("× 0.5");
+    h.get_by_label("verdict: correct");
+
+    // The form changes: the box scores again with the new weight.
+    h.state_mut()
+        .launch
+        .open_text(&GRPO_RUN.replace("weight = 0.5", "weight = 2.0"), "heavier")
+        .expect("parses");
+    step_until(&mut h, "the rewards under the new weight", |s| {
+        s.launch
+            .tried_rewards()
+            .is_some_and(|t| t.as_ref().is_ok_and(|t| t.scored.total == 3.0))
+    });
+    h.get_by_label("total reward 3.000");
+
+    // A wrong answer is wrong; without [[rewards]] the box says what is missing.
+    h.state_mut().launch.try_rewards.completion = "<answer>37</answer>".into();
+    h.state_mut()
+        .launch
+        .open_text(GRPO_RUN, "grpo")
+        .expect("parses");
+    step_until(&mut h, "the wrong answer's rewards", |s| {
+        s.launch
+            .tried_rewards()
+            .is_some_and(|t| t.as_ref().is_ok_and(|t| t.scored.correct == Some(false)))
+    });
+    h.get_by_label("verdict: wrong");
+    let no_rewards = GRPO_RUN
+        .split("[[rewards]]")
+        .next()
+        .expect("the run's head");
+    h.state_mut()
+        .launch
+        .open_text(no_rewards, "no rewards")
+        .expect("parses");
+    step_until(&mut h, "the missing rewards", |s| {
+        s.launch.tried_rewards().is_some_and(Result::is_err)
+    });
+    h.query_all_by_label_contains("[[rewards]]")
+        .find(|n| n.rect().height() > 0.0)
+        .expect("the box says the run has no rewards");
+}
+
+/// How long one frame may take while the workspace is locked: far below the lock's 3 s (a
+/// frame that waited on SQLite would take the whole lock).
+const FRAME_LIMIT: Duration = Duration::from_millis(750);
+
+/// Steps one frame and fails if it took longer than [`FRAME_LIMIT`].
+fn timed_step(h: &mut Harness<'static, Studio>, slowest: &mut Duration) {
+    let started = Instant::now();
+    h.step();
+    let took = started.elapsed();
+    *slowest = (*slowest).max(took);
+    assert!(
+        took < FRAME_LIMIT,
+        "a frame of {:?} took {took:?} while the workspace was locked",
+        h.state().state.selected_view
+    );
+}
+
+/// Whether the window shows the workspace as busy (the shell's status line, in every view).
+fn says_busy(h: &Harness<'static, Studio>) -> bool {
+    h.query_all_by_label_contains("workspace busy")
+        .next()
+        .is_some()
+}
+
+/// Another connection holds the workspace's write lock (SQLite's file lock: a second
+/// connection cannot take it) for 3 s, while the window asks for writes from Launch (Start),
+/// a dropped `trainer_state.json` (import) and Datasets (open, which remembers the file), and
+/// frames of every view are stepped: no frame waits, every view shows the busy status line,
+/// Launch says what it waits for; once the lock is released the run starts and shows, the
+/// import shows, the file opens and is remembered, and the status line is gone.
+#[test]
+fn a_locked_workspace_blocks_no_frame_and_every_view_says_it_is_busy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ws_dir = dir.path().join("ws");
+    let traced = synthetic_traces(&ws_dir);
+    let trainer_state = dir.path().join("trainer_state.json");
+    std::fs::copy(
+        common::repo_root().join("tests/data/trainer_state.json"),
+        &trainer_state,
+    )
+    .expect("copy");
+    let file = dir.path().join("rows.jsonl");
+    std::fs::write(&file, "{\"question\": \"2+2?\", \"answer\": \"4\"}\n").expect("write");
+
+    let mut h = harness(&ws_dir, View::Launch);
+    step_until(&mut h, "the workspace to load", |s| {
+        s.ctx.loaded && s.ctx.runs.len() == 1
+    });
+    h.state_mut()
+        .launch
+        .open_text(QUICK_RUN, "quick")
+        .expect("parses");
+    step_until(&mut h, "the check to pass", |s| s.launch.can_start());
+
+    // The lock: a write transaction held by another connection for 3 s.
+    let db = ws_dir.join(engine::store::DB_FILE_NAME);
+    let (locked_tx, locked) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn({
+        let db = db.clone();
+        move || {
+            let conn = rusqlite::Connection::open(&db).expect("open");
+            conn.execute_batch("BEGIN EXCLUSIVE")
+                .expect("take the write lock");
+            locked_tx.send(Instant::now()).expect("tell");
+            std::thread::sleep(Duration::from_secs(3));
+            conn.execute_batch("ROLLBACK").expect("release");
+        }
+    });
+    let locked_at = locked.recv().expect("locked");
+    {
+        // It is SQLite's lock: no other connection can write.
+        let other = rusqlite::Connection::open(&db).expect("open");
+        other.busy_timeout(Duration::ZERO).expect("no wait");
+        let err = other
+            .execute_batch("BEGIN IMMEDIATE")
+            .expect_err("the lock is held");
+        assert!(err.to_string().contains("locked"), "{err}");
+    }
+
+    let mut slowest = Duration::ZERO;
+    // Writes from three places.
+    h.get_by_label("Start").click();
+    timed_step(&mut h, &mut slowest);
+    h.state_mut().ctx.import(&trainer_state);
+    h.state_mut().state.selected_view = View::Datasets;
+    timed_step(&mut h, &mut slowest);
+    h.state_mut().datasets.path = file.to_string_lossy().into_owned();
+    h.get_by_label("Open").click();
+    timed_step(&mut h, &mut slowest);
+    while !says_busy(&h) {
+        assert!(
+            locked_at.elapsed() < Duration::from_millis(2500),
+            "the window never said the workspace is busy; status {:?}",
+            h.state().ctx.workspace_status
+        );
+        timed_step(&mut h, &mut slowest);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Every view, a few frames each, while the lock is held: each says the workspace is busy.
+    for view in View::ALL {
+        h.state_mut().state.selected_view = view;
+        for _ in 0..3 {
+            timed_step(&mut h, &mut slowest);
+        }
+        assert!(
+            locked_at.elapsed() < Duration::from_secs(3),
+            "the lock was released before every view was stepped (at {view:?})"
+        );
+        assert!(says_busy(&h), "{view:?} does not say the workspace is busy");
+        if view == View::Launch {
+            h.query_all_by_label_contains("waiting for the workspace to register the run")
+                .next()
+                .expect("Launch says what it waits for");
+        }
+    }
+    assert!(
+        h.state().ctx.runs.iter().all(|r| r.record.id == traced),
+        "nothing was written while the lock was held"
+    );
+    // Frames go on until the lock is released.
+    while !holder.is_finished() {
+        timed_step(&mut h, &mut slowest);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    holder.join().expect("the holder released the lock");
+
+    // Released: the writes go through and every view recovers.
+    step_until(&mut h, "the three runs", |s| s.ctx.runs.len() == 3);
+    step_until(&mut h, "the status line to clear", |s| {
+        s.ctx.workspace_status == app::workspace_service::WorkspaceStatus::Ok
+    });
+    assert!(!says_busy(&h));
+    assert_eq!(
+        h.state().state.selected_view,
+        View::Runs,
+        "a started run shows"
+    );
+    h.state_mut().state.selected_view = View::Datasets;
+    step_until(&mut h, "the file to open", |s| s.datasets.dataset.is_some());
+    let ws = Workspace::open(&ws_dir).expect("workspace");
+    assert_eq!(
+        ws.datasets().expect("datasets")[0].path,
+        file.to_string_lossy(),
+        "the workspace remembers the file"
+    );
+    let quick = ws
+        .runs()
+        .expect("runs")
+        .into_iter()
+        .find(|r| r.name == "from the form")
+        .expect("the started run");
+    step_until(&mut h, "the started run to complete", |s| {
+        s.ctx
+            .run(quick.id)
+            .is_some_and(|r| r.record.status == RunStatus::Completed)
+    });
+    for view in View::ALL {
+        h.state_mut().state.selected_view = view;
+        h.run_steps(2);
+        assert!(!says_busy(&h), "{view:?} still says busy");
+    }
+    eprintln!("slowest frame while locked: {slowest:?}");
+}
+
+/// A workspace file that is not a database: every view shows why in the status line (Home's
+/// recent runs too), and nothing is dropped silently.
+#[test]
+fn a_corrupt_workspace_is_shown_in_the_status_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ws_dir = dir.path().join("ws");
+    std::fs::create_dir_all(&ws_dir).expect("mkdir");
+    std::fs::write(ws_dir.join(engine::store::DB_FILE_NAME), vec![7u8; 8192]).expect("write");
+    let mut h = harness(&ws_dir, View::Home);
+    step_until(&mut h, "the error in the status", |s| {
+        matches!(
+            s.ctx.workspace_status,
+            app::workspace_service::WorkspaceStatus::Error(_)
+        )
+    });
+    for view in View::ALL {
+        h.state_mut().state.selected_view = view;
+        h.run_steps(2);
+        h.query_all_by_label_contains("could not open the workspace at")
+            .next()
+            .unwrap_or_else(|| panic!("{view:?} does not say the workspace is broken"));
+    }
 }

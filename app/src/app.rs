@@ -1,7 +1,9 @@
 //! The studio shell: a left panel listing the views and the selected view in the centre, the
 //! shared [`AppContext`] polled every frame whichever view is shown, keyboard shortcuts, and
-//! errors shown in the window. [`Studio`] is the whole UI as a plain state struct (tests drive
-//! it with `egui_kittest`); [`StudioApp`] wraps it as the `eframe::App` and persists [`State`].
+//! errors shown in the window, and the workspace's status line (busy or failing) along the
+//! bottom while there is something to say. [`Studio`] is the whole UI as a plain state struct
+//! (tests drive it with `egui_kittest`); [`StudioApp`] wraps it as the `eframe::App` and
+//! persists [`State`].
 
 use egui::{Key, KeyboardShortcut, Modifiers, RichText};
 
@@ -113,10 +115,8 @@ impl Studio {
                 .extension()
                 .is_some_and(|e| e.eq_ignore_ascii_case("toml"))
             {
-                match self.launch.open_file(&path) {
-                    Ok(()) => self.state.selected_view = View::Launch,
-                    Err(e) => self.ctx.error = Some(e),
-                }
+                self.launch.open_file(ui.ctx(), &path);
+                self.state.selected_view = View::Launch;
             } else if path.file_name().is_some_and(|n| n == "trainer_state.json") {
                 self.ctx.import(&path);
             } else {
@@ -137,6 +137,19 @@ impl Studio {
                 });
             });
         }
+        if let Some(status) = self.ctx.workspace_status.text() {
+            egui::Panel::bottom("studio_workspace_status").show(ui, |ui| {
+                ui.horizontal_wrapped(|ui| {
+                    let color = if self.ctx.workspace_status.is_busy() {
+                        ui.spinner();
+                        ui.visuals().warn_fg_color
+                    } else {
+                        ui.visuals().error_fg_color
+                    };
+                    ui.colored_label(color, status);
+                });
+            });
+        }
         egui::CentralPanel::default().show(ui, |ui| match self.state.selected_view {
             View::Home => self.home.ui(ui, &mut self.ctx),
             View::Runs => self.runs.ui(ui, &mut self.ctx, &mut self.state.runs),
@@ -150,7 +163,7 @@ impl Studio {
             View::Launch => self.launch.ui(ui, &mut self.ctx),
             View::Datasets => self.datasets.ui(ui, &mut self.ctx),
             View::Models => self.models.ui(ui, &mut self.ctx),
-            View::Playground => self.playground.ui(ui, &mut self.state),
+            View::Playground => self.playground.ui(ui, &mut self.ctx, &mut self.state),
         });
         self.shortcuts_window(ui.ctx());
         self.apply_commands(ui.ctx());

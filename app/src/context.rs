@@ -1,23 +1,24 @@
-//! The app-level context every view shares: the workspace feed (runs and live series), the run
-//! launcher (worker processes started from the studio executable), and a command channel the
-//! views use to ask for things another view does (show a run, open a model). Polled once per
-//! frame whichever view is shown.
+//! The app-level context every view shares: the workspace service (every read and write of the
+//! workspace, off the UI thread) and its status, the workspace feed (runs and live series), the
+//! run launcher (worker processes started from the studio executable, registered through the
+//! service), the one model discovery, and a command channel the views use to ask for things
+//! another view does (show a run, open a model). Polled once per frame whichever view is shown.
 
+use engine::discovery::ModelInfo;
+use engine::store::RunId;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Child;
-use std::sync::mpsc::{Receiver, TryRecvError, channel};
-
-use engine::discovery::ModelInfo;
-
-use engine::store::{RunId, Workspace};
 
 use crate::feed::{Feed, FeedUpdate, RunInfo, SeriesKey};
+use crate::jobs::{Job, LateWaker, Waker};
 use crate::series::Series;
 use crate::views::View;
+use crate::workspace_service::{Ticket, WorkspaceService, WorkspaceStatus};
 
 /// The run "Try it" starts: the untrained tiny reasoner learning the built-in arithmetic task,
-/// with held-out accuracy every 50 steps. About a minute on two cores.
+/// at difficulty 0, with held-out accuracy every 50 steps: from 0 to about 0.75 (0.66 at worst
+/// over six seeds) in 300 steps, under a minute on two cores (release build).
 pub const TRY_IT_RUN: &str = include_str!("../../assets/runs/try-it.toml");
 
 /// Where the studio's data is and how it starts workers.
@@ -88,7 +89,15 @@ pub enum AppCommand {
 pub struct AppContext {
     pub workspace_dir: PathBuf,
     worker_exe: Option<PathBuf>,
+    /// The window's workspace: every view's reads and writes go through it.
+    pub workspace: WorkspaceService,
+    /// Where the workspace stands: shown in the shell's status line, and by views that wait.
+    pub workspace_status: WorkspaceStatus,
+    /// Wakes the window from threads started before the first frame.
+    late_waker: LateWaker,
     feed: Option<Feed>,
+    /// The feed's last failure, until it reads again.
+    feed_error: Option<String>,
     /// Every run, newest first, as the feed last sent them.
     pub runs: Vec<RunInfo>,
     /// Each run's metric names.
@@ -99,6 +108,8 @@ pub struct AppContext {
     wanted: HashSet<SeriesKey>,
     /// Workers this window started, waited for so they never linger as zombies.
     children: Vec<Child>,
+    /// Run actions (start, stop, resume, import) waiting for the workspace.
+    actions: Vec<Action>,
     /// The last error, shown in the window until dismissed.
     pub error: Option<String>,
     pub commands: Vec<AppCommand>,
@@ -106,26 +117,42 @@ pub struct AppContext {
     pub loaded: bool,
     /// The models found on disk (discovered once, in the background, when a view asks).
     models: Option<Vec<FoundModel>>,
-    discovery: Option<Receiver<Vec<FoundModel>>>,
+    discovery: Option<Job<Vec<FoundModel>>>,
+    /// Bumped each time a discovery finishes (views that derive lists from it redo them).
+    pub models_generation: u64,
 }
 
-/// Opens the workspace at `dir`; the error names the folder.
-pub fn open_workspace(dir: &Path) -> Result<Workspace, String> {
-    Workspace::open(dir)
-        .map_err(|e| format!("could not open the workspace at {}: {e}", dir.display()))
+/// A run action on its way through the workspace service.
+enum Action {
+    /// A run registered and its worker started; `show` opens its plots.
+    Started {
+        ticket: Ticket<(RunId, Child)>,
+        show: bool,
+    },
+    /// A worker process started (a study, a resumed run).
+    Spawned(Ticket<Child>),
+    Stopped(Ticket<()>),
+    Imported(Ticket<RunId>),
 }
 
-/// The workspace kept in `slot` by a background thread, opened at `dir` when first asked for
-/// (a failure is returned and asked again next time).
-pub fn kept_workspace<'a>(
-    slot: &'a mut Option<Workspace>,
-    dir: &Path,
-) -> Result<&'a Workspace, String> {
-    if slot.is_none() {
-        *slot = Some(open_workspace(dir)?);
+impl Action {
+    fn what(&self) -> &str {
+        match self {
+            Self::Started { ticket, .. } => ticket.what(),
+            Self::Spawned(t) => t.what(),
+            Self::Stopped(t) => t.what(),
+            Self::Imported(t) => t.what(),
+        }
     }
-    slot.as_ref()
-        .ok_or_else(|| "the workspace is not open".to_string())
+
+    fn waited(&self) -> std::time::Duration {
+        match self {
+            Self::Started { ticket, .. } => ticket.waited(),
+            Self::Spawned(t) => t.waited(),
+            Self::Stopped(t) => t.waited(),
+            Self::Imported(t) => t.waited(),
+        }
+    }
 }
 
 /// A model location found on disk: its summary, or why it could not be read.
@@ -133,20 +160,27 @@ pub type FoundModel = Result<ModelInfo, (String, String)>;
 
 impl AppContext {
     pub fn new(options: &StudioOptions) -> Self {
+        let (waker, late_waker) = Waker::late();
         Self {
             workspace_dir: options.workspace.clone(),
             worker_exe: options.worker_exe.clone(),
+            workspace: WorkspaceService::start(options.workspace.clone(), waker),
+            workspace_status: WorkspaceStatus::Ok,
+            late_waker,
             feed: None,
+            feed_error: None,
             runs: Vec::new(),
             names: BTreeMap::new(),
             series: HashMap::new(),
             wanted: HashSet::new(),
             children: Vec::new(),
+            actions: Vec::new(),
             error: None,
             commands: Vec::new(),
             loaded: false,
             models: None,
             discovery: None,
+            models_generation: 0,
         }
     }
 
@@ -154,30 +188,22 @@ impl AppContext {
     /// first call starts it; only headers are read).
     pub fn models(&mut self, egui_ctx: &egui::Context) -> Option<&[FoundModel]> {
         if self.models.is_none() && self.discovery.is_none() {
-            let (tx, rx) = channel();
-            let repaint = egui_ctx.clone();
-            std::thread::spawn(move || {
-                let found: Vec<FoundModel> = engine::discovery::discover(&[])
+            self.discovery = Some(Job::spawn("model-discovery", egui_ctx, |_| {
+                engine::discovery::discover(&[])
                     .into_iter()
                     .map(|r| r.map_err(|(path, e)| (path, e.to_string())))
-                    .collect();
-                let _ = tx.send(found);
-                repaint.request_repaint();
-            });
-            self.discovery = Some(rx);
+                    .collect()
+            }));
         }
-        if let Some(rx) = &self.discovery {
-            match rx.try_recv() {
-                Ok(found) => {
-                    self.models = Some(found);
-                    self.discovery = None;
-                }
-                Err(TryRecvError::Disconnected) => {
-                    self.models = Some(Vec::new());
-                    self.discovery = None;
-                }
-                Err(TryRecvError::Empty) => {}
-            }
+        if let Some(job) = &mut self.discovery
+            && let Some(found) = job.poll()
+        {
+            self.discovery = None;
+            self.models_generation += 1;
+            self.models = Some(match found {
+                Ok(found) => found,
+                Err(e) => vec![Err(("model discovery".into(), e))],
+            });
         }
         self.models.as_deref()
     }
@@ -202,8 +228,10 @@ impl AppContext {
         }
     }
 
-    /// Drains the feed and reaps finished workers; called at the start of every frame.
+    /// Drains the feed, collects finished run actions, reaps finished workers and reads the
+    /// workspace's status; called at the start of every frame.
     pub fn begin_frame(&mut self, ctx: &egui::Context) {
+        self.late_waker.set(ctx);
         if self.feed.is_none() {
             let repaint = ctx.clone();
             self.feed = Some(Feed::start(self.workspace_dir.clone(), move || {
@@ -231,12 +259,87 @@ impl AppContext {
                 FeedUpdate::Reset { key } => {
                     self.series.remove(&key);
                 }
-                FeedUpdate::Error(message) => self.error = Some(message),
+                FeedUpdate::Error(message) => self.feed_error = Some(message),
+                FeedUpdate::Healthy => self.feed_error = None,
             }
+        }
+        self.poll_actions();
+        self.workspace_status = match (self.workspace.status(), &self.feed_error) {
+            (WorkspaceStatus::Ok, Some(e)) => WorkspaceStatus::Error(e.clone()),
+            (status, _) => status,
+        };
+        // While something waits on the workspace, look again soon: the status line counts.
+        if self.workspace_status.is_busy() || !self.actions.is_empty() {
+            ctx.request_repaint_after(std::time::Duration::from_millis(200));
         }
         // While a run is live, look again soon even if nothing arrived.
         if self.runs.iter().any(RunInfo::is_live) {
             ctx.request_repaint_after(crate::feed::POLL_INTERVAL);
+        }
+    }
+
+    fn poll_actions(&mut self) {
+        let mut finished = Vec::new();
+        let mut i = 0;
+        while i < self.actions.len() {
+            let answer: Option<Result<(), String>> = match &mut self.actions[i] {
+                Action::Started { ticket, show } => {
+                    let show = *show;
+                    ticket.poll().map(|answer| {
+                        answer.map(|(run, child)| {
+                            self.children.push(child);
+                            if show {
+                                self.commands.push(AppCommand::ShowRun(run));
+                            }
+                        })
+                    })
+                }
+                Action::Spawned(ticket) => ticket
+                    .poll()
+                    .map(|answer| answer.map(|child| self.children.push(child))),
+                Action::Stopped(ticket) => ticket.poll(),
+                Action::Imported(ticket) => ticket
+                    .poll()
+                    .map(|answer| answer.map(|run| self.commands.push(AppCommand::ShowRun(run)))),
+            };
+            match answer {
+                Some(result) => {
+                    self.actions.remove(i);
+                    finished.push(result);
+                }
+                None => i += 1,
+            }
+        }
+        if !finished.is_empty() {
+            self.refresh();
+        }
+        for result in finished {
+            if let Err(e) = result {
+                self.error = Some(e);
+            }
+        }
+    }
+
+    /// The run action waiting for the workspace, if one is (what it does, how long it waited).
+    pub fn pending_action(&self) -> Option<(&str, std::time::Duration)> {
+        self.actions.first().map(|a| (a.what(), a.waited()))
+    }
+
+    /// Whether a run is being registered or a worker started (Start and Try it wait for it).
+    pub fn starting(&self) -> bool {
+        self.actions
+            .iter()
+            .any(|a| matches!(a, Action::Started { .. } | Action::Spawned(_)))
+    }
+
+    /// A line saying the workspace is busy or failing, for a view that waits on it.
+    pub fn workspace_note_ui(&self, ui: &mut egui::Ui) {
+        if let Some(text) = self.workspace_status.text() {
+            let color = match self.workspace_status {
+                WorkspaceStatus::Busy { .. } => ui.visuals().warn_fg_color,
+                _ => ui.visuals().error_fg_color,
+            };
+            ui.colored_label(color, text);
         }
     }
 
@@ -260,26 +363,19 @@ impl AppContext {
         self.runs.iter().find(|r| r.record.id == id)
     }
 
-    fn workspace(&self) -> Result<Workspace, String> {
-        open_workspace(&self.workspace_dir)
-    }
-
     fn exe(&self) -> Result<&Path, String> {
         self.worker_exe.as_deref().ok_or_else(|| {
             "this window cannot start runs: it was opened without the studio executable".into()
         })
     }
 
-    /// Registers a run from a config's TOML and starts its worker process.
-    pub fn start_run(&mut self, config_toml: &str, origin: &str) -> Result<RunId, String> {
+    /// Registers a run from a config's TOML and starts its worker process, in the background;
+    /// the window then shows its plots (a failure lands in [`AppContext::error`]).
+    pub fn start_run(&mut self, config_toml: &str, origin: &str) -> Result<(), String> {
         let exe = self.exe()?.to_path_buf();
-        let workspace = self.workspace()?;
-        let (run, _, child) =
-            engine::train::launch::start_run(&workspace, config_toml, origin, &exe)
-                .map_err(|e| e.to_string())?;
-        self.children.push(child);
-        self.refresh();
-        Ok(run)
+        let ticket = self.workspace.start_run(config_toml, origin, &exe);
+        self.actions.push(Action::Started { ticket, show: true });
+        Ok(())
     }
 
     /// Whether this window can start runs (it knows the studio executable).
@@ -290,30 +386,23 @@ impl AppContext {
     /// Starts a study (its runs one after another) in a background `studio study` process.
     pub fn start_study(&mut self, study_toml: &str) -> Result<(), String> {
         let exe = self.exe()?.to_path_buf();
-        let workspace = self.workspace()?;
-        let child = engine::train::launch::spawn_study(&workspace, study_toml, &exe)
-            .map_err(|e| e.to_string())?;
-        self.children.push(child);
-        self.refresh();
+        let ticket = self.workspace.start_study(study_toml, &exe);
+        self.actions.push(Action::Spawned(ticket));
         Ok(())
     }
 
     /// Continues a stopped, failed or dead run in a new worker.
     pub fn resume_run(&mut self, run: RunId) -> Result<(), String> {
         let exe = self.exe()?.to_path_buf();
-        let workspace = self.workspace()?;
-        let child =
-            engine::train::launch::resume_run(&workspace, run, &exe).map_err(|e| e.to_string())?;
-        self.children.push(child);
-        self.refresh();
+        let ticket = self.workspace.resume(run, &exe);
+        self.actions.push(Action::Spawned(ticket));
         Ok(())
     }
 
     /// Asks a run's worker to stop after its current step.
     pub fn stop_run(&mut self, run: RunId) -> Result<(), String> {
-        let workspace = self.workspace()?;
-        engine::train::launch::request_stop(&workspace, run).map_err(|e| e.to_string())?;
-        self.refresh();
+        let ticket = self.workspace.stop(run);
+        self.actions.push(Action::Stopped(ticket));
         Ok(())
     }
 
@@ -325,41 +414,32 @@ impl AppContext {
 
     /// Imports a `trainer_state.json` (dropped on the window) as a read-only run and shows it.
     pub fn import(&mut self, path: &Path) {
-        let result = self
-            .workspace()
-            .and_then(|w| w.import_trainer_state(path).map_err(|e| e.to_string()));
-        match result {
-            Ok(imported) => {
-                self.refresh();
-                self.commands.push(AppCommand::ShowRun(imported.run));
-            }
-            Err(e) => self.error = Some(e),
-        }
+        let ticket = self.workspace.import(path);
+        self.actions.push(Action::Imported(ticket));
     }
 
     /// Starts the Try it run and asks to show it.
     pub fn try_it(&mut self) {
-        match self.start_run(TRY_IT_RUN, "the Try it run") {
-            Ok(run) => self.commands.push(AppCommand::ShowRun(run)),
-            Err(e) => self.error = Some(e),
+        if let Err(e) = self.start_run(TRY_IT_RUN, "the Try it run") {
+            self.error = Some(e);
         }
     }
+}
 
-    /// The tail of a run's worker log (at most `max_bytes`).
-    pub fn worker_log(&self, run: RunId, max_bytes: u64) -> String {
-        use std::io::{Read, Seek, SeekFrom};
-        let path = self
-            .workspace_dir
-            .join("artifacts")
-            .join(format!("run-{run}"))
-            .join("worker.log");
-        let Ok(mut file) = std::fs::File::open(&path) else {
-            return String::new();
-        };
-        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let _ = file.seek(SeekFrom::Start(len.saturating_sub(max_bytes)));
-        let mut bytes = Vec::new();
-        let _ = file.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
+/// The tail of a run's worker log (at most `max_bytes`), read from disk: call it from a
+/// background job.
+pub fn read_worker_log(workspace_dir: &Path, run: RunId, max_bytes: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let path = workspace_dir
+        .join("artifacts")
+        .join(format!("run-{run}"))
+        .join("worker.log");
+    let Ok(mut file) = std::fs::File::open(&path) else {
+        return String::new();
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(max_bytes)));
+    let mut bytes = Vec::new();
+    let _ = file.read_to_end(&mut bytes);
+    String::from_utf8_lossy(&bytes).into_owned()
 }

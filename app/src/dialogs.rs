@@ -4,7 +4,8 @@
 //! desktop session).
 
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, sync_channel};
+
+use crate::jobs::Job;
 
 /// Why native file dialogs are off, if they are: `STUDIO_NO_DIALOGS` is set, or there is no
 /// display to show them on.
@@ -33,35 +34,37 @@ pub fn button(ui: &mut egui::Ui, text: &str, hover: &str) -> bool {
     button.clicked()
 }
 
-/// Shows `dialog` as an "open file" dialog on a background thread; the chosen path (or `None`)
-/// arrives on the returned channel, and the UI is woken when it does.
-pub fn pick_file(ctx: egui::Context, dialog: rfd::FileDialog) -> Option<Receiver<Option<PathBuf>>> {
+/// A dialog's answer on its way: the chosen path, or `None` when cancelled.
+pub type DialogJob = Job<Option<PathBuf>>;
+
+/// Shows `dialog` as an "open file" dialog on a background job; the UI is woken when it answers.
+pub fn pick_file(ctx: &egui::Context, dialog: rfd::FileDialog) -> DialogJob {
     run(ctx, move || dialog.pick_file())
 }
 
-/// Shows `dialog` as a "save file" dialog on a background thread.
-pub fn save_file(ctx: egui::Context, dialog: rfd::FileDialog) -> Option<Receiver<Option<PathBuf>>> {
+/// Shows `dialog` as a "save file" dialog on a background job.
+pub fn save_file(ctx: &egui::Context, dialog: rfd::FileDialog) -> DialogJob {
     run(ctx, move || dialog.save_file())
 }
 
-/// Runs `show` (a dialog) on a background thread; its answer arrives on the channel.
+/// Runs `show` (a dialog) on the `studio-file-dialog` job.
 pub fn run(
-    ctx: egui::Context,
+    ctx: &egui::Context,
     show: impl FnOnce() -> Option<PathBuf> + Send + 'static,
-) -> Option<Receiver<Option<PathBuf>>> {
-    let (tx, rx) = sync_channel(1);
-    let spawned = std::thread::Builder::new()
-        .name("studio-file-dialog".into())
-        .spawn(move || {
-            // The UI may be gone; then nobody wants the answer.
-            let _ = tx.send(show());
-            ctx.request_repaint();
-        });
-    match spawned {
-        Ok(_) => Some(rx),
+) -> DialogJob {
+    Job::spawn("file-dialog", ctx, move |_| show())
+}
+
+/// A dialog's answer, once it has come: `Some(None)` when cancelled; a failed dialog thread
+/// is an error for the window's banner.
+pub fn poll(job: &mut Option<DialogJob>, error: &mut Option<String>) -> Option<Option<PathBuf>> {
+    let answer = job.as_mut()?.poll()?;
+    *job = None;
+    match answer {
+        Ok(path) => Some(path),
         Err(e) => {
-            tracing::warn!("could not start the file dialog thread: {e}");
-            None
+            *error = Some(format!("the file dialog failed: {e}"));
+            Some(None)
         }
     }
 }

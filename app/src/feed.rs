@@ -1,11 +1,13 @@
 //! The workspace feed: a thread with its own connection to the workspace that looks every
 //! [`POLL_INTERVAL`] for runs and for new points of the series the views watch, and sends only
 //! what changed. Reads are incremental (the points after the last step sent), so a live run
-//! costs the UI thread nothing but appending what arrived.
+//! costs the UI thread nothing but appending what arrived. Both channels are bounded; a
+//! failure is sent (once per message) and so is the recovery, and a workspace that would not
+//! open is tried again every [`POLL_INTERVAL`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::time::Duration;
 
 use engine::store::{MetricPoint, RunId, RunRecord, Workspace};
@@ -16,6 +18,10 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Points read per series per look, so a million-point series arrives in slices and the
 /// first ones show at once.
 pub const POINTS_PER_READ: usize = 200_000;
+/// Updates waiting for the UI; the feed waits while the UI is this far behind.
+const UPDATES: usize = 256;
+/// Requests waiting for the feed.
+const REQUESTS: usize = 16;
 
 /// A series of a run, as the views name it.
 pub type SeriesKey = (RunId, String);
@@ -88,8 +94,10 @@ pub enum FeedUpdate {
     /// A series was rewritten from an earlier step (a resumed run dropped points after its
     /// checkpoint): forget it; its points come again.
     Reset { key: SeriesKey },
-    /// The workspace could not be read.
+    /// The workspace could not be opened or read.
     Error(String),
+    /// The workspace reads again after an [`FeedUpdate::Error`].
+    Healthy,
 }
 
 enum Request {
@@ -99,7 +107,7 @@ enum Request {
 
 /// The UI side of the feed.
 pub struct Feed {
-    requests: Sender<Request>,
+    requests: SyncSender<Request>,
     updates: Receiver<FeedUpdate>,
     watched: HashSet<SeriesKey>,
 }
@@ -108,12 +116,22 @@ impl Feed {
     /// Starts the feed thread on the workspace at `dir`; `repaint` is called when something
     /// arrives.
     pub fn start(dir: PathBuf, repaint: impl Fn() + Send + 'static) -> Self {
-        let (requests, request_rx) = channel();
-        let (update_tx, updates) = channel();
-        std::thread::Builder::new()
-            .name("workspace-feed".into())
-            .spawn(move || feed_thread(dir, request_rx, update_tx, repaint))
-            .expect("the OS can start a thread");
+        let (requests, request_rx) = sync_channel(REQUESTS);
+        let (update_tx, updates) = sync_channel(UPDATES);
+        if let Err(e) = crate::jobs::spawn_named("workspace-feed", move || {
+            feed_thread(dir, request_rx, update_tx, repaint)
+        }) {
+            // The receiver is still here: say why nothing will come.
+            let (tx, rx) = sync_channel(1);
+            let _ = tx.send(FeedUpdate::Error(format!(
+                "could not start the workspace feed thread: {e}"
+            )));
+            return Self {
+                requests,
+                updates: rx,
+                watched: HashSet::new(),
+            };
+        }
         Self {
             requests,
             updates,
@@ -123,15 +141,18 @@ impl Feed {
 
     /// Asks for these series (and no others) from now on; unchanged sets are not resent.
     pub fn watch(&mut self, keys: HashSet<SeriesKey>) {
-        if keys != self.watched {
-            self.watched = keys.clone();
-            let _ = self.requests.send(Request::Watch(keys));
+        // A full queue is tried again next frame (the set is not remembered as sent).
+        if keys != self.watched && self.requests.try_send(Request::Watch(keys.clone())).is_ok() {
+            self.watched = keys;
         }
     }
 
     /// Looks at the workspace now rather than at the next tick (after a start or a stop).
     pub fn refresh(&self) {
-        let _ = self.requests.send(Request::Refresh);
+        // A full queue already holds a request that makes the feed look.
+        if let Err(TrySendError::Disconnected(_)) = self.requests.try_send(Request::Refresh) {
+            tracing::warn!("the workspace feed has stopped");
+        }
     }
 
     /// What arrived since the last call.
@@ -149,26 +170,36 @@ impl Feed {
 fn feed_thread(
     dir: PathBuf,
     requests: Receiver<Request>,
-    updates: Sender<FeedUpdate>,
+    updates: SyncSender<FeedUpdate>,
     repaint: impl Fn(),
 ) {
-    let workspace = match Workspace::open(&dir) {
-        Ok(w) => w,
-        Err(e) => {
-            let _ = updates.send(FeedUpdate::Error(format!(
-                "could not open the workspace at {}: {e}",
-                dir.display()
-            )));
-            repaint();
-            return;
+    let mut last_error: Option<String> = None;
+    let mut watched: HashSet<SeriesKey> = HashSet::new();
+    let workspace = loop {
+        match Workspace::open(&dir) {
+            Ok(w) => break w,
+            Err(e) => {
+                let message = format!("could not open the workspace at {}: {e}", dir.display());
+                if last_error.as_ref() != Some(&message) {
+                    if updates.send(FeedUpdate::Error(message.clone())).is_err() {
+                        return;
+                    }
+                    repaint();
+                    last_error = Some(message);
+                }
+            }
+        }
+        // Asked-for series are kept until the workspace opens; a gone window ends the thread.
+        match requests.recv_timeout(POLL_INTERVAL) {
+            Ok(Request::Watch(keys)) => watched = keys,
+            Ok(Request::Refresh) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
         }
     };
-    let mut watched: HashSet<SeriesKey> = HashSet::new();
     // The last step sent of each watched series.
     let mut sent: HashMap<SeriesKey, u64> = HashMap::new();
     let mut last_runs: Vec<RunInfo> = Vec::new();
     let mut names: BTreeMap<RunId, Vec<String>> = BTreeMap::new();
-    let mut last_error: Option<String> = None;
     // The first list is sent even when empty: a fresh workspace is loaded too.
     let mut listed = false;
     loop {
@@ -242,7 +273,12 @@ fn feed_thread(
             Ok(true)
         })();
         match result {
-            Ok(true) => last_error = None,
+            Ok(true) => {
+                if last_error.take().is_some() {
+                    let _ = updates.send(FeedUpdate::Healthy);
+                    changed = true;
+                }
+            }
             Ok(false) => return,
             Err(e) => {
                 let message = e.to_string();

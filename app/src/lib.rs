@@ -1,16 +1,20 @@
 //! Reasoning Studio's desktop GUI (egui/eframe): a shell with one module per view
-//! ([`views`]), reusable widgets ([`widgets`]) and a model worker thread that owns the loaded
-//! model, so the UI never blocks on loading or generation.
+//! ([`views`]), reusable widgets ([`widgets`]), the workspace service that owns the window's
+//! connections ([`workspace_service`]), one way to run background work ([`jobs`]) and a model
+//! worker thread that owns the loaded model, so the UI never blocks on the disk, loading or
+//! generation.
 
 mod app;
 pub mod context;
 pub mod dialogs;
 pub mod feed;
+pub mod jobs;
 pub mod series;
 pub mod state;
 pub mod views;
 pub mod widgets;
 mod worker;
+pub mod workspace_service;
 
 pub use app::{Studio, StudioApp};
 pub use context::StudioOptions;

@@ -1,13 +1,9 @@
-//! The model worker: one long-lived, named thread that owns the loaded model and runs the work
-//! the Playground asks for. Commands go in and events come out through bounded channels; the UI
-//! drains events each frame. The model never leaves this thread, so it needs neither `Send` nor
-//! `Sync`.
+//! The model worker: one long-lived, named thread (a [`crate::jobs::Worker`]) that owns the
+//! loaded model and runs the work the Playground asks for. Commands go in and events come out
+//! through bounded channels; the UI drains events each frame; a panic becomes the command's
+//! failure event. The model never leaves this thread, so it needs neither `Send` nor `Sync`.
 
 use std::ops::ControlFlow;
-use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::Instant;
 
 use engine::backend::{Backend, BackendKind};
@@ -15,6 +11,7 @@ use engine::formats::loader::{LoadedModel, load_model};
 use engine::infer::{GenerateRequest, GeneratedToken, SamplingConfig, generate};
 use engine::text::chat_template::ChatMessage;
 
+use crate::jobs::{self, Gone, Outbox, Waker};
 use crate::widgets::token_heatmap::{Alternative, HeatmapToken};
 
 /// Commands waiting for the worker; it runs one at a time.
@@ -113,111 +110,59 @@ impl std::fmt::Display for SendError {
 
 /// The UI's handle on the model worker thread. Dropping it ends the thread once its current
 /// command is done (a running generation is cancelled).
-pub struct ModelWorker {
-    commands: SyncSender<Command>,
-    events: Receiver<Event>,
-    /// Jobs with an id at or below this are cancelled.
-    cancelled_through: Arc<AtomicU64>,
-}
+pub struct ModelWorker(jobs::Worker<Command, Event>);
 
 impl ModelWorker {
     /// Starts the worker thread; `repaint` is called after every event so the UI wakes up.
-    pub fn spawn(repaint: impl Fn() + Send + 'static) -> std::io::Result<Self> {
-        let (command_tx, command_rx) = sync_channel(COMMAND_CAPACITY);
-        let (event_tx, event_rx) = sync_channel(EVENT_CAPACITY);
-        let cancelled_through = Arc::new(AtomicU64::new(0));
-        let cancel = Arc::clone(&cancelled_through);
-        std::thread::Builder::new()
-            .name("studio-model-worker".into())
-            .spawn(move || {
-                let mut worker = Worker {
-                    model: None,
-                    events: event_tx,
-                    cancelled_through: cancel,
-                    repaint: Box::new(repaint),
-                };
-                worker.run(&command_rx);
-            })?;
-        Ok(Self {
-            commands: command_tx,
-            events: event_rx,
-            cancelled_through,
-        })
+    pub fn spawn(repaint: impl Fn() + Send + Sync + 'static) -> std::io::Result<Self> {
+        jobs::Worker::spawn(
+            "studio-model-worker",
+            Waker::new(repaint),
+            (COMMAND_CAPACITY, EVENT_CAPACITY),
+            || Worker { model: None },
+            |worker, command, out| worker.handle(command, out),
+            |command, message| vec![failure_event(command, message)],
+        )
+        .map(Self)
     }
 
     pub fn send(&self, command: Command) -> Result<(), SendError> {
-        self.commands.try_send(command).map_err(|e| match e {
-            TrySendError::Full(_) => SendError::Busy,
-            TrySendError::Disconnected(_) => SendError::Stopped,
+        self.0.send(command).map_err(|e| match e {
+            jobs::SendError::Busy => SendError::Busy,
+            jobs::SendError::Stopped => SendError::Stopped,
         })
     }
 
     /// Cancels the job with this id (and any earlier one), even if it has not started yet.
     pub fn cancel(&self, job_id: u64) {
-        self.cancelled_through.fetch_max(job_id, Ordering::SeqCst);
+        self.0.cancel_through(job_id);
     }
 
     /// The next event, if one is waiting; `Err(Stopped)` once the worker is gone.
     pub fn try_event(&self) -> Result<Option<Event>, SendError> {
-        match self.events.try_recv() {
-            Ok(event) => Ok(Some(event)),
-            Err(std::sync::mpsc::TryRecvError::Empty) => Ok(None),
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => Err(SendError::Stopped),
-        }
+        self.0.try_event().map_err(|_| SendError::Stopped)
     }
 }
 
-impl Drop for ModelWorker {
-    fn drop(&mut self) {
-        self.cancelled_through.store(u64::MAX, Ordering::SeqCst);
-    }
-}
-
-/// The thread side.
+/// The thread side: the loaded model.
 struct Worker {
     model: Option<LoadedModel>,
-    events: SyncSender<Event>,
-    cancelled_through: Arc<AtomicU64>,
-    repaint: Box<dyn Fn() + Send>,
 }
 
-/// The UI has gone; the worker should end.
-struct Disconnected;
-
 impl Worker {
-    fn run(&mut self, commands: &Receiver<Command>) {
-        while let Ok(command) = commands.recv() {
-            let outcome =
-                std::panic::catch_unwind(AssertUnwindSafe(|| self.handle(command.clone())));
-            let result = match outcome {
-                Ok(result) => result,
-                Err(panic) => {
-                    let reason = panic_message(panic.as_ref());
-                    tracing::error!("model worker: {command:?} panicked: {reason}");
-                    self.emit(failure_event(&command, format!("internal error: {reason}")))
-                }
-            };
-            if result.is_err() {
-                break;
-            }
-        }
-        tracing::debug!("model worker: UI gone, ending");
-    }
-
-    fn emit(&self, event: Event) -> Result<(), Disconnected> {
-        self.events.send(event).map_err(|_| Disconnected)?;
-        (self.repaint)();
-        Ok(())
-    }
-
-    fn handle(&mut self, command: Command) -> Result<(), Disconnected> {
+    fn handle(&mut self, command: &Command, out: &Outbox<Event>) -> Result<(), Gone> {
         match command {
-            Command::Load { spec, backend } => self.load(spec, backend),
-            Command::Generate(job) => self.generate(&job),
+            Command::Load { spec, backend } => self.load(spec.clone(), *backend, out),
+            Command::Generate(job) => self.generate(job, out),
         }
     }
 
-    fn load(&mut self, spec: String, backend: BackendKind) -> Result<(), Disconnected> {
+    fn load(
+        &mut self,
+        spec: String,
+        backend: BackendKind,
+        out: &Outbox<Event>,
+    ) -> Result<(), Gone> {
         tracing::debug!("model worker: loading {spec} on {backend}");
         let loaded = Backend::new(backend)
             .map_err(|e| e.to_string())
@@ -239,20 +184,20 @@ impl Worker {
                 };
                 tracing::info!("loaded model {} from {spec}", summary.name);
                 self.model = Some(loaded);
-                self.emit(Event::Loaded(summary))
+                out.send(Event::Loaded(summary))
             }
             Err(e) => {
                 tracing::warn!("could not load model {spec}: {e}");
-                self.emit(Event::LoadFailed { spec, message: e })
+                out.send(Event::LoadFailed { spec, message: e })
             }
         }
     }
 
-    fn generate(&mut self, job: &GenerateJob) -> Result<(), Disconnected> {
+    fn generate(&mut self, job: &GenerateJob, out: &Outbox<Event>) -> Result<(), Gone> {
         let job_id = job.job_id;
         let fail = |message: String| Event::GenerateFailed { job_id, message };
         let Some(loaded) = self.model.as_ref() else {
-            return self.emit(fail("no model is loaded; load one first".into()));
+            return out.send(fail("no model is loaded; load one first".into()));
         };
         let tokenizer = &loaded.tokenizer;
         let encoded = if job.use_chat_template {
@@ -262,9 +207,9 @@ impl Worker {
         };
         let prompt_ids = match encoded {
             Ok(ids) => ids,
-            Err(e) => return self.emit(fail(format!("could not encode the prompt: {e}"))),
+            Err(e) => return out.send(fail(format!("could not encode the prompt: {e}"))),
         };
-        self.emit(Event::Started {
+        out.send(Event::Started {
             job_id,
             prompt_tokens: prompt_ids.len(),
         })?;
@@ -281,7 +226,7 @@ impl Worker {
         let mut ui_gone = false;
         let mut decode_failure = None;
         let result = generate(&loaded.model, &request, |_row, token: &GeneratedToken| {
-            if self.cancelled_through.load(Ordering::SeqCst) >= job_id {
+            if out.cancelled(job_id) {
                 cancelled = true;
                 return ControlFlow::Break(());
             }
@@ -298,15 +243,14 @@ impl Worker {
                 token,
                 elapsed_secs: start.elapsed().as_secs_f64(),
             };
-            if self.events.send(event).is_err() {
+            if out.send(event).is_err() {
                 ui_gone = true;
                 return ControlFlow::Break(());
             }
-            (self.repaint)();
             ControlFlow::Continue(())
         });
         if ui_gone {
-            return Err(Disconnected);
+            return Err(Gone);
         }
         let text = match (result, decode_failure) {
             (Err(e), _) => Err(e.to_string()),
@@ -322,7 +266,7 @@ impl Worker {
             },
             Err(e) => fail(format!("generation failed: {e}")),
         };
-        self.emit(event)
+        out.send(event)
     }
 }
 
@@ -362,14 +306,6 @@ fn failure_event(command: &Command, message: String) -> Event {
             message,
         },
     }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
 }
 
 #[cfg(test)]

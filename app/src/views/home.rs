@@ -6,22 +6,29 @@
 use egui::{RichText, Sense, Stroke};
 use engine::data::builtin::BuiltinTask;
 use engine::discovery::ModelInfo;
-use engine::store::RunId;
+use engine::store::{DatasetRecord, RunId};
 
 use crate::context::{AppCommand, AppContext};
 use crate::feed::RunInfo;
 use crate::series::downsample_min_max;
 use crate::views::View;
 use crate::views::runs::run_color;
+use crate::workspace_service::Ticket;
 
 /// Recent runs listed.
 pub const RECENT_RUNS: usize = 8;
 
+/// How often the workspace's dataset files are listed again.
+const DATASETS_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The Home view's runtime state.
 #[derive(Default)]
 pub struct Home {
-    /// The workspace's datasets, newest first, and when they were read.
-    datasets: Option<(std::time::Instant, Vec<String>)>,
+    /// The workspace's datasets, newest first (or why they could not be listed), and when
+    /// they were read.
+    datasets: Option<(std::time::Instant, Result<Vec<String>, String>)>,
+    /// The list asked of the workspace.
+    asked: Option<Ticket<Vec<DatasetRecord>>>,
 }
 
 /// `llama · 2.1M · 4 layers · float32`.
@@ -66,8 +73,14 @@ impl Home {
                             "Train the built-in tiny reasoner from scratch on built-in arithmetic \
                          problems (about a minute, no download) and watch its curves",
                         );
-                    if try_it.clicked() {
+                    if try_it.clicked() && !ctx.starting() {
                         ctx.try_it();
+                    }
+                    if let Some((what, waited)) = ctx.pending_action()
+                        && waited >= crate::workspace_service::BUSY_AFTER
+                    {
+                        ui.spinner();
+                        ui.label(format!("waiting for the workspace to {what}…"));
                     }
                     ui.label(
                         RichText::new(
@@ -97,6 +110,7 @@ impl Home {
         });
         if !ctx.loaded {
             ui.spinner();
+            ctx.workspace_note_ui(ui);
             return;
         }
         if ctx.runs.is_empty() {
@@ -174,31 +188,48 @@ impl Home {
 }
 
 impl Home {
-    /// The dataset files opened in this workspace (read again every few seconds).
+    /// The dataset files opened in this workspace (asked again every few seconds; the last
+    /// list stays while the workspace answers).
     fn workspace_datasets_ui(&mut self, ui: &mut egui::Ui, ctx: &mut AppContext) {
+        if let Some(ticket) = &mut self.asked
+            && let Some(answer) = ticket.poll()
+        {
+            self.asked = None;
+            let answer = answer.map(|l| l.into_iter().map(|r| r.path).collect());
+            self.datasets = Some((std::time::Instant::now(), answer));
+        }
         let stale = self
             .datasets
             .as_ref()
-            .is_none_or(|(at, _)| at.elapsed() > std::time::Duration::from_secs(5));
-        if stale {
-            let list = engine::store::Workspace::open(&ctx.workspace_dir)
-                .and_then(|w| w.datasets())
-                .map(|l| l.into_iter().map(|r| r.path).collect())
-                .unwrap_or_default();
-            self.datasets = Some((std::time::Instant::now(), list));
+            .is_none_or(|(at, _)| at.elapsed() > DATASETS_REFRESH);
+        if stale && self.asked.is_none() {
+            self.asked = Some(ctx.workspace.datasets());
         }
-        let list = self
-            .datasets
-            .as_ref()
-            .map(|(_, l)| l.clone())
-            .unwrap_or_default();
+        ui.ctx().request_repaint_after(DATASETS_REFRESH);
         ui.horizontal(|ui| {
             ui.heading("Datasets");
             if ui.small_button("Open a file…").clicked() {
                 ctx.commands.push(AppCommand::ShowView(View::Datasets));
             }
         });
-        if list.is_empty() {
+        if self.asked.as_ref().is_some_and(Ticket::is_slow) {
+            ctx.workspace_note_ui(ui);
+        }
+        let list = match &self.datasets {
+            None => {
+                ui.spinner();
+                Vec::new()
+            }
+            Some((_, Err(e))) => {
+                ui.colored_label(
+                    ui.visuals().error_fg_color,
+                    format!("could not list the datasets: {e}"),
+                );
+                Vec::new()
+            }
+            Some((_, Ok(list))) => list.clone(),
+        };
+        if self.datasets.as_ref().is_some_and(|(_, l)| l.is_ok()) && list.is_empty() {
             ui.label(RichText::new("none opened in this workspace yet").weak());
         }
         for path in list.iter().take(6) {

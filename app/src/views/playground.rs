@@ -1,15 +1,17 @@
 //! Playground: open any model, type a prompt, and watch the continuation stream in as tokens
 //! coloured by entropy. Loading and generation run on the model worker thread; this view only
-//! sends commands and drains events.
+//! sends commands and drains events. Its model list is the window's one model discovery
+//! ([`AppContext::models`]).
 
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, TryRecvError, sync_channel};
 use std::time::{Duration, Instant};
 
 use egui::{RichText, TextEdit};
 use engine::backend::BackendKind;
 use engine::models::tiny::TINY_REASONER;
 
+use crate::context::{AppContext, FoundModel};
+use crate::dialogs::DialogJob;
 use crate::state::{PlaygroundSettings, State};
 use crate::widgets::token_heatmap::{
     HeatmapToken, entropy_legend_ui, printable_text, token_heatmap_ui,
@@ -83,19 +85,14 @@ pub struct Playground {
     pub model: ModelStatus,
     /// The last load failure, shown until the next load.
     pub load_error: Option<String>,
-    discovery: Discovery,
-    browse: Option<Receiver<Option<PathBuf>>>,
+    /// The window's discovery as this list shows it, and which discovery it came from.
+    discovered: Option<(u64, Vec<DiscoveredModel>)>,
+    browse: Option<DialogJob>,
     pub prompt: String,
     pub generation: Generation,
     /// The last generation failure (or a refused setting), shown until the next one starts.
     pub generate_error: Option<String>,
     next_job_id: u64,
-}
-
-enum Discovery {
-    NotStarted,
-    Running(Receiver<Vec<DiscoveredModel>>),
-    Done(Vec<DiscoveredModel>),
 }
 
 impl Playground {
@@ -108,7 +105,7 @@ impl Playground {
             worker: None,
             model: ModelStatus::Empty,
             load_error: None,
-            discovery: Discovery::NotStarted,
+            discovered: None,
             browse: None,
             // The built-in tiny reasoner was trained on arithmetic: a problem it answers.
             prompt: if model.as_deref().is_none_or(|m| m == TINY_REASONER) {
@@ -129,14 +126,11 @@ impl Playground {
 
     /// Models found on disk, once discovery has finished.
     pub fn discovered_models(&self) -> Option<&[DiscoveredModel]> {
-        match &self.discovery {
-            Discovery::Done(models) => Some(models),
-            _ => None,
-        }
+        self.discovered.as_ref().map(|(_, m)| m.as_slice())
     }
 
-    pub fn ui(&mut self, ui: &mut egui::Ui, state: &mut State) {
-        self.poll(ui.ctx(), state);
+    pub fn ui(&mut self, ui: &mut egui::Ui, ctx: &mut AppContext, state: &mut State) {
+        self.poll(ui.ctx(), ctx, state);
         if std::mem::take(&mut self.load_on_first_frame) {
             self.load(ui.ctx());
         }
@@ -151,28 +145,22 @@ impl Playground {
     }
 
     /// Drains worker, discovery and dialog results within a small time budget.
-    fn poll(&mut self, ctx: &egui::Context, state: &mut State) {
-        if matches!(self.discovery, Discovery::NotStarted) {
-            self.discovery = start_discovery(ctx.clone());
+    fn poll(&mut self, ctx: &egui::Context, app: &mut AppContext, state: &mut State) {
+        let generation = app.models_generation;
+        if self
+            .discovered
+            .as_ref()
+            .is_none_or(|(g, _)| *g != generation)
+            && let Some(found) = app.models(ctx)
+        {
+            let listed = found.iter().map(discovered_model).collect();
+            // Asked again by the call above if a discovery finished in it.
+            self.discovered = Some((app.models_generation, listed));
         }
-        if let Discovery::Running(rx) = &self.discovery {
-            match rx.try_recv() {
-                Ok(models) => self.discovery = Discovery::Done(models),
-                Err(TryRecvError::Empty) => {}
-                Err(TryRecvError::Disconnected) => self.discovery = Discovery::Done(Vec::new()),
-            }
-        }
-        if let Some(rx) = &self.browse {
-            match rx.try_recv() {
-                Ok(picked) => {
-                    if let Some(path) = picked {
-                        self.model_path = path.display().to_string();
-                    }
-                    self.browse = None;
-                }
-                Err(TryRecvError::Empty) => {}
-                Err(TryRecvError::Disconnected) => self.browse = None,
-            }
+        if let Some(picked) = crate::dialogs::poll(&mut self.browse, &mut self.load_error)
+            && let Some(path) = picked
+        {
+            self.model_path = path.display().to_string();
         }
 
         let start = Instant::now();
@@ -354,7 +342,7 @@ impl Playground {
                 None => browse.on_hover_text("Pick a .gguf file or a model's config.json"),
             };
             if browse.clicked() {
-                self.browse = start_browse(ui.ctx().clone());
+                self.browse = Some(start_browse(ui.ctx()));
             }
 
             self.backend_ui(ui, busy);
@@ -709,8 +697,8 @@ fn human_count(n: usize) -> String {
     }
 }
 
-/// Opens the model file dialog on a background thread.
-fn start_browse(ctx: egui::Context) -> Option<Receiver<Option<PathBuf>>> {
+/// Opens the model file dialog on a background job.
+fn start_browse(ctx: &egui::Context) -> DialogJob {
     let dialog = rfd::FileDialog::new()
         .set_title("Open a model (.gguf file or config.json)")
         .add_filter("Models", &["gguf", "json"]);
@@ -726,41 +714,24 @@ fn start_browse(ctx: egui::Context) -> Option<Receiver<Option<PathBuf>>> {
     })
 }
 
-/// Lists models on disk on a background thread (only headers are read).
-fn start_discovery(ctx: egui::Context) -> Discovery {
-    let (tx, rx) = sync_channel(1);
-    let spawned = std::thread::Builder::new()
-        .name("studio-model-discovery".into())
-        .spawn(move || {
-            let models = engine::discovery::discover(&[])
-                .into_iter()
-                .map(|found| match found {
-                    Ok(info) => DiscoveredModel {
-                        title: format!(
-                            "{} ({}, {})",
-                            info.name,
-                            info.architecture,
-                            human_count(info.parameters)
-                        ),
-                        spec: info.path,
-                        problem: None,
-                    },
-                    Err((spec, error)) => DiscoveredModel {
-                        title: spec.clone(),
-                        spec,
-                        problem: Some(error.to_string()),
-                    },
-                })
-                .collect();
-            let _ = tx.send(models);
-            ctx.request_repaint();
-        });
-    match spawned {
-        Ok(_) => Discovery::Running(rx),
-        Err(e) => {
-            tracing::warn!("could not start model discovery: {e}");
-            Discovery::Done(Vec::new())
-        }
+/// A model the window's discovery found, as the list shows it.
+fn discovered_model(found: &FoundModel) -> DiscoveredModel {
+    match found {
+        Ok(info) => DiscoveredModel {
+            title: format!(
+                "{} ({}, {})",
+                info.name,
+                info.architecture,
+                human_count(info.parameters)
+            ),
+            spec: info.path.clone(),
+            problem: None,
+        },
+        Err((spec, error)) => DiscoveredModel {
+            title: spec.clone(),
+            spec: spec.clone(),
+            problem: Some(error.clone()),
+        },
     }
 }
 

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::context::{AppCommand, AppContext};
 use crate::feed::{RunInfo, SeriesKey};
+use crate::jobs::Job;
 use crate::series::{XAxis, downsample_min_max, ema, log10_values, metric_group};
 
 /// Bytes of the worker log shown.
@@ -70,6 +71,8 @@ pub struct RunsView {
     pub metric_search: String,
     prepared: HashMap<SeriesKey, Prepared>,
     log: Option<(RunId, Instant, String)>,
+    /// The worker log being read (a background job: the UI thread never reads the disk).
+    log_job: Option<(RunId, Job<String>)>,
     /// Where each metric's plot frame was drawn in the last frame (a click there opens the
     /// traces of the nearest step; tests click on it).
     plot_frames: HashMap<String, egui::Rect>,
@@ -145,6 +148,7 @@ impl RunsView {
         ui.heading("Runs");
         if !ctx.loaded {
             ui.spinner();
+            ctx.workspace_note_ui(ui);
             return;
         }
         if ctx.runs.is_empty() {
@@ -519,14 +523,29 @@ impl RunsView {
             {
                 ctx.error = Some(e);
             }
+            if let Some((what, _)) = ctx.pending_action() {
+                ui.spinner();
+                ui.label(format!("waiting for the workspace to {what}…"));
+            }
         });
         ui.separator();
+        if let Some((run, job)) = &mut self.log_job
+            && let Some(text) = job.poll()
+        {
+            let text = text.unwrap_or_else(|e| format!("(could not read the log: {e})"));
+            self.log = Some((*run, Instant::now(), text));
+            self.log_job = None;
+        }
         let refresh = self
             .log
             .as_ref()
             .is_none_or(|(r, at, _)| *r != id || (run.is_live() && at.elapsed() > LOG_REFRESH));
-        if refresh {
-            self.log = Some((id, Instant::now(), ctx.worker_log(id, LOG_TAIL_BYTES)));
+        if refresh && self.log_job.as_ref().is_none_or(|(r, _)| *r != id) {
+            let dir = ctx.workspace_dir.clone();
+            let job = Job::spawn("worker-log", ui.ctx(), move |_| {
+                crate::context::read_worker_log(&dir, id, LOG_TAIL_BYTES)
+            });
+            self.log_job = Some((id, job));
         }
         egui::CollapsingHeader::new("Config")
             .id_salt("run_config")
@@ -546,7 +565,11 @@ impl RunsView {
             .id_salt("run_log")
             .default_open(true)
             .show(ui, |ui| {
-                let text = self.log.as_ref().map_or("", |l| l.2.as_str());
+                let text = self
+                    .log
+                    .as_ref()
+                    .filter(|l| l.0 == id)
+                    .map_or("", |l| l.2.as_str());
                 egui::ScrollArea::vertical()
                     .id_salt("log_scroll")
                     .stick_to_bottom(true)

@@ -185,7 +185,7 @@ impl CompareView {
 
     fn workers(&mut self, ctx: &AppContext, egui_ctx: &egui::Context) -> Option<&Workers> {
         if self.workers.is_none() {
-            match Workers::spawn(ctx.workspace_dir.clone(), egui_ctx.clone()) {
+            match Workers::spawn(ctx.workspace.shared(), egui_ctx) {
                 Ok(w) => self.workers = Some(w),
                 Err(e) => self.error = Some(format!("could not start the comparison threads: {e}")),
             }

@@ -5,13 +5,14 @@
 //! - `studio-compare-models` owns the opened checkpoints (kept while they stay picked) and runs
 //!   the long work one job at a time: seeded generation, teacher-forced scoring, evaluations.
 //!   Jobs are cancelled by id; every event names its job, so a late one is dropped.
+//!
+//! Both are [`crate::jobs::Worker`]s (bounded channels, a panic turned into a message) reading
+//! the window's shared workspace connection.
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+use std::time::Duration;
 
 use engine::analysis::ForkingOverlap;
 use engine::data::Example;
@@ -25,7 +26,9 @@ use engine::train::evaluation::{
     ComparedEvaluations, EvalData, EvalOptions, EvalProgress, compare_evaluations, evaluate_with,
 };
 
+use crate::jobs::{Gone, Outbox, Worker};
 use crate::widgets::token_heatmap::HeatmapToken;
+use crate::workspace_service::SharedWorkspace;
 
 /// Alternatives kept per generated token (the hover card lists them).
 const TOP_ALTERNATIVES: usize = 5;
@@ -145,46 +148,52 @@ pub(super) enum Event {
 
 /// The UI's handles on both threads.
 pub(super) struct Workers {
-    store: Sender<StoreRequest>,
-    store_replies: Receiver<StoreReply>,
-    jobs: Sender<(u64, Job)>,
-    events: Receiver<Event>,
-    cancelled_through: Arc<AtomicU64>,
+    store: Worker<StoreRequest, StoreReply>,
+    models: Worker<(u64, Job), Event>,
 }
 
 impl Workers {
-    pub fn spawn(workspace: std::path::PathBuf, repaint: egui::Context) -> std::io::Result<Self> {
-        let (store, store_rx) = channel();
-        let (store_tx, store_replies) = channel();
-        let dir = workspace.clone();
-        let ctx = repaint.clone();
-        std::thread::Builder::new()
-            .name("studio-compare-store".into())
-            .spawn(move || store_thread(&dir, &store_rx, &store_tx, &ctx))?;
-        let (jobs, jobs_rx) = channel();
-        let (events_tx, events) = channel();
-        let cancelled_through = Arc::new(AtomicU64::new(0));
-        let cancelled = cancelled_through.clone();
-        std::thread::Builder::new()
-            .name("studio-compare-models".into())
-            .spawn(move || {
-                let mut models = ModelsThread {
-                    workspace,
-                    workspace_handle: None,
-                    opened: HashMap::new(),
-                    events: events_tx,
-                    cancelled_through: cancelled,
-                    repaint,
-                };
-                models.run(&jobs_rx);
-            })?;
-        Ok(Self {
-            store,
-            store_replies,
-            jobs,
-            events,
-            cancelled_through,
-        })
+    pub fn spawn(workspace: SharedWorkspace, repaint: &egui::Context) -> std::io::Result<Self> {
+        let shared = workspace.clone();
+        let store = Worker::spawn(
+            "studio-compare-store",
+            repaint,
+            (16, 16),
+            move || StoreThread {
+                workspace: shared,
+                tokenizers: HashMap::new(),
+            },
+            |state, request, out| out.send(state.handle(request)),
+            |request, message| {
+                vec![match request {
+                    StoreRequest::Catalog => StoreReply::Catalog(Err(message)),
+                    StoreRequest::Flipped { a, b } => StoreReply::Flipped {
+                        pair: (*a, *b),
+                        result: Err(message),
+                    },
+                }]
+            },
+        )?;
+        let models = Worker::spawn(
+            "studio-compare-models",
+            repaint,
+            (8, 256),
+            move || ModelsThread {
+                workspace,
+                opened: HashMap::new(),
+            },
+            |models, (id, job), out| {
+                models.handle(*id, job, out)?;
+                out.send(Event::Done { job: *id })
+            },
+            |(id, _), message| {
+                vec![
+                    Event::Failed { job: *id, message },
+                    Event::Done { job: *id },
+                ]
+            },
+        )?;
+        Ok(Self { store, models })
     }
 
     pub fn ask(&self, request: StoreRequest) -> bool {
@@ -192,66 +201,46 @@ impl Workers {
     }
 
     pub fn start(&self, id: u64, job: Job) -> bool {
-        self.jobs.send((id, job)).is_ok()
+        self.models.send((id, job)).is_ok()
     }
 
     /// Cancels every job up to `id`.
     pub fn cancel(&self, id: u64) {
-        self.cancelled_through.fetch_max(id, Ordering::SeqCst);
+        self.models.cancel_through(id);
     }
 
     pub fn replies(&self) -> Vec<StoreReply> {
-        self.store_replies.try_iter().collect()
+        self.store
+            .drain(Duration::from_millis(4))
+            .unwrap_or_default()
     }
 
     /// Events so far; `Err` when the models thread has ended.
     pub fn events(&self) -> Result<Vec<Event>, String> {
-        let mut out = Vec::new();
-        loop {
-            match self.events.try_recv() {
-                Ok(e) => out.push(e),
-                Err(TryRecvError::Empty) => return Ok(out),
-                Err(TryRecvError::Disconnected) => {
-                    return if out.is_empty() {
-                        Err("the comparison thread has stopped; reopen the view".into())
-                    } else {
-                        Ok(out)
-                    };
-                }
-            }
-        }
+        self.models
+            .drain(Duration::from_millis(4))
+            .map_err(|_| "the comparison thread has stopped; reopen the view".to_string())
     }
 }
 
-impl Drop for Workers {
-    fn drop(&mut self) {
-        self.cancelled_through.store(u64::MAX, Ordering::SeqCst);
-    }
+/// The store thread's state: the shared connection and the tokenizers opened so far.
+struct StoreThread {
+    workspace: SharedWorkspace,
+    tokenizers: HashMap<String, Arc<TextTokenizer>>,
 }
 
-fn store_thread(
-    dir: &std::path::Path,
-    requests: &Receiver<StoreRequest>,
-    replies: &Sender<StoreReply>,
-    repaint: &egui::Context,
-) {
-    let mut workspace: Option<Workspace> = None;
-    let mut tokenizers: HashMap<String, Arc<TextTokenizer>> = HashMap::new();
-    while let Ok(request) = requests.recv() {
-        let ws = crate::context::kept_workspace(&mut workspace, dir);
-        let reply = match request {
-            StoreRequest::Catalog => StoreReply::Catalog(ws.and_then(catalog)),
+impl StoreThread {
+    fn handle(&mut self, request: &StoreRequest) -> StoreReply {
+        let ws = self.workspace.get();
+        match *request {
+            StoreRequest::Catalog => StoreReply::Catalog(ws.and_then(|ws| catalog(&ws))),
             StoreRequest::Flipped { a, b } => StoreReply::Flipped {
                 pair: (a, b),
                 result: ws
-                    .and_then(|ws| flipped_pair(ws, &mut tokenizers, a, b))
+                    .and_then(|ws| flipped_pair(&ws, &mut self.tokenizers, a, b))
                     .map(Box::new),
             },
-        };
-        if replies.send(reply).is_err() {
-            return;
         }
-        repaint.request_repaint();
     }
 }
 
@@ -360,69 +349,32 @@ fn prompt_ids(opened: &OpenedModel, prompt: &str, chat: bool) -> Result<Vec<u32>
 
 /// The models thread.
 struct ModelsThread {
-    workspace: std::path::PathBuf,
-    workspace_handle: Option<Workspace>,
+    workspace: SharedWorkspace,
     /// Opened models by spec, kept while a job names them.
     opened: HashMap<String, OpenedModel>,
-    events: Sender<Event>,
-    cancelled_through: Arc<AtomicU64>,
-    repaint: egui::Context,
 }
 
-/// The UI has gone.
-struct Gone;
-
 impl ModelsThread {
-    fn run(&mut self, jobs: &Receiver<(u64, Job)>) {
-        while let Ok((id, job)) = jobs.recv() {
-            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| self.handle(id, &job)));
-            let gone = match outcome {
-                Ok(result) => result.is_err(),
-                Err(panic) => {
-                    let reason = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown panic".into());
-                    tracing::error!("compare worker: job {id} panicked: {reason}");
-                    self.emit(Event::Failed {
-                        job: id,
-                        message: format!("internal error (a bug in the studio): {reason}"),
-                    })
-                    .is_err()
-                }
-            };
-            if gone || self.emit(Event::Done { job: id }).is_err() {
-                return;
-            }
-        }
-    }
-
-    fn emit(&self, event: Event) -> Result<(), Gone> {
-        self.events.send(event).map_err(|_| Gone)?;
-        self.repaint.request_repaint();
-        Ok(())
-    }
-
-    fn cancelled(&self, job: u64) -> bool {
-        self.cancelled_through.load(Ordering::SeqCst) >= job
-    }
-
-    fn workspace(&mut self) -> Result<&Workspace, String> {
-        crate::context::kept_workspace(&mut self.workspace_handle, &self.workspace)
+    fn workspace(&self) -> Result<Arc<Workspace>, String> {
+        self.workspace.get()
     }
 
     /// Opens every spec not open yet (dropping models no longer named).
-    fn open(&mut self, job: u64, specs: &[String]) -> Result<(), (usize, String)> {
+    fn open(
+        &mut self,
+        job: u64,
+        specs: &[String],
+        out: &Outbox<Event>,
+    ) -> Result<(), (usize, String)> {
         self.opened.retain(|spec, _| specs.contains(spec));
         for (slot, spec) in specs.iter().enumerate() {
             if self.opened.contains_key(spec) {
                 continue;
             }
-            let _ = self.emit(Event::Opening { job, slot });
+            let _ = out.send(Event::Opening { job, slot });
             let opened = if ModelSpec::parse(spec).is_checkpoint() {
                 let ws = self.workspace().map_err(|e| (slot, e))?;
-                open_model_spec(Some(ws), spec, &engine::backend::Backend::cpu())
+                open_model_spec(Some(&ws), spec, &engine::backend::Backend::cpu())
             } else {
                 open_model_spec(None, spec, &engine::backend::Backend::cpu())
             }
@@ -432,8 +384,8 @@ impl ModelsThread {
         Ok(())
     }
 
-    fn handle(&mut self, job: u64, work: &Job) -> Result<(), Gone> {
-        if self.cancelled(job) {
+    fn handle(&mut self, job: u64, work: &Job, out: &Outbox<Event>) -> Result<(), Gone> {
+        if out.cancelled(job) {
             return Ok(());
         }
         match work {
@@ -444,20 +396,28 @@ impl ModelsThread {
                 max_new_tokens,
                 sampling,
             } => {
-                if let Err((slot, message)) = self.open(job, specs) {
-                    return self.emit(Event::Generated {
+                if let Err((slot, message)) = self.open(job, specs, out) {
+                    return out.send(Event::Generated {
                         job,
                         slot,
                         result: Err(message),
                     });
                 }
                 for (slot, spec) in specs.iter().enumerate() {
-                    if self.cancelled(job) {
+                    if out.cancelled(job) {
                         break;
                     }
-                    let result =
-                        self.generate(job, slot, spec, prompt, *chat, *max_new_tokens, sampling)?;
-                    self.emit(Event::Generated { job, slot, result })?;
+                    let result = self.generate(
+                        out,
+                        job,
+                        slot,
+                        spec,
+                        prompt,
+                        *chat,
+                        *max_new_tokens,
+                        sampling,
+                    )?;
+                    out.send(Event::Generated { job, slot, result })?;
                 }
                 Ok(())
             }
@@ -468,13 +428,13 @@ impl ModelsThread {
                 text,
                 rho,
             } => {
-                let result = match self.open(job, specs) {
+                let result = match self.open(job, specs, out) {
                     Err((slot, message)) => {
                         Err(format!("[{}] {}: {message}", slot + 1, specs[slot]))
                     }
                     Ok(()) => self.score(specs, prompt.as_deref(), *chat, text, *rho),
                 };
-                self.emit(Event::Scored {
+                out.send(Event::Scored {
                     job,
                     result: result.map(Box::new),
                 })
@@ -494,11 +454,11 @@ impl ModelsThread {
                 }
                 // An evaluation opens its model itself; the kept ones are not needed.
                 for (slot, spec) in specs.iter().enumerate() {
-                    if self.cancelled(job) {
+                    if out.cancelled(job) {
                         break;
                     }
-                    let result = self.evaluate(job, slot, spec, data, &options);
-                    self.emit(Event::Evaluated { job, slot, result })?;
+                    let result = self.evaluate(out, job, slot, spec, data, &options);
+                    out.send(Event::Evaluated { job, slot, result })?;
                 }
                 Ok(())
             }
@@ -508,6 +468,7 @@ impl ModelsThread {
     #[allow(clippy::too_many_arguments)]
     fn generate(
         &mut self,
+        out: &Outbox<Event>,
         job: u64,
         slot: usize,
         spec: &str,
@@ -535,17 +496,16 @@ impl ModelsThread {
         let mut failure = None;
         let mut gone = false;
         let result = generate(&inference, &request, |_, token| {
-            if self.cancelled_through.load(Ordering::SeqCst) >= job {
+            if out.cancelled(job) {
                 return ControlFlow::Break(());
             }
             let shown = crate::worker::heatmap_token(&loaded.tokenizer, token);
             match shown {
                 Ok(token) => {
-                    if self.events.send(Event::Token { job, slot, token }).is_err() {
+                    if out.send(Event::Token { job, slot, token }).is_err() {
                         gone = true;
                         return ControlFlow::Break(());
                     }
-                    self.repaint.request_repaint();
                     ControlFlow::Continue(())
                 }
                 Err(e) => {
@@ -632,8 +592,8 @@ impl ModelsThread {
         let ws = self.workspace().ok()?;
         specs.iter().find_map(|spec| match ModelSpec::parse(spec) {
             ModelSpec::Checkpoint(at) => {
-                let record = at.find(ws).ok()?;
-                engine::train::checkpoint::checkpoint_config(ws, &record).ok()
+                let record = at.find(&ws).ok()?;
+                engine::train::checkpoint::checkpoint_config(&ws, &record).ok()
             }
             ModelSpec::Model(_) => None,
         })
@@ -641,21 +601,19 @@ impl ModelsThread {
 
     fn evaluate(
         &mut self,
+        out: &Outbox<Event>,
         job: u64,
         slot: usize,
         spec: &str,
         data: &EvalData,
         options: &EvalOptions,
     ) -> Result<EvaluationRecord, String> {
-        let events = self.events.clone();
-        let repaint = self.repaint.clone();
-        let cancelled = self.cancelled_through.clone();
         let ws = self.workspace()?;
-        evaluate_with(ws, spec, data, options, &mut |progress| {
-            if cancelled.load(Ordering::SeqCst) >= job {
+        evaluate_with(&ws, spec, data, options, &mut |progress| {
+            if out.cancelled(job) {
                 return ControlFlow::Break(());
             }
-            if events
+            if out
                 .send(Event::EvalProgress {
                     job,
                     slot,
@@ -665,7 +623,6 @@ impl ModelsThread {
             {
                 return ControlFlow::Break(());
             }
-            repaint.request_repaint();
             ControlFlow::Continue(())
         })
         .map(|(record, _)| record)

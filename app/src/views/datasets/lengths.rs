@@ -2,13 +2,13 @@
 //! histogram with the median, p95 and longest.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use egui::RichText;
 use engine::data::Dataset;
 
-use super::{DatasetsView, Job};
+use super::DatasetsView;
 use crate::context::AppContext;
+use crate::jobs::Job;
 
 /// Token lengths of every row under one tokenizer.
 pub struct Lengths {
@@ -51,9 +51,7 @@ impl DatasetsView {
                 .labelled_by(label.id);
             match &self.lengths_job {
                 Some(job) => {
-                    if job.progress_ui(ui, "tokenizing") {
-                        job.cancel.store(true, Ordering::Relaxed);
-                    }
+                    job.progress_ui(ui, "tokenizing");
                 }
                 None => {
                     if ui.button("Compute").clicked() {
@@ -83,14 +81,15 @@ fn token_lengths(
     dataset: Arc<Dataset>,
     model: String,
 ) -> Job<Result<Lengths, String>> {
-    let total = dataset.len();
-    Job::spawn(ctx, total, move |done, cancel| {
+    Job::spawn("token-lengths", ctx, move |progress| {
+        let total = dataset.len();
+        progress.set_total(total);
         let (tokenizer, _) =
             engine::formats::loader::open_tokenizer(&model).map_err(|e| e.to_string())?;
         let mut lengths = Vec::with_capacity(total);
         let mut cancelled = false;
         for i in 0..total {
-            if cancel.load(Ordering::Relaxed) {
+            if progress.cancelled() {
                 cancelled = true;
                 break;
             }
@@ -110,7 +109,7 @@ fn token_lengths(
                     lengths.push(ids.len());
                 }
             }
-            done.store(i + 1, Ordering::Relaxed);
+            progress.set_done(i + 1);
         }
         Ok(Lengths {
             model,

@@ -1,5 +1,5 @@
 //! The role mapping: which column holds each role (prompt, reasoning, answer, messages,
-//! image), applied by reopening the file and saved to the workspace.
+//! image), applied by reopening the file and saved to the workspace (in the background).
 
 use egui::RichText;
 use engine::data::Dataset;
@@ -64,12 +64,8 @@ impl DatasetsView {
                 .clicked()
             {
                 let path = dataset.path().display().to_string();
-                let saved = engine::store::Workspace::open(&ctx.workspace_dir)
-                    .and_then(|w| w.save_dataset_mapping(&path, Some(&self.mapping)));
-                match saved {
-                    Ok(()) => self.message = Some("mapping saved".into()),
-                    Err(e) => ctx.error = Some(e.to_string()),
-                }
+                self.saving = Some(ctx.workspace.save_mapping(&path, self.mapping.clone()));
+                self.message = Some("saving the mapping…".into());
             }
         });
     }

@@ -7,7 +7,6 @@
 //! tokenizer, and the bad rows with their line numbers.
 
 mod bad_rows;
-mod job;
 mod lengths;
 mod mapping;
 mod open;
@@ -18,21 +17,39 @@ mod table;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, TryRecvError, channel};
 
 use engine::data::{Dataset, RoleMapping};
+use engine::store::DatasetRecord;
 
 use crate::context::AppContext;
+use crate::dialogs::DialogJob;
+use crate::jobs::Job;
+use crate::workspace_service::Ticket;
 use bad_rows::bad_rows_ui;
-pub use job::Job;
 pub use lengths::{Lengths, histogram};
+
+/// A file being opened.
+enum Opening {
+    /// Asking the workspace for the mapping saved for it (which remembers the file).
+    Mapping(Ticket<Option<RoleMapping>>),
+    /// Indexing the file with this mapping.
+    Indexing(Job<Result<Dataset, String>>),
+}
+
+/// The selected row's image: being read and decoded, or ready.
+enum ImageState {
+    Loading(Job<Result<egui::ColorImage, String>>),
+    Ready(Result<egui::TextureHandle, String>),
+}
 
 /// The Datasets view's state.
 #[derive(Default)]
 pub struct DatasetsView {
     /// The path typed in the path box.
     pub path: String,
-    opening: Option<(String, Receiver<Result<Dataset, String>>)>,
+    /// The file being opened: the workspace's saved mapping asked for first (and the file
+    /// remembered), then the file indexed.
+    opening: Option<(String, Opening)>,
     pub dataset: Option<Arc<Dataset>>,
     /// The mapping being edited (applied by reopening the file).
     pub mapping: RoleMapping,
@@ -48,49 +65,40 @@ pub struct DatasetsView {
     pub tokenizer_model: String,
     lengths_job: Option<Job<Result<Lengths, String>>>,
     pub lengths: Option<Lengths>,
-    image: Option<(String, Result<egui::TextureHandle, String>)>,
+    image: Option<(String, ImageState)>,
     hf_files: Option<Vec<PathBuf>>,
-    hf_scan: Option<Receiver<Vec<PathBuf>>>,
-    recent: Option<Vec<String>>,
-    dialog: Option<Receiver<Option<PathBuf>>>,
+    hf_scan: Option<Job<Vec<PathBuf>>>,
+    /// The workspace's dataset files, newest first (`None` until read, or to read again).
+    recent: Option<Result<Vec<String>, String>>,
+    recent_asked: Option<Ticket<Vec<DatasetRecord>>>,
+    /// Save to workspace, on its way.
+    saving: Option<Ticket<()>>,
+    /// The workspace remembering a file opened with a given mapping.
+    remember: Option<Ticket<Option<RoleMapping>>>,
+    dialog: Option<DialogJob>,
     pub message: Option<String>,
 }
 
 impl DatasetsView {
     fn poll(&mut self, ctx: &mut AppContext, egui_ctx: &egui::Context) {
-        if let Some((_, rx)) = &self.opening {
-            match rx.try_recv() {
-                Ok(Ok(dataset)) => {
-                    self.mapping = dataset.roles().clone();
-                    self.dataset = Some(Arc::new(dataset));
-                    self.cells.clear();
-                    self.selected =
-                        (!self.dataset.as_ref().is_some_and(|d| d.is_empty())).then_some(0);
-                    self.matches = None;
-                    self.lengths = None;
-                    self.image = None;
-                    self.opening = None;
-                }
-                Ok(Err(e)) => {
-                    ctx.error = Some(e);
-                    self.opening = None;
-                }
-                Err(TryRecvError::Disconnected) => self.opening = None,
-                Err(TryRecvError::Empty) => {}
-            }
-        }
+        self.poll_opening(ctx, egui_ctx);
         if let Some(job) = &mut self.search
             && let Some(result) = job.poll()
         {
-            self.matches = result;
             self.search = None;
-            self.message = Some(match &self.matches {
-                Some(m) => format!("{} matching rows", m.len()),
-                None => "search cancelled".into(),
-            });
+            match result {
+                Ok(matches) => {
+                    self.matches = matches;
+                    self.message = Some(match &self.matches {
+                        Some(m) => format!("{} matching rows", m.len()),
+                        None => "search cancelled".into(),
+                    });
+                }
+                Err(e) => ctx.error = Some(e),
+            }
         }
         if let Some(job) = &mut self.lengths_job
-            && let Some(result) = job.poll()
+            && let Some(result) = job.poll_flat()
         {
             self.lengths_job = None;
             match result {
@@ -98,45 +106,51 @@ impl DatasetsView {
                 Err(e) => ctx.error = Some(e),
             }
         }
-        if let Some(rx) = &self.hf_scan
-            && let Ok(files) = rx.try_recv()
+        if let Some(job) = &mut self.hf_scan
+            && let Some(files) = job.poll()
         {
-            self.hf_files = Some(files);
             self.hf_scan = None;
+            self.hf_files = Some(files.unwrap_or_else(|e| {
+                ctx.error = Some(format!("could not look in the Hugging Face cache: {e}"));
+                Vec::new()
+            }));
         }
         if self.hf_files.is_none() && self.hf_scan.is_none() {
-            let (tx, rx) = channel();
-            let repaint = egui_ctx.clone();
-            std::thread::spawn(move || {
-                let _ = tx.send(engine::discovery::hf_cache_datasets());
-                repaint.request_repaint();
-            });
-            self.hf_scan = Some(rx);
+            self.hf_scan = Some(Job::spawn("hf-datasets", egui_ctx, |_| {
+                engine::discovery::hf_cache_datasets()
+            }));
         }
-        if self.recent.is_none() {
-            self.recent = Some(
-                engine::store::Workspace::open(&ctx.workspace_dir)
-                    .and_then(|w| w.datasets())
-                    .map(|list| list.into_iter().map(|r| r.path).collect())
-                    .unwrap_or_default(),
-            );
+        if self.recent.is_none() && self.recent_asked.is_none() {
+            self.recent_asked = Some(ctx.workspace.datasets());
         }
-        if let Some(rx) = &self.dialog {
-            match rx.try_recv() {
-                Ok(picked) => {
-                    self.dialog = None;
-                    if let Some(path) = picked {
-                        self.open(ctx, egui_ctx, &path, None);
-                    }
-                }
-                Err(TryRecvError::Disconnected) => self.dialog = None,
-                Err(TryRecvError::Empty) => {}
+        if let Some(ticket) = &mut self.recent_asked
+            && let Some(answer) = ticket.poll()
+        {
+            self.recent_asked = None;
+            self.recent = Some(answer.map(|list| list.into_iter().map(|r| r.path).collect()));
+        }
+        if let Some(ticket) = &mut self.saving
+            && let Some(answer) = ticket.poll()
+        {
+            self.saving = None;
+            match answer {
+                Ok(()) => self.message = Some("mapping saved".into()),
+                Err(e) => ctx.error = Some(e),
             }
+        }
+        if let Some(picked) = crate::dialogs::poll(&mut self.dialog, &mut ctx.error)
+            && let Some(path) = picked
+        {
+            self.open(ctx, egui_ctx, &path, None);
         }
     }
 
     pub fn is_busy(&self) -> bool {
-        self.opening.is_some() || self.search.is_some() || self.lengths_job.is_some()
+        self.opening.is_some()
+            || self.search.is_some()
+            || self.lengths_job.is_some()
+            || self.saving.is_some()
+            || matches!(self.image, Some((_, ImageState::Loading(_))))
     }
 
     pub fn ui(&mut self, ui: &mut egui::Ui, ctx: &mut AppContext) {
@@ -144,11 +158,22 @@ impl DatasetsView {
         ui.heading("Datasets");
         self.open_bar_ui(ui, ctx);
         ui.separator();
-        if let Some((path, _)) = &self.opening {
+        if let Some((path, opening)) = &self.opening {
             ui.horizontal(|ui| {
                 ui.spinner();
-                ui.label(format!("indexing {path}…"));
+                match opening {
+                    Opening::Mapping(ticket) if ticket.is_slow() => {
+                        ui.label(format!("{path}: waiting for the workspace…"));
+                    }
+                    Opening::Mapping(_) => {}
+                    Opening::Indexing(_) => {
+                        ui.label(format!("indexing {path}…"));
+                    }
+                }
             });
+        }
+        if self.opening.is_some() || self.saving.is_some() || self.recent_asked.is_some() {
+            ctx.workspace_note_ui(ui);
         }
         let Some(dataset) = self.dataset.clone() else {
             if self.opening.is_none() {

@@ -1,18 +1,20 @@
 //! Opening a file: the path box, the file dialog, the workspace's recent files, the Hugging
-//! Face cache menu, and the thread that indexes the file (a dropped file comes here too).
+//! Face cache menu, and the job that indexes the file (a dropped file comes here too) after the
+//! workspace has answered with the mapping saved for it.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::channel;
+use std::sync::Arc;
 
 use egui::TextEdit;
 use engine::data::{Dataset, RoleMapping};
 
-use super::DatasetsView;
+use super::{DatasetsView, Opening};
 use crate::context::AppContext;
+use crate::jobs::Job;
 
 impl DatasetsView {
     /// Opens `path` in the background, with `mapping` when given (else the one the workspace
-    /// saved for it, else detection).
+    /// saved for it, else detection). The workspace remembers the file.
     pub fn open(
         &mut self,
         ctx: &mut AppContext,
@@ -22,26 +24,66 @@ impl DatasetsView {
     ) {
         let key = path.display().to_string();
         self.path = key.clone();
-        let workspace = engine::store::Workspace::open(&ctx.workspace_dir).ok();
-        let mapping = mapping.or_else(|| {
-            workspace
-                .as_ref()
-                .and_then(|w| w.dataset(&key).ok().flatten())
-                .and_then(|r| r.mapping::<RoleMapping>())
-        });
-        if let Some(w) = &workspace {
-            let _ = w.touch_dataset(&key);
-            self.recent = None;
+        let remembered = ctx.workspace.opened_dataset(&key);
+        // The list of recent files is read again once the workspace has this one.
+        self.recent = None;
+        self.recent_asked = None;
+        let opening = match mapping {
+            Some(mapping) => {
+                // Remembered in the background; the answer (the saved mapping) is not needed.
+                self.remember = Some(remembered);
+                Opening::Indexing(index(egui_ctx, path, Some(mapping)))
+            }
+            None => Opening::Mapping(remembered),
+        };
+        self.opening = Some((key, opening));
+    }
+
+    /// Moves the open along: the saved mapping arrived (the file is indexed with it), or the
+    /// file is indexed.
+    pub(super) fn poll_opening(&mut self, ctx: &mut AppContext, egui_ctx: &egui::Context) {
+        if let Some(ticket) = &mut self.remember
+            && let Some(answer) = ticket.poll()
+        {
+            self.remember = None;
+            if let Err(e) = answer {
+                ctx.error = Some(e);
+            }
         }
-        let (tx, rx) = channel();
-        let path = path.to_path_buf();
-        let repaint = egui_ctx.clone();
-        std::thread::spawn(move || {
-            let opened = Dataset::open(&path, mapping.as_ref()).map_err(|e| e.to_string());
-            let _ = tx.send(opened);
-            repaint.request_repaint();
-        });
-        self.opening = Some((key, rx));
+        let Some((key, opening)) = &mut self.opening else {
+            return;
+        };
+        match opening {
+            Opening::Mapping(ticket) => {
+                let Some(answer) = ticket.poll() else {
+                    return;
+                };
+                let mapping = answer.unwrap_or_else(|e| {
+                    // The file still opens (with detection); the failure is said.
+                    ctx.error = Some(e);
+                    None
+                });
+                *opening = Opening::Indexing(index(egui_ctx, Path::new(key.as_str()), mapping));
+            }
+            Opening::Indexing(job) => {
+                let Some(result) = job.poll_flat() else {
+                    return;
+                };
+                self.opening = None;
+                match result {
+                    Ok(dataset) => {
+                        self.mapping = dataset.roles().clone();
+                        self.selected = (!dataset.is_empty()).then_some(0);
+                        self.dataset = Some(Arc::new(dataset));
+                        self.cells.clear();
+                        self.matches = None;
+                        self.lengths = None;
+                        self.image = None;
+                    }
+                    Err(e) => ctx.error = Some(e),
+                }
+            }
+        }
     }
 
     pub(super) fn open_bar_ui(&mut self, ui: &mut egui::Ui, ctx: &mut AppContext) {
@@ -62,14 +104,27 @@ impl DatasetsView {
                 let dialog = rfd::FileDialog::new()
                     .set_title("Open a dataset")
                     .add_filter("Datasets", &["jsonl", "json", "csv", "tsv", "parquet"]);
-                self.dialog = crate::dialogs::pick_file(ui.ctx().clone(), dialog);
+                self.dialog = Some(crate::dialogs::pick_file(ui.ctx(), dialog));
             }
             let mut pick = None;
-            let recent = self.recent.clone().unwrap_or_default();
+            let recent = self.recent.clone();
             ui.menu_button("Recent", |ui| {
-                if recent.is_empty() {
-                    ui.label("none yet");
-                }
+                let recent = match recent {
+                    None => {
+                        ui.label("reading the workspace…");
+                        Vec::new()
+                    }
+                    Some(Err(e)) => {
+                        ui.colored_label(ui.visuals().error_fg_color, e);
+                        Vec::new()
+                    }
+                    Some(Ok(list)) => {
+                        if list.is_empty() {
+                            ui.label("none yet");
+                        }
+                        list
+                    }
+                };
                 for path in &recent {
                     if ui.selectable_label(false, path).clicked() {
                         pick = Some(PathBuf::from(path));
@@ -101,6 +156,18 @@ impl DatasetsView {
             }
         });
     }
+}
+
+/// Indexes the file at `path` on the `studio-dataset-open` job.
+fn index(
+    egui_ctx: &egui::Context,
+    path: &Path,
+    mapping: Option<RoleMapping>,
+) -> Job<Result<Dataset, String>> {
+    let path = path.to_path_buf();
+    Job::spawn("dataset-open", egui_ctx, move |_| {
+        Dataset::open(&path, mapping.as_ref()).map_err(|e| e.to_string())
+    })
 }
 
 /// `org/name: path/in/snapshot` for a file in the hub cache.

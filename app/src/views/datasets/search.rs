@@ -2,12 +2,12 @@
 //! progress and Cancel; the table then shows only those.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use egui::TextEdit;
 use engine::data::Dataset;
 
-use super::{DatasetsView, Job};
+use super::DatasetsView;
+use crate::jobs::Job;
 
 impl DatasetsView {
     pub(super) fn search_ui(&mut self, ui: &mut egui::Ui, dataset: &Arc<Dataset>) {
@@ -35,9 +35,7 @@ impl DatasetsView {
             let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
             match &self.search {
                 Some(job) => {
-                    if job.progress_ui(ui, "searching") {
-                        job.cancel.store(true, Ordering::Relaxed);
-                    }
+                    job.progress_ui(ui, "searching");
                 }
                 None => {
                     if (ui.button("Search").clicked() || enter) && !self.query.is_empty() {
@@ -65,12 +63,13 @@ fn search(
     column: String,
     query: String,
 ) -> Job<Option<Vec<usize>>> {
-    let total = dataset.len();
-    Job::spawn(ctx, total, move |done, cancel| {
+    Job::spawn("dataset-search", ctx, move |progress| {
+        let total = dataset.len();
+        progress.set_total(total);
         let needle = query.to_lowercase();
         let mut found = Vec::new();
         for i in 0..total {
-            if cancel.load(Ordering::Relaxed) {
+            if progress.cancelled() {
                 return None;
             }
             if let Ok(row) = dataset.row(i)
@@ -84,7 +83,7 @@ fn search(
                     found.push(i);
                 }
             }
-            done.store(i + 1, Ordering::Relaxed);
+            progress.set_done(i + 1);
         }
         Some(found)
     })

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use egui::RichText;
 use engine::data::Dataset;
 
-use super::DatasetsView;
+use super::{DatasetsView, ImageState};
+use crate::jobs::Job;
 
 /// Characters of a cell shown in the table.
 const CELL_CHARS: usize = 80;
@@ -123,19 +124,27 @@ impl DatasetsView {
         }
     }
 
+    /// The row's image, read and decoded on a background job (a file may be large, or slow).
     fn image_ui(&mut self, ui: &mut egui::Ui, source: &str) {
         if self.image.as_ref().is_none_or(|(s, _)| s != source) {
-            let loaded = load_image(source).map(|img| {
+            let from = source.to_string();
+            let job = Job::spawn("dataset-image", ui.ctx(), move |_| load_image(&from));
+            self.image = Some((source.to_string(), ImageState::Loading(job)));
+        }
+        if let Some((_, ImageState::Loading(job))) = &mut self.image
+            && let Some(decoded) = job.poll_flat()
+        {
+            let loaded = decoded.map(|img| {
                 ui.ctx().load_texture(
                     format!("dataset-image-{source:.64}"),
                     img,
                     egui::TextureOptions::LINEAR,
                 )
             });
-            self.image = Some((source.to_string(), loaded));
+            self.image = Some((source.to_string(), ImageState::Ready(loaded)));
         }
         match &self.image {
-            Some((_, Ok(texture))) => {
+            Some((_, ImageState::Ready(Ok(texture)))) => {
                 let size = texture.size_vec2();
                 let scale = (240.0 / size.x.max(size.y)).min(4.0);
                 ui.add(egui::Image::new(texture).fit_to_exact_size(size * scale))
@@ -145,8 +154,11 @@ impl DatasetsView {
                         source
                     });
             }
-            Some((_, Err(e))) => {
+            Some((_, ImageState::Ready(Err(e)))) => {
                 ui.colored_label(ui.visuals().warn_fg_color, format!("image: {e}"));
+            }
+            Some((_, ImageState::Loading(_))) => {
+                ui.spinner();
             }
             None => {}
         }

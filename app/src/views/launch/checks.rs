@@ -1,12 +1,14 @@
-//! The checks before Start: `engine::train::preflight` run on a background thread once typing
-//! pauses after a change, their results matched to the document's revision, and what they allow.
+//! The checks before Start: `engine::train::preflight` run on a background job (on the
+//! window's shared workspace connection) once typing pauses after a change, their results
+//! matched to the document's revision, and what they allow.
 
-use std::sync::mpsc::{TryRecvError, channel};
 use std::time::Duration;
 
-use engine::train::preflight::Preflight;
+use engine::train::preflight::{Preflight, Problem};
 
 use super::Launch;
+use crate::jobs::Job;
+use crate::workspace_service::SharedWorkspace;
 
 /// How long the form waits after the last edit before it checks the document.
 const CHECK_DELAY: Duration = Duration::from_millis(300);
@@ -14,16 +16,20 @@ const CHECK_DELAY: Duration = Duration::from_millis(300);
 impl Launch {
     /// Starts a check of the document when it changed and the user paused typing; collects a
     /// finished check.
-    pub(super) fn poll_check(&mut self, ctx: &egui::Context, workspace: &std::path::Path) {
-        if let Some((rev, rx)) = &self.checking {
-            match rx.try_recv() {
-                Ok(result) => {
-                    self.checked = Some((*rev, result));
-                    self.checking = None;
-                }
-                Err(TryRecvError::Disconnected) => self.checking = None,
-                Err(TryRecvError::Empty) => {}
-            }
+    pub(super) fn poll_check(&mut self, ctx: &egui::Context, workspace: SharedWorkspace) {
+        if let Some((rev, job)) = &mut self.checking
+            && let Some(result) = job.poll()
+        {
+            let rev = *rev;
+            self.checking = None;
+            let check = result.unwrap_or_else(|e| Preflight {
+                problems: vec![Problem {
+                    setting: String::new(),
+                    message: format!("the check failed: {e}"),
+                }],
+                ..Preflight::default()
+            });
+            self.checked = Some((rev, check));
         }
         let stale = self
             .checked
@@ -41,29 +47,35 @@ impl Launch {
             ctx.request_repaint_after(CHECK_DELAY);
             return;
         }
-        let (tx, rx) = channel();
         let run = self.run_toml();
         let study = self.is_study().then(|| self.toml());
-        let dir = workspace.to_path_buf();
-        let repaint = ctx.clone();
-        std::thread::spawn(move || {
-            let workspace = engine::store::Workspace::open(&dir).ok();
-            let mut result = engine::train::preflight::check_toml(&run, workspace.as_ref());
+        let job = Job::spawn("launch-check", ctx, move |_| {
+            let workspace = workspace.get();
+            let mut result = engine::train::preflight::check_toml(&run, workspace.as_deref().ok());
+            // Without the workspace the run could not start either: said where Start is.
+            if let Err(e) = &workspace {
+                result.problems.insert(
+                    0,
+                    Problem {
+                        setting: String::new(),
+                        message: e.clone(),
+                    },
+                );
+            }
             if let Some(study) = study
                 && let Err(e) = engine::train::study::Study::from_toml(&study, "the study")
             {
                 result.problems.insert(
                     0,
-                    engine::train::preflight::Problem {
+                    Problem {
                         setting: String::new(),
                         message: e.to_string(),
                     },
                 );
             }
-            let _ = tx.send(result);
-            repaint.request_repaint();
+            result
         });
-        self.checking = Some((self.revision, rx));
+        self.checking = Some((self.revision, job));
     }
 
     /// The current check, if it is of the document as it is now.
@@ -79,9 +91,12 @@ impl Launch {
         self.current_check().is_some()
     }
 
-    /// Whether Start is possible: the check of this revision passed and every field parses.
+    /// Whether Start is possible: the check of this revision passed, every field parses and no
+    /// file is being read into the form.
     pub fn can_start(&self) -> bool {
-        self.field_errors.is_empty() && self.current_check().is_some_and(Preflight::ok)
+        self.field_errors.is_empty()
+            && !self.opening_file()
+            && self.current_check().is_some_and(Preflight::ok)
     }
 
     pub(super) fn problem_for(&self, key: &str) -> Option<String> {

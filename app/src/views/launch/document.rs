@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use toml_edit::{DocumentMut, Item, Table, TableLike, Value};
 
-use super::Launch;
+use super::{FileOp, Launch};
+use crate::jobs::Job;
 
 impl Launch {
     /// Replaces the form's document. The document is kept as written (comments, order).
@@ -37,13 +38,59 @@ impl Launch {
         Ok(())
     }
 
-    /// Opens a run config or study file.
-    pub fn open_file(&mut self, path: &std::path::Path) -> Result<(), String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("could not read {}: {e}", path.display()))?;
-        self.open_text(&text, &path.display().to_string())?;
-        self.path = path.display().to_string();
-        Ok(())
+    /// Opens a run config or study file: read on a background job, the form replaced when it
+    /// has been (a failure lands in the window's error banner).
+    pub fn open_file(&mut self, egui_ctx: &egui::Context, path: &std::path::Path) {
+        let from = path.to_path_buf();
+        let job = Job::spawn("launch-file", egui_ctx, move |_| {
+            std::fs::read_to_string(&from)
+                .map_err(|e| format!("could not read {}: {e}", from.display()))
+        });
+        self.file = Some((FileOp::Open(path.to_path_buf()), job));
+    }
+
+    /// Writes the document to `path` on a background job.
+    pub fn save_file(&mut self, egui_ctx: &egui::Context, path: &std::path::Path) {
+        let to = path.to_path_buf();
+        let text = self.toml();
+        let job = Job::spawn("launch-file", egui_ctx, move |_| {
+            std::fs::write(&to, text)
+                .map(|()| String::new())
+                .map_err(|e| format!("could not write {}: {e}", to.display()))
+        });
+        self.file = Some((FileOp::Save(path.to_path_buf()), job));
+    }
+
+    /// Whether a document is being read (Start waits for it).
+    pub fn opening_file(&self) -> bool {
+        matches!(self.file, Some((FileOp::Open(_), _)))
+    }
+
+    /// Takes a finished file job: the document opened or saved, or why not.
+    pub(super) fn poll_file(&mut self, ctx: &mut crate::context::AppContext) {
+        let Some((op, job)) = &mut self.file else {
+            return;
+        };
+        let Some(answer) = job.poll_flat() else {
+            return;
+        };
+        let op = op.clone();
+        self.file = None;
+        let result = match (&op, answer) {
+            (FileOp::Open(path), Ok(text)) => self
+                .open_text(&text, &path.display().to_string())
+                .map(|()| format!("opened {}", path.display())),
+            (FileOp::Save(path), Ok(_)) => Ok(format!("saved {}", path.display())),
+            (_, Err(e)) => Err(e),
+        };
+        match result {
+            Ok(status) => {
+                let (FileOp::Open(path) | FileOp::Save(path)) = &op;
+                self.path = path.display().to_string();
+                self.status = Some(status);
+            }
+            Err(e) => ctx.error = Some(e),
+        }
     }
 
     /// Opens the form on a run config whose model is `model` (the Models view's Fine-tune).

@@ -98,6 +98,9 @@ impl Launch {
         let is_grpo = |k: &str| k.starts_with("grpo.") || k == "rewards";
         let is_sft = |k: &str| k.starts_with("sft.");
         let algorithm: &KeyFilter = if grpo { &is_grpo } else { &is_sft };
+        if grpo {
+            self.try_rewards_ui(ui);
+        }
         let groups: [(&str, &KeyFilter); 6] = [
             ("Run", &|k: &str| !k.contains('.') && k != "rewards"),
             ("Start from a checkpoint", &|k: &str| {
@@ -270,9 +273,7 @@ impl Launch {
                                     ),
                             )
                         };
-                        if let Some(rx) = crate::dialogs::pick_file(ui.ctx().clone(), dialog) {
-                            self.dialog = Some((kind, rx));
-                        }
+                        self.dialog = Some((kind, crate::dialogs::pick_file(ui.ctx(), dialog)));
                     }
                 }
             }

@@ -3,17 +3,19 @@
 //! byte, and `studio train FILE` reads exactly what the form shows. Presets from
 //! `assets/presets/`; each setting with its default and a tooltip; the checks of
 //! `engine::train::preflight` run in the background after each change, their messages next
-//! to the fields; Copy as TOML, Copy as CLI command; Start spawns a worker (or the study) and
-//! opens the run's plots.
+//! to the fields; Copy as TOML, Copy as CLI command; "Try the rewards" scores a pasted
+//! completion with the form's `[[rewards]]` as training would; Start registers the run through
+//! the workspace service, spawns a worker (or the study) and opens the run's plots. Files are
+//! read and written on background jobs.
 
 mod checks;
 mod document;
 mod form;
+mod rewards;
 mod toolbar;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::mpsc::Receiver;
 use std::time::Instant;
 
 use egui::RichText;
@@ -22,7 +24,10 @@ use engine::train::settings;
 use toml_edit::DocumentMut;
 
 use crate::context::AppContext;
+use crate::dialogs::DialogJob;
+use crate::jobs::Job;
 
+pub use rewards::{RewardsTry, Tried};
 pub use toolbar::PRESETS;
 
 /// The Launch view's state.
@@ -41,14 +46,25 @@ pub struct Launch {
     /// Bumped on every change; checks are matched against it.
     revision: u64,
     changed_at: Option<Instant>,
-    checking: Option<(u64, Receiver<Preflight>)>,
+    checking: Option<(u64, Job<Preflight>)>,
     checked: Option<(u64, Preflight)>,
     /// The file path typed or picked for Open/Save.
     pub path: String,
-    dialog: Option<(DialogKind, Receiver<Option<PathBuf>>)>,
+    dialog: Option<(DialogKind, DialogJob)>,
+    /// A document being read or written.
+    file: Option<(FileOp, Job<Result<String, String>>)>,
+    /// The "Try the rewards" box.
+    pub try_rewards: RewardsTry,
     defaults: toml::Table,
     /// A message about the last Open/Save/Copy.
     status: Option<String>,
+}
+
+/// What a file job does.
+#[derive(Debug, Clone, PartialEq)]
+enum FileOp {
+    Open(PathBuf),
+    Save(PathBuf),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -74,6 +90,8 @@ impl Default for Launch {
             checked: None,
             path: String::new(),
             dialog: None,
+            file: None,
+            try_rewards: RewardsTry::default(),
             defaults: settings::defaults(),
             status: None,
         };
@@ -86,8 +104,9 @@ impl Default for Launch {
 
 impl Launch {
     pub fn ui(&mut self, ui: &mut egui::Ui, ctx: &mut AppContext) {
-        self.poll_dialog(ctx);
-        self.poll_check(ui.ctx(), &ctx.workspace_dir.clone());
+        self.poll_dialog(ui.ctx(), ctx);
+        self.poll_file(ctx);
+        self.poll_check(ui.ctx(), ctx.workspace.shared());
         ui.horizontal(|ui| {
             ui.heading("Launch");
             ui.label(RichText::new(format!("from {}", self.source)).weak());

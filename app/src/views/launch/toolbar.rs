@@ -2,7 +2,6 @@
 //! command, the study run picker, and the row with the check's verdict and Start.
 
 use std::path::PathBuf;
-use std::sync::mpsc::TryRecvError;
 
 use egui::{RichText, TextEdit};
 use engine::train::preflight::human_bytes;
@@ -84,10 +83,7 @@ impl Launch {
                 .clicked()
             {
                 let path = PathBuf::from(self.path.trim());
-                match self.open_file(&path) {
-                    Ok(()) => self.status = Some(format!("opened {}", path.display())),
-                    Err(e) => ctx.error = Some(e),
-                }
+                self.open_file(ui.ctx(), &path);
             }
             if ui
                 .button("Save")
@@ -95,10 +91,7 @@ impl Launch {
                 .clicked()
             {
                 let path = PathBuf::from(self.path.trim());
-                match std::fs::write(&path, self.toml()) {
-                    Ok(()) => self.status = Some(format!("saved {}", path.display())),
-                    Err(e) => ctx.error = Some(format!("could not write {}: {e}", path.display())),
-                }
+                self.save_file(ui.ctx(), &path);
             }
             self.browse_buttons(ui);
             ui.separator();
@@ -141,48 +134,42 @@ impl Launch {
             let dialog = rfd::FileDialog::new()
                 .set_title("Open a run or study")
                 .add_filter("TOML", &["toml"]);
-            if let Some(rx) = crate::dialogs::pick_file(ui.ctx().clone(), dialog) {
-                self.dialog = Some((DialogKind::OpenDocument, rx));
-            }
+            self.dialog = Some((
+                DialogKind::OpenDocument,
+                crate::dialogs::pick_file(ui.ctx(), dialog),
+            ));
         }
         if crate::dialogs::button(ui, "Save as…", "Write the document to a file you pick") {
             let dialog = rfd::FileDialog::new()
                 .set_title("Save the run")
                 .add_filter("TOML", &["toml"])
                 .set_file_name("run.toml");
-            if let Some(rx) = crate::dialogs::save_file(ui.ctx().clone(), dialog) {
-                self.dialog = Some((DialogKind::SaveDocument, rx));
-            }
+            self.dialog = Some((
+                DialogKind::SaveDocument,
+                crate::dialogs::save_file(ui.ctx(), dialog),
+            ));
         }
     }
 
-    pub(super) fn poll_dialog(&mut self, ctx: &mut AppContext) {
-        let Some((kind, rx)) = &self.dialog else {
+    pub(super) fn poll_dialog(&mut self, egui_ctx: &egui::Context, ctx: &mut AppContext) {
+        let Some((kind, job)) = &mut self.dialog else {
             return;
         };
         let kind = *kind;
-        let picked = match rx.try_recv() {
-            Ok(p) => p,
-            Err(TryRecvError::Empty) => return,
-            Err(TryRecvError::Disconnected) => None,
+        let Some(answer) = job.poll() else {
+            return;
         };
         self.dialog = None;
+        let picked = answer.unwrap_or_else(|e| {
+            ctx.error = Some(format!("the file dialog failed: {e}"));
+            None
+        });
         let Some(path) = picked else {
             return;
         };
         match kind {
-            DialogKind::OpenDocument => {
-                if let Err(e) = self.open_file(&path) {
-                    ctx.error = Some(e);
-                }
-            }
-            DialogKind::SaveDocument => match std::fs::write(&path, self.toml()) {
-                Ok(()) => {
-                    self.path = path.display().to_string();
-                    self.status = Some(format!("saved {}", path.display()));
-                }
-                Err(e) => ctx.error = Some(format!("could not write {}: {e}", path.display())),
-            },
+            DialogKind::OpenDocument => self.open_file(egui_ctx, &path),
+            DialogKind::SaveDocument => self.save_file(egui_ctx, &path),
             DialogKind::Model => {
                 let path = if path.file_name().is_some_and(|n| n == "config.json") {
                     path.parent().map_or(path.clone(), PathBuf::from)
@@ -201,14 +188,16 @@ impl Launch {
     /// The check's verdict, the memory estimate, and Start.
     pub(super) fn status_ui(&mut self, ui: &mut egui::Ui, ctx: &mut AppContext) {
         ui.horizontal_wrapped(|ui| {
-            let can_start = self.can_start() && ctx.can_start_runs();
+            let can_start = self.can_start() && ctx.can_start_runs() && !ctx.starting();
             let label = if self.is_study() {
                 "Start study"
             } else {
                 "Start"
             };
             let start = ui.add_enabled(can_start, egui::Button::new(RichText::new(label).strong()));
-            let start = if ctx.can_start_runs() {
+            let start = if ctx.starting() {
+                start.on_disabled_hover_text("A run is being registered in the workspace")
+            } else if ctx.can_start_runs() {
                 start.on_disabled_hover_text("Fix the settings marked in red first")
             } else {
                 start.on_disabled_hover_text("This window was opened without the studio executable")
@@ -256,6 +245,15 @@ impl Launch {
                 ui.label(RichText::new(status).weak());
             }
         });
+        if let Some((what, waited)) = ctx.pending_action() {
+            ui.horizontal_wrapped(|ui| {
+                ui.spinner();
+                ui.label(format!("waiting for the workspace to {what}…"));
+                if waited >= crate::workspace_service::BUSY_AFTER {
+                    ctx.workspace_note_ui(ui);
+                }
+            });
+        }
         // Problems that belong to no field (syntax, unknown settings, memory, the study).
         if let Some(check) = self.current_check() {
             let known: Vec<&str> = settings::all().iter().map(|s| s.key).collect();
@@ -274,6 +272,7 @@ impl Launch {
 
     fn start(&mut self, ctx: &mut AppContext) {
         if self.is_study() {
+            // The study's runs appear in Runs as its process registers them.
             match ctx.start_study(&self.toml()) {
                 Ok(()) => {
                     self.status =
@@ -285,9 +284,9 @@ impl Launch {
             }
             return;
         }
-        match ctx.start_run(&self.toml(), &self.source) {
-            Ok(run) => ctx.commands.push(AppCommand::ShowRun(run)),
-            Err(e) => ctx.error = Some(e),
+        // The window shows the run's plots once the workspace has registered it.
+        if let Err(e) = ctx.start_run(&self.toml(), &self.source) {
+            ctx.error = Some(e);
         }
     }
 }

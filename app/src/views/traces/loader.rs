@@ -1,15 +1,19 @@
 //! The `studio-traces-loader` thread: reads a run's steps, a step's traces with their token
 //! texts (the run's tokenizer), another step's entropies, a prompt's history and the analysis,
-//! so the Traces view's frame never waits on SQLite or a tokenizer.
+//! so the Traces view's frame never waits on SQLite or a tokenizer. A [`crate::jobs::Worker`] on
+//! the window's shared workspace connection; a panic answers the request with its message.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use engine::analysis::{AnalysisOptions, RunAnalysis};
 use engine::store::{PromptPoint, RunId, Trace, TraceKind, Workspace};
 
+use crate::jobs::Worker;
+use crate::workspace_service::SharedWorkspace;
+
 /// What the loader is asked.
+#[derive(Clone)]
 pub(super) enum Request {
     Steps {
         run: RunId,
@@ -86,49 +90,68 @@ pub(super) fn options_key(o: &AnalysisOptions) -> AnalysisOptionsKey {
     )
 }
 
-/// The loader thread and its channels.
-pub(super) struct Loader {
-    pub(super) requests: SyncSender<Request>,
-    pub(super) replies: Receiver<Reply>,
+/// The loader thread.
+pub(super) type Loader = Worker<Request, Reply>;
+
+/// Starts the loader on the window's workspace.
+pub(super) fn start(
+    workspace: SharedWorkspace,
+    egui_ctx: &egui::Context,
+) -> std::io::Result<Loader> {
+    Worker::spawn(
+        "studio-traces-loader",
+        egui_ctx,
+        (32, 32),
+        move || LoaderState {
+            workspace,
+            tokenizers: HashMap::new(),
+        },
+        |state, request, out| out.send(state.handle(request)),
+        |request, message| vec![failed(request, message)],
+    )
 }
 
-impl Loader {
-    pub(super) fn start(workspace_dir: std::path::PathBuf, egui_ctx: egui::Context) -> Self {
-        let (requests, inbox) = sync_channel::<Request>(32);
-        let (outbox, replies) = sync_channel::<Reply>(32);
-        let spawned = std::thread::Builder::new()
-            .name("studio-traces-loader".into())
-            .spawn(move || {
-                let mut state = LoaderState {
-                    workspace_dir,
-                    workspace: None,
-                    tokenizers: HashMap::new(),
-                };
-                while let Ok(request) = inbox.recv() {
-                    let reply = state.handle(request);
-                    if outbox.send(reply).is_err() {
-                        break;
-                    }
-                    egui_ctx.request_repaint();
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::error!("could not start the traces loader: {e}");
-        }
-        Self { requests, replies }
+/// The answer to `request` when handling it panicked.
+fn failed(request: &Request, message: String) -> Reply {
+    match request {
+        Request::Steps { run, kind } => Reply::Steps {
+            run: *run,
+            kind: *kind,
+            result: Err(message),
+        },
+        Request::Step {
+            run,
+            kind,
+            step,
+            rho,
+        } => Reply::Step {
+            key: (*run, *kind, *step, rho.to_bits()),
+            result: Err(message),
+        },
+        Request::Entropies { run, kind, step } => Reply::Entropies {
+            key: (*run, *kind, *step),
+            result: Err(message),
+        },
+        Request::History { run, kind, prompt } => Reply::History {
+            key: (*run, *kind, prompt.clone()),
+            result: Err(message),
+        },
+        Request::Analyse { run, kind, options } => Reply::Analysis {
+            key: (*run, *kind, 0, options_key(options)),
+            result: Err(message),
+        },
     }
 }
 
-/// What the loader thread keeps: the workspace connection and each run's tokenizer.
+/// What the loader thread keeps: the shared workspace connection and each run's tokenizer.
 struct LoaderState {
-    workspace_dir: std::path::PathBuf,
-    workspace: Option<Workspace>,
+    workspace: SharedWorkspace,
     tokenizers: HashMap<RunId, Arc<engine::text::tokenizer::TextTokenizer>>,
 }
 
 impl LoaderState {
-    fn workspace(&mut self) -> Result<&Workspace, String> {
-        crate::context::kept_workspace(&mut self.workspace, &self.workspace_dir)
+    fn workspace(&self) -> Result<Arc<Workspace>, String> {
+        self.workspace.get()
     }
 
     fn tokenizer(
@@ -149,8 +172,8 @@ impl LoaderState {
         Ok(tokenizer)
     }
 
-    fn handle(&mut self, request: Request) -> Reply {
-        match request {
+    fn handle(&mut self, request: &Request) -> Reply {
+        match request.clone() {
             Request::Steps { run, kind } => Reply::Steps {
                 run,
                 kind,
@@ -252,7 +275,8 @@ impl LoaderState {
                 })
                 .clone()
         };
-        engine::analysis::analyse_stored(self.workspace()?, run, kind, options, &mut text)
+        let workspace = self.workspace()?;
+        engine::analysis::analyse_stored(&workspace, run, kind, options, &mut text)
             .map_err(|e| e.to_string())
     }
 }

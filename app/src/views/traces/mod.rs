@@ -9,7 +9,6 @@
 //! Reads run on the `studio-traces-loader` thread: the step's traces, the run's tokenizer for
 //! the token texts, a prompt's history and the analysis. The UI thread only draws.
 
-use std::sync::mpsc::{TryRecvError, TrySendError};
 use std::time::{Duration, Instant};
 
 use egui::RichText;
@@ -100,6 +99,7 @@ mod step_bar;
 mod table;
 mod token_detail;
 
+use crate::jobs::SendError;
 use loader::{AnalysisKey, Loader, Reply, Request, StepKey};
 pub use loader::{LoadedStep, forking_flags};
 use plots::histogram;
@@ -116,6 +116,8 @@ type Answer<K, T> = Option<(K, Result<T, String>)>;
 #[derive(Default)]
 pub struct TracesView {
     loader: Option<Loader>,
+    /// Why the loader stopped or could not start, shown in place of the traces.
+    loader_error: Option<String>,
     /// (run, kind) and its steps with how many completions each has.
     steps: Answer<(RunId, TraceKind), Vec<(u64, usize)>>,
     steps_asked: Option<((RunId, TraceKind), Instant)>,
@@ -163,13 +165,22 @@ impl TracesView {
     }
 
     fn send(&mut self, ctx: &AppContext, egui_ctx: &egui::Context, request: Request) -> bool {
-        let loader = self
-            .loader
-            .get_or_insert_with(|| Loader::start(ctx.workspace_dir.clone(), egui_ctx.clone()));
-        match loader.requests.try_send(request) {
+        if self.loader.is_none() {
+            match loader::start(ctx.workspace.shared(), egui_ctx) {
+                Ok(l) => self.loader = Some(l),
+                Err(e) => {
+                    self.loader_error = Some(format!("could not start the traces loader: {e}"));
+                    return false;
+                }
+            }
+        }
+        let Some(loader) = &self.loader else {
+            return false;
+        };
+        match loader.send(request) {
             Ok(()) => true,
-            Err(TrySendError::Full(_)) => false,
-            Err(TrySendError::Disconnected(_)) => {
+            Err(SendError::Busy) => false,
+            Err(SendError::Stopped) => {
                 self.loader = None;
                 false
             }
@@ -180,26 +191,28 @@ impl TracesView {
         let Some(loader) = &self.loader else {
             return;
         };
-        loop {
-            match loader.replies.try_recv() {
-                Ok(Reply::Steps { run, kind, result }) => self.steps = Some(((run, kind), result)),
-                Ok(Reply::Step { key, result }) => {
+        let replies = match loader.drain(Duration::from_millis(4)) {
+            Ok(replies) => replies,
+            Err(_) => {
+                self.loader = None;
+                return;
+            }
+        };
+        for reply in replies {
+            match reply {
+                Reply::Steps { run, kind, result } => self.steps = Some(((run, kind), result)),
+                Reply::Step { key, result } => {
                     if self.step_asked == Some(key) {
                         self.loaded = Some((key, result));
                         self.rows.clear();
                         self.shown = None;
                     }
                 }
-                Ok(Reply::Entropies { key, result }) => {
+                Reply::Entropies { key, result } => {
                     self.compare = Some((key, result.map(|e| histogram(&e))));
                 }
-                Ok(Reply::History { key, result }) => self.history = Some((key, result)),
-                Ok(Reply::Analysis { key, result }) => self.analysis = Some((key, result)),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    self.loader = None;
-                    break;
-                }
+                Reply::History { key, result } => self.history = Some((key, result)),
+                Reply::Analysis { key, result } => self.analysis = Some((key, result)),
             }
         }
     }
@@ -219,6 +232,10 @@ impl TracesView {
         }
         self.header_ui(ui, ctx, settings);
         ui.separator();
+        if let Some(e) = &self.loader_error {
+            empty_ui(ui, e);
+            return;
+        }
         let Some(run) = settings.run else {
             empty_ui(
                 ui,
@@ -240,6 +257,7 @@ impl TracesView {
                     ui.spinner();
                     ui.label("Listing the run's traces…");
                 });
+                ctx.workspace_note_ui(ui);
                 return;
             }
         };

@@ -757,6 +757,14 @@ fn cold_start_sft_then_grpo_beats_the_sft_checkpoint() {
         .expect("runs");
     runs.retain(|r| r.get("key").and_then(toml::Value::as_str) != Some("sft-longer"));
     assert_eq!(runs.len(), 2, "the preset has an `sft` and a `grpo` run");
+    let runs = runs.clone();
+    // Without `sft-longer`, the effect this test checks: GRPO above the checkpoint it starts from.
+    study
+        .get_mut("effect")
+        .and_then(toml::Value::as_table_mut)
+        .expect("the preset's [effect]")
+        .insert("than".into(), "sft".into());
+    let mut runs = runs;
     // Evaluate the GRPO run only where the test reads it (its start and end), not the curve's
     // every 25 steps.
     let eval = runs[1]
@@ -765,6 +773,7 @@ fn cold_start_sft_then_grpo_beats_the_sft_checkpoint() {
         .and_then(toml::Value::as_table_mut)
         .expect("the grpo run's [eval]");
     eval.insert("every".into(), toml::Value::Integer(150));
+    study.insert("runs".into(), toml::Value::Array(runs));
     let file = dir.path().join("cold-start.toml");
     std::fs::write(&file, toml::to_string(&study).expect("serializes")).expect("write");
     common::assert_success(&studio_in(

@@ -161,7 +161,7 @@ const INIT_STEP_AND_DATA: [Setting; 8] = [
     s(
         "data.curriculum",
         Choice(&["none", "easy_to_hard", "random", "adaptive"]),
-        "Order of a built-in task's difficulty levels 0 … difficulty over the run: none (all at difficulty), easy_to_hard (rising with the step), random (mixed), adaptive (GRPO: each step's level drawn by learning progress, Self-Evolving Curriculum). Held-out problems stay at difficulty.",
+        "Levels 0…difficulty over the run: none, easy_to_hard, random (mixed) or adaptive (GRPO, by learning progress).",
     ),
 ];
 

@@ -1,7 +1,10 @@
 //! The window's run jobs end to end, headless (egui_kittest) with real worker processes: Try
 //! it on a fresh workspace starts the tiny reasoner and its curves grow; a run started from the
 //! CLI appears and overlays; a worker killed with SIGKILL shows as died and resumes from the
-//! window; Stop is honoured.
+//! window; Stop is honoured. Launch's "Try the rewards" box scores a typed completion. The
+//! window never waits on the workspace: with its write lock held by another connection, frames
+//! of every view stay fast and say it is busy, and recover when it is released; a corrupt
+//! workspace is shown in the status line.
 //!
 //! Workers repaint through the feed thread, so the harness is stepped in a bounded loop.
 

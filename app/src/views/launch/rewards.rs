@@ -113,8 +113,8 @@ impl Launch {
             .show(ui, |ui| {
                 ui.label(
                     RichText::new(
-                        "Paste a completion: the rewards above score it as training scores a \
-                         rollout.",
+                        "Paste a completion: the run's `rewards` (below) score it as training \
+                         scores a rollout.",
                     )
                     .weak(),
                 );

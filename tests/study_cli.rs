@@ -190,3 +190,26 @@ fn a_study_over_seeds_reports_figures_studio_metrics_gives() {
         "{table}"
     );
 }
+
+/// Every shipped preset passes the checks Launch runs before Start, run by run.
+#[test]
+fn every_preset_passes_study_check() {
+    let dir = common::repo_root().join("assets/presets");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("assets/presets") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let ws = tempfile::tempdir().expect("tempdir");
+            let out = studio_in(
+                ws.path(),
+                &["study", &path.to_string_lossy(), "--check"],
+                &[],
+            );
+            common::assert_success(&out);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(stdout.contains("valid ("), "{}: {stdout}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "only {checked} presets");
+}

@@ -315,7 +315,11 @@ pub struct RunsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum RunsWhat {
-    /// One run: status, latest metrics, checkpoints, config.
+    /// One run: status, warnings (a dead signal: frac_reward_zero_std at 1 for 10 logged
+    /// steps; an entropy collapse: entropy under 0.05 nats for 10 steps; each with the step it
+    /// began), latest metrics, checkpoints, config (`--json`: {"run", "last_metrics",
+    /// "checkpoints", "warnings": [{"kind", "since_step", "until_step", "ongoing",
+    /// "message"}]}).
     Show {
         id: i64,
         /// Print JSON.

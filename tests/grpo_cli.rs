@@ -5,7 +5,11 @@
 //! GRPO worker resumes to the uninterrupted run's metrics, `studio train --check` resolves or
 //! rejects a config, GRPO with LoRA on SmolLM2 keeps the base as its reference, and `studio
 //! analyze` and `studio compare` agree with figures recomputed from the traces and from `studio
-//! score`.
+//! score`. Curricula (easy to hard, adaptive with exact resume) and the dead-signal warning
+//! run through the same loop.
+//!
+//! One file past 800 lines on purpose: its tests share `GRPO_RUN` and the run helpers below;
+//! split, each part would carry a copy of them.
 
 mod common;
 

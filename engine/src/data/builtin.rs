@@ -150,12 +150,17 @@ impl BuiltinTask {
         })
     }
 
-    /// Exact check of a completion, or of the answer already read from one: the answer is read
-    /// with [`BuiltinTask::answer_of`], which leaves a read answer as it is.
-    /// [`super::verdict::judge`] is the entry point every caller uses.
-    pub fn verify(self, problem: &Problem, answer: &str) -> bool {
-        let answer = self.answer_of(answer);
-        let answer = answer.as_str();
+    /// Exact check of a completion: its answer is read with [`BuiltinTask::answer_of`], then
+    /// checked ([`BuiltinTask::verify_answer`]). [`super::verdict::judge`] is the entry point
+    /// every caller uses.
+    pub fn verify(self, problem: &Problem, completion: &str) -> bool {
+        self.verify_answer(problem, &self.answer_of(completion))
+    }
+
+    /// Exact check of an answer already read from a completion (it is not read again: the
+    /// reading is not idempotent, `\frac{44}{2}` read again is its last number).
+    pub fn verify_answer(self, problem: &Problem, answer: &str) -> bool {
+        let answer = answer.trim();
         match self {
             BuiltinTask::Arithmetic => answers_equal(answer, &problem.answer),
             BuiltinTask::LinearEquation => {

@@ -37,7 +37,7 @@ pub fn judge(completion: &str, reference: Reference<'_>) -> Verdict {
     match reference {
         Reference::Problem(problem) => {
             let answer = problem.task.answer_of(completion);
-            let correct = problem.task.verify(problem, &answer);
+            let correct = problem.task.verify_answer(problem, &answer);
             Verdict { answer, correct }
         }
         Reference::Answer(reference) => {
@@ -102,6 +102,8 @@ mod tests {
         assert!(judge("<answer>22</answer>", reference).correct);
         assert!(judge("<answer>22.0</answer>", reference).correct);
         assert!(judge("so 11+11=22", reference).correct);
+        // A boxed fraction is judged by its value, not read a second time.
+        assert!(judge("\\boxed{\\frac{44}{2}}", reference).correct);
         assert!(!judge("<answer>21</answer>", reference).correct);
 
         let problem = BuiltinTask::LinearEquation.problem(0, 0);
